@@ -1,0 +1,110 @@
+#include "core/applier.hpp"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/codec.hpp"
+
+namespace tutti::core {
+namespace {
+
+constexpr std::string_view kMetaCertHash = "cert_hash";
+
+uint64_t load_u64(std::string_view bytes) {
+  uint64_t v = 0;
+  if (bytes.size() == sizeof v) std::memcpy(&v, bytes.data(), sizeof v);
+  return v;
+}
+
+void chain_outcome(storage::WriteTxn& txn, uint64_t seqno, const Outcome& outcome) {
+  struct {
+    uint64_t prev, seqno, recorded_seqno, committed;
+  } link{certification_hash(txn), seqno, outcome.seqno, outcome.committed ? 1u : 0u};
+  const uint64_t next = XXH3_64bits(&link, sizeof link);
+  txn.meta_put(kMetaCertHash, std::string_view(reinterpret_cast<const char*>(&next), sizeof next));
+}
+
+Outcome certify(const storage::WriteTxn& txn, uint64_t seqno, const WriteSet& ws) {
+  Outcome outcome{seqno, true, {}, {}};
+  for (const ReadItem& read : ws.reads) {
+    const auto current = txn.get(read.key);
+    const uint64_t version = current ? current->version : 0;
+    if (version != read.version) outcome.conflict_keys.push_back(read.key);
+  }
+  outcome.committed = outcome.conflict_keys.empty();
+  return outcome;
+}
+
+}  // namespace
+
+uint64_t certification_hash(const storage::ReadView& view) {
+  auto raw = view.meta_get(kMetaCertHash);
+  return raw ? load_u64(*raw) : 0;
+}
+
+Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload) {
+  Outcome outcome;
+  bool duplicate = false;
+  WriteSet ws;
+  try {
+    ws = decode_writeset(payload);
+  } catch (const DecodeError& e) {
+    // Every node holds the same bytes at this seqno, so every node rejects it alike.
+    outcome = Outcome{seqno, false, {}, e.what()};
+  }
+  if (outcome.rejected.empty() && ws.txn_id.empty())
+    outcome = Outcome{seqno, false, {}, "write-set has no transaction id"};
+  if (outcome.rejected.empty()) {
+    if (auto recorded = txn.txn_outcome(ws.txn_id)) {
+      outcome = decode_outcome(*recorded);
+      duplicate = true;
+    } else {
+      outcome = certify(txn, seqno, ws);
+      if (outcome.committed) {
+        for (const WriteItem& w : ws.writes) {
+          if (w.value) {
+            txn.put(w.key, seqno, *w.value);
+          } else {
+            txn.del(w.key);
+          }
+        }
+      }
+      txn.record_txn(ws.txn_id, encode_outcome(outcome));
+    }
+  }
+  chain_outcome(txn, seqno, outcome);
+  txn.set_last_committed(seqno);
+  return Decision{std::move(ws.txn_id), std::move(outcome), duplicate};
+}
+
+uint64_t replay_log(storage::Store& store) {
+  uint64_t applied = 0;
+  constexpr size_t kBatch = 256;
+  for (;;) {
+    const uint64_t from = store.read()->meta().last_committed + 1;
+    auto entries = store.read()->log_from(from, kBatch);
+    if (entries.empty()) return applied;
+    if (entries.front().seqno != from)
+      throw storage::StorageError(
+          storage::StorageError::Kind::corrupt,
+          fmt::format("write-set log resumes at seqno {} but seqno {} is the next to apply",
+                      entries.front().seqno, from));
+    store.write([&](storage::WriteTxn& txn) {
+      uint64_t expected = from;
+      for (const auto& e : entries) {
+        if (e.seqno != expected)
+          throw storage::StorageError(
+              storage::StorageError::Kind::corrupt,
+              fmt::format("write-set log has a gap: seqno {} follows {}", e.seqno, expected - 1));
+        certify_and_apply(txn, e.seqno, e.bytes);
+        ++expected;
+      }
+    });
+    applied += entries.size();
+  }
+}
+
+}  // namespace tutti::core

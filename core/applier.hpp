@@ -1,0 +1,33 @@
+// Certification and apply of delivered write-sets (DESIGN.md §2-3).
+//
+// Deterministic: its only inputs are the delivered (seqno, payload) and the store as it stands
+// after every earlier seqno, so every node reaches the same outcome without votes.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/messages.hpp"
+#include "storage/store.hpp"
+
+namespace tutti::core {
+
+struct Decision {
+  std::string txn_id;
+  Outcome outcome;
+  bool duplicate = false;  // the txn id was decided before; outcome is that recorded decision
+};
+
+// Certifies the write-set delivered at seqno and, if it commits, applies it in txn. The outcome of
+// a transaction id seen before is its recorded outcome (whose seqno is the first delivery's), and
+// nothing is applied again. Advances last_committed to seqno in every case.
+Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload);
+
+// Applies what the write-set log holds beyond last_committed (a crash between persisting and
+// applying). Returns how many write-sets it applied.
+uint64_t replay_log(storage::Store& store);
+
+// Hash chain over every outcome, kept in meta, so two nodes can compare certification histories.
+uint64_t certification_hash(const storage::ReadView& view);
+
+}  // namespace tutti::core

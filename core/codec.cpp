@@ -1,0 +1,385 @@
+#include "core/codec.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/protocol/tutti.capnp.h"
+
+namespace tutti::core {
+namespace {
+
+capnp::Data::Reader as_data(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+std::string str(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+std::string str(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+std::string to_bytes(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const char> chars = words.asChars();
+  return std::string(chars.begin(), chars.size());
+}
+
+// Runs fn on a reader over bytes, turning every Cap'n Proto complaint into a DecodeError.
+template <typename Root, typename Fn>
+auto with_reader(std::string_view bytes, std::string_view what, Fn&& fn) {
+  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
+    throw DecodeError(
+        fmt::format("malformed {}: {} bytes is not a whole number of words", what, bytes.size()));
+  // Copy into word-aligned memory: the frame buffer need not be aligned.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = words.size() * 4 + 1024;
+    capnp::FlatArrayMessageReader reader(words, options);
+    return fn(reader.getRoot<Root>());
+  } catch (const DecodeError&) {
+    throw;
+  } catch (const kj::Exception& e) {
+    throw DecodeError(fmt::format("malformed {}: {}", what, e.getDescription().cStr()));
+  } catch (const std::exception& e) {
+    throw DecodeError(fmt::format("malformed {}: {}", what, e.what()));
+  }
+}
+
+void set_read_items(capnp::List<wire::ReadItem>::Builder out, const std::vector<ReadItem>& in) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    out[i].setKey(as_data(in[i].key));
+    out[i].setVersion(in[i].version);
+  }
+}
+
+void set_write_items(capnp::List<wire::WriteItem>::Builder out, const std::vector<WriteItem>& in) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    out[i].setKey(as_data(in[i].key));
+    if (in[i].value) {
+      out[i].setValue(as_data(*in[i].value));
+    } else {
+      out[i].setDelete();
+    }
+  }
+}
+
+std::vector<ReadItem> read_items(capnp::List<wire::ReadItem>::Reader in) {
+  std::vector<ReadItem> out;
+  out.reserve(in.size());
+  for (auto r : in) out.push_back(ReadItem{str(r.getKey()), r.getVersion()});
+  return out;
+}
+
+std::vector<WriteItem> write_items(capnp::List<wire::WriteItem>::Reader in) {
+  std::vector<WriteItem> out;
+  out.reserve(in.size());
+  for (auto w : in) {
+    WriteItem item{str(w.getKey()), std::nullopt};
+    if (w.isValue()) {
+      item.value = str(w.getValue());
+    } else if (!w.isDelete()) {
+      throw DecodeError("write item is neither a value nor a delete");
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+void check_version(uint16_t got, uint16_t want, std::string_view what) {
+  if (got != want)
+    throw VersionError(
+        fmt::format("{} has version {}; this build speaks version {}", what, got, want));
+}
+
+wire::Consistency to_wire(Consistency c) {
+  return c == Consistency::local ? wire::Consistency::LOCAL : wire::Consistency::LINEARIZABLE;
+}
+Consistency from_wire(wire::Consistency c) {
+  if (c == wire::Consistency::LOCAL) return Consistency::local;
+  if (c == wire::Consistency::LINEARIZABLE) return Consistency::linearizable;
+  throw DecodeError("unknown read consistency");
+}
+
+}  // namespace
+
+// ---- requests ----
+
+std::string encode_request(const Request& request) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Request>();
+  root.setProtocolVersion(kProtocolVersion);
+  root.setId(request.id);
+  std::visit(
+      [&](const auto& body) {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, GetRequest>) {
+          auto get = root.initGet();
+          get.setKey(as_data(body.key));
+          get.setConsistency(to_wire(body.consistency));
+        } else if constexpr (std::is_same_v<T, ScanRequest>) {
+          auto scan = root.initScan();
+          scan.setPrefix(as_data(body.prefix));
+          scan.setLimit(body.limit);
+          scan.setConsistency(to_wire(body.consistency));
+        } else if constexpr (std::is_same_v<T, CommitRequest>) {
+          auto commit = root.initCommit();
+          commit.setTxnId(as_data(body.txn_id));
+          set_read_items(commit.initReads(body.reads.size()), body.reads);
+          set_write_items(commit.initWrites(body.writes.size()), body.writes);
+        } else {
+          root.setStatus();
+        }
+      },
+      request.body);
+  return to_bytes(message);
+}
+
+Request decode_request(std::string_view payload) {
+  return with_reader<wire::Request>(payload, "request", [](wire::Request::Reader r) {
+    check_version(r.getProtocolVersion(), kProtocolVersion, "request");
+    Request out{r.getId(), StatusRequest{}};
+    switch (r.which()) {
+      case wire::Request::GET:
+        out.body = GetRequest{str(r.getGet().getKey()), from_wire(r.getGet().getConsistency())};
+        break;
+      case wire::Request::SCAN: {
+        auto s = r.getScan();
+        out.body = ScanRequest{str(s.getPrefix()), s.getLimit(), from_wire(s.getConsistency())};
+        break;
+      }
+      case wire::Request::COMMIT: {
+        auto c = r.getCommit();
+        out.body =
+            CommitRequest{str(c.getTxnId()), read_items(c.getReads()), write_items(c.getWrites())};
+        break;
+      }
+      case wire::Request::STATUS:
+        break;
+      default:
+        throw DecodeError("unknown request type");
+    }
+    return out;
+  });
+}
+
+// ---- responses ----
+
+namespace {
+
+wire::ErrorCode to_wire(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::bad_request:
+      return wire::ErrorCode::BAD_REQUEST;
+    case ErrorCode::unavailable:
+      return wire::ErrorCode::UNAVAILABLE;
+    case ErrorCode::not_primary:
+      return wire::ErrorCode::NOT_PRIMARY;
+    case ErrorCode::too_large:
+      return wire::ErrorCode::TOO_LARGE;
+    case ErrorCode::storage:
+      return wire::ErrorCode::STORAGE;
+    case ErrorCode::internal:
+      return wire::ErrorCode::INTERNAL;
+    case ErrorCode::unsupported_version:
+      return wire::ErrorCode::UNSUPPORTED_VERSION;
+    case ErrorCode::busy:
+      return wire::ErrorCode::BUSY;
+  }
+  return wire::ErrorCode::INTERNAL;
+}
+
+ErrorCode from_wire(wire::ErrorCode c) {
+  switch (c) {
+    case wire::ErrorCode::BAD_REQUEST:
+      return ErrorCode::bad_request;
+    case wire::ErrorCode::UNAVAILABLE:
+      return ErrorCode::unavailable;
+    case wire::ErrorCode::NOT_PRIMARY:
+      return ErrorCode::not_primary;
+    case wire::ErrorCode::TOO_LARGE:
+      return ErrorCode::too_large;
+    case wire::ErrorCode::STORAGE:
+      return ErrorCode::storage;
+    case wire::ErrorCode::INTERNAL:
+      return ErrorCode::internal;
+    case wire::ErrorCode::UNSUPPORTED_VERSION:
+      return ErrorCode::unsupported_version;
+    case wire::ErrorCode::BUSY:
+      return ErrorCode::busy;
+  }
+  throw DecodeError("unknown error code");
+}
+
+void set_status(wire::Response::Status::Builder out, const StatusReply& s) {
+  out.setName(s.name);
+  out.setState(s.state);
+  out.setPrimary(s.primary);
+  out.setClusterSize(s.cluster_size);
+  out.setLastCommitted(s.last_committed);
+  out.setHistoryUuid(s.history_uuid);
+  out.setContentHash(s.content_hash);
+  out.setNodeUuid(s.node_uuid);
+  out.setDurability(s.durability);
+  out.setViewId(s.view_id);
+}
+
+StatusReply status_from(wire::Response::Status::Reader s) {
+  return StatusReply{str(s.getName()),        str(s.getState()),    s.getPrimary(),
+                     s.getClusterSize(),      s.getLastCommitted(), str(s.getHistoryUuid()),
+                     str(s.getContentHash()), str(s.getNodeUuid()), str(s.getDurability()),
+                     str(s.getViewId())};
+}
+
+}  // namespace
+
+std::string encode_response(const Response& response) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Response>();
+  root.setProtocolVersion(kProtocolVersion);
+  root.setId(response.id);
+  std::visit(
+      [&](const auto& body) {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, ErrorReply>) {
+          auto e = root.initError();
+          e.setCode(to_wire(body.code));
+          e.setMessage(body.message);
+        } else if constexpr (std::is_same_v<T, ValueReply>) {
+          auto v = root.initValue();
+          v.setFound(body.found);
+          v.setValue(as_data(body.value));
+          v.setVersion(body.version);
+          v.setMayBeStale(body.may_be_stale);
+        } else if constexpr (std::is_same_v<T, ScanReply>) {
+          auto s = root.initEntries();
+          s.setMayBeStale(body.may_be_stale);
+          s.setTruncated(body.truncated);
+          auto list = s.initEntries(body.entries.size());
+          for (size_t i = 0; i < body.entries.size(); ++i) {
+            list[i].setKey(as_data(body.entries[i].key));
+            list[i].setValue(as_data(body.entries[i].value));
+            list[i].setVersion(body.entries[i].version);
+          }
+        } else if constexpr (std::is_same_v<T, CommitReply>) {
+          auto c = root.initCommit();
+          c.setCommitted(body.committed);
+          c.setSeqno(body.seqno);
+          c.setDuplicate(body.duplicate);
+          auto keys = c.initConflictKeys(body.conflict_keys.size());
+          for (size_t i = 0; i < body.conflict_keys.size(); ++i)
+            keys.set(i, as_data(body.conflict_keys[i]));
+        } else {
+          set_status(root.initStatus(), body);
+        }
+      },
+      response.body);
+  return to_bytes(message);
+}
+
+Response decode_response(std::string_view payload) {
+  return with_reader<wire::Response>(payload, "response", [](wire::Response::Reader r) {
+    check_version(r.getProtocolVersion(), kProtocolVersion, "response");
+    Response out{r.getId(), ErrorReply{}};
+    switch (r.which()) {
+      case wire::Response::ERROR:
+        out.body = ErrorReply{from_wire(r.getError().getCode()), str(r.getError().getMessage())};
+        break;
+      case wire::Response::VALUE: {
+        auto v = r.getValue();
+        out.body = ValueReply{v.getFound(), str(v.getValue()), v.getVersion(), v.getMayBeStale()};
+        break;
+      }
+      case wire::Response::ENTRIES: {
+        ScanReply scan;
+        scan.may_be_stale = r.getEntries().getMayBeStale();
+        scan.truncated = r.getEntries().getTruncated();
+        for (auto e : r.getEntries().getEntries())
+          scan.entries.push_back(KeyValue{str(e.getKey()), str(e.getValue()), e.getVersion()});
+        out.body = std::move(scan);
+        break;
+      }
+      case wire::Response::COMMIT: {
+        auto c = r.getCommit();
+        CommitReply commit{c.getCommitted(), c.getSeqno(), {}, c.getDuplicate()};
+        for (auto k : c.getConflictKeys()) commit.conflict_keys.push_back(str(k));
+        out.body = std::move(commit);
+        break;
+      }
+      case wire::Response::STATUS:
+        out.body = status_from(r.getStatus());
+        break;
+      default:
+        throw DecodeError("unknown response type");
+    }
+    return out;
+  });
+}
+
+// ---- write-sets and outcomes ----
+
+std::string encode_writeset(const WriteSet& ws) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::WriteSet>();
+  root.setFormatVersion(kWriteSetFormat);
+  root.setOrigin(as_data(ws.origin));
+  root.setTxnId(as_data(ws.txn_id));
+  set_read_items(root.initReads(ws.reads.size()), ws.reads);
+  set_write_items(root.initWrites(ws.writes.size()), ws.writes);
+  return to_bytes(message);
+}
+
+WriteSet decode_writeset(std::string_view bytes) {
+  return with_reader<wire::WriteSet>(bytes, "write-set", [](wire::WriteSet::Reader r) {
+    check_version(r.getFormatVersion(), kWriteSetFormat, "write-set");
+    return WriteSet{str(r.getOrigin()), str(r.getTxnId()), read_items(r.getReads()),
+                    write_items(r.getWrites())};
+  });
+}
+
+std::string encode_outcome(const Outcome& outcome) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::TxnOutcome>();
+  root.setFormatVersion(kOutcomeFormat);
+  root.setSeqno(outcome.seqno);
+  root.setCommitted(outcome.committed);
+  root.setRejected(outcome.rejected);
+  auto keys = root.initConflictKeys(outcome.conflict_keys.size());
+  for (size_t i = 0; i < outcome.conflict_keys.size(); ++i)
+    keys.set(i, as_data(outcome.conflict_keys[i]));
+  return to_bytes(message);
+}
+
+Outcome decode_outcome(std::string_view bytes) {
+  return with_reader<wire::TxnOutcome>(
+      bytes, "transaction outcome", [](wire::TxnOutcome::Reader r) {
+        check_version(r.getFormatVersion(), kOutcomeFormat, "transaction outcome");
+        Outcome out{r.getSeqno(), r.getCommitted(), {}, str(r.getRejected())};
+        for (auto k : r.getConflictKeys()) out.conflict_keys.push_back(str(k));
+        return out;
+      });
+}
+
+// ---- frames ----
+
+std::string frame(std::string_view payload) {
+  const auto n = static_cast<uint32_t>(payload.size());
+  std::string out(kFrameHeaderBytes, '\0');
+  for (size_t i = 0; i < kFrameHeaderBytes; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out.append(payload);
+  return out;
+}
+
+uint32_t frame_length(std::string_view header) {
+  uint32_t n = 0;
+  for (int i = kFrameHeaderBytes - 1; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(header[i]);
+  return n;
+}
+
+}  // namespace tutti::core

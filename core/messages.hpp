@@ -1,0 +1,124 @@
+// The client protocol and write-sets as plain C++ values. core/codec.hpp turns them into Cap'n
+// Proto frames and back; nothing else in core/ touches the wire schema.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace tutti::core {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kWriteSetFormat = 1;
+inline constexpr uint16_t kOutcomeFormat = 1;
+
+enum class Consistency { linearizable, local };
+
+struct ReadItem {
+  std::string key;
+  uint64_t version = 0;  // 0 = absent
+  bool operator==(const ReadItem&) const = default;
+};
+
+struct WriteItem {
+  std::string key;
+  std::optional<std::string> value;  // nullopt = delete
+  bool operator==(const WriteItem&) const = default;
+};
+
+struct WriteSet {
+  std::string origin;  // node uuid, 16 bytes
+  std::string txn_id;
+  std::vector<ReadItem> reads;
+  std::vector<WriteItem> writes;
+  bool operator==(const WriteSet&) const = default;
+};
+
+// What certification decided for one write-set.
+struct Outcome {
+  uint64_t seqno = 0;
+  bool committed = false;
+  std::vector<std::string> conflict_keys;
+  std::string rejected;  // non-empty: malformed write-set, never certified
+  bool operator==(const Outcome&) const = default;
+};
+
+struct GetRequest {
+  std::string key;
+  Consistency consistency = Consistency::linearizable;
+};
+struct ScanRequest {
+  std::string prefix;
+  uint32_t limit = 0;
+  Consistency consistency = Consistency::linearizable;
+};
+struct CommitRequest {
+  std::string txn_id;
+  std::vector<ReadItem> reads;
+  std::vector<WriteItem> writes;
+};
+struct StatusRequest {};
+
+struct Request {
+  uint64_t id = 0;
+  std::variant<GetRequest, ScanRequest, CommitRequest, StatusRequest> body;
+};
+
+enum class ErrorCode {
+  bad_request,
+  unavailable,
+  not_primary,
+  too_large,
+  storage,
+  internal,
+  unsupported_version,
+  busy
+};
+
+struct ErrorReply {
+  ErrorCode code = ErrorCode::internal;
+  std::string message;
+};
+struct ValueReply {
+  bool found = false;
+  std::string value;
+  uint64_t version = 0;
+  bool may_be_stale = false;
+};
+struct KeyValue {
+  std::string key;
+  std::string value;
+  uint64_t version = 0;
+};
+struct ScanReply {
+  std::vector<KeyValue> entries;
+  bool may_be_stale = false;
+  bool truncated = false;
+};
+struct CommitReply {
+  bool committed = false;
+  uint64_t seqno = 0;
+  std::vector<std::string> conflict_keys;
+  bool duplicate = false;
+};
+struct StatusReply {
+  std::string name;
+  std::string state;
+  bool primary = false;
+  uint32_t cluster_size = 0;
+  uint64_t last_committed = 0;
+  std::string history_uuid;
+  std::string content_hash;
+  std::string node_uuid;
+  std::string durability;
+  std::string view_id;
+};
+
+struct Response {
+  uint64_t id = 0;
+  std::variant<ErrorReply, ValueReply, ScanReply, CommitReply, StatusReply> body;
+};
+
+}  // namespace tutti::core

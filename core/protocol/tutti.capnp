@@ -1,0 +1,129 @@
+# Wire and log formats of core/: client protocol, write-sets, recorded transaction outcomes.
+# Every top-level message carries a format or protocol version; see docs/protocol.md.
+@0xf0e8389d15637c0b;
+
+$import "/capnp/c++.capnp".namespace("tutti::wire");
+
+struct ReadItem {
+  key @0 :Data;
+  version @1 :UInt64;    # 0 = the key was absent
+}
+
+struct WriteItem {
+  key @0 :Data;
+  union {
+    value @1 :Data;
+    delete @2 :Void;
+  }
+}
+
+# A transaction as replicated through the group and kept in the write-set log.
+struct WriteSet {
+  formatVersion @0 :UInt16;
+  origin @1 :Data;       # node uuid (16 bytes)
+  txnId @2 :Data;        # client-chosen, unique per transaction
+  reads @3 :List(ReadItem);
+  writes @4 :List(WriteItem);
+}
+
+# What certification decided for a transaction id, kept so a retry gets the same answer.
+struct TxnOutcome {
+  formatVersion @0 :UInt16;
+  seqno @1 :UInt64;
+  committed @2 :Bool;
+  conflictKeys @3 :List(Data);
+  rejected @4 :Text;     # non-empty: the write-set was malformed and never certified
+}
+
+enum Consistency {
+  linearizable @0;
+  local @1;
+}
+
+struct Request {
+  protocolVersion @0 :UInt16;
+  id @1 :UInt64;
+  union {
+    get @2 :Get;
+    scan @3 :Scan;
+    commit @4 :Commit;
+    status @5 :Void;
+  }
+
+  struct Get {
+    key @0 :Data;
+    consistency @1 :Consistency;
+  }
+  struct Scan {
+    prefix @0 :Data;
+    limit @1 :UInt32;
+    consistency @2 :Consistency;
+  }
+  struct Commit {
+    txnId @0 :Data;
+    reads @1 :List(ReadItem);
+    writes @2 :List(WriteItem);
+  }
+}
+
+enum ErrorCode {
+  badRequest @0;
+  unavailable @1;
+  notPrimary @2;
+  tooLarge @3;
+  storage @4;
+  internal @5;
+  unsupportedVersion @6;
+  busy @7;
+}
+
+struct Response {
+  protocolVersion @0 :UInt16;
+  id @1 :UInt64;
+  union {
+    error @2 :Error;
+    value @3 :Value;
+    entries @4 :Entries;
+    commit @5 :CommitResult;
+    status @6 :Status;
+  }
+
+  struct Error {
+    code @0 :ErrorCode;
+    message @1 :Text;
+  }
+  struct Value {
+    found @0 :Bool;
+    value @1 :Data;
+    version @2 :UInt64;
+    mayBeStale @3 :Bool;
+  }
+  struct Entry {
+    key @0 :Data;
+    value @1 :Data;
+    version @2 :UInt64;
+  }
+  struct Entries {
+    entries @0 :List(Entry);
+    mayBeStale @1 :Bool;
+    truncated @2 :Bool;    # stopped at the node's reply size limit before the asked limit
+  }
+  struct CommitResult {
+    committed @0 :Bool;
+    seqno @1 :UInt64;
+    conflictKeys @2 :List(Data);
+    duplicate @3 :Bool;    # the txn id was seen before; this is its recorded outcome
+  }
+  struct Status {
+    name @0 :Text;
+    state @1 :Text;
+    primary @2 :Bool;
+    clusterSize @3 :UInt32;
+    lastCommitted @4 :UInt64;
+    historyUuid @5 :Text;
+    contentHash @6 :Text;
+    nodeUuid @7 :Text;
+    durability @8 :Text;
+    viewId @9 :Text;
+  }
+}

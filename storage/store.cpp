@@ -1,0 +1,482 @@
+#include "storage/store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace tutti::storage {
+namespace {
+
+constexpr unsigned kMaxDbs = 8;
+constexpr size_t kVersionBytes = 8;
+
+// Meta names that storage owns.
+constexpr std::string_view kMetaFormat = "format_version";
+constexpr std::string_view kMetaHistory = "history_uuid";
+constexpr std::string_view kMetaNode = "node_uuid";
+constexpr std::string_view kMetaLastCommitted = "last_committed";
+constexpr std::string_view kMetaContentHash = "content_hash";
+constexpr std::string_view kMetaLogFirst = "log_first";
+constexpr std::string_view kMetaLogLast = "log_last";
+constexpr std::string_view kMetaLogBytes = "log_bytes";
+
+[[noreturn]] void fail(int rc, std::string_view what) {
+  StorageError::Kind kind = StorageError::Kind::io;
+  std::string hint;
+  if (rc == MDB_MAP_FULL) {
+    kind = StorageError::Kind::map_full;
+    hint = " (the database reached its maximum size)";
+  } else if (rc == ENOSPC) {
+    kind = StorageError::Kind::disk_full;
+    hint = " (no space left on the data dir's disk)";
+  } else if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
+    kind = StorageError::Kind::corrupt;
+  }
+  throw StorageError(kind, fmt::format("storage: {}: {}{}", what, mdb_strerror(rc), hint));
+}
+
+void check(int rc, std::string_view what) {
+  if (rc != MDB_SUCCESS) fail(rc, what);
+}
+
+MDB_val val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+std::string_view view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+std::string u64_bytes(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return out;
+}
+
+uint64_t u64_from(std::string_view b) {
+  if (b.size() < 8) throw StorageError(StorageError::Kind::corrupt, "storage: short integer");
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[i]);
+  return v;
+}
+
+Versioned decode_data(std::string_view raw) {
+  if (raw.size() < kVersionBytes)
+    throw StorageError(StorageError::Kind::corrupt, "storage: data value shorter than its version");
+  return Versioned{u64_from(raw.substr(0, kVersionBytes)), std::string(raw.substr(kVersionBytes))};
+}
+
+std::optional<std::string_view> raw_get(MDB_txn* txn, MDB_dbi dbi, MDB_val key) {
+  MDB_val out;
+  const int rc = mdb_get(txn, dbi, &key, &out);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc, "get");
+  return view(out);
+}
+
+// wscache keys are native-endian size_t under MDB_INTEGERKEY, so they sort numerically.
+MDB_val seqno_key(const size_t& seqno) {
+  return MDB_val{sizeof seqno, const_cast<size_t*>(&seqno)};
+}
+
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { check(mdb_cursor_open(txn, dbi, &cursor_), "cursor open"); }
+  ~Cursor() { mdb_cursor_close(cursor_); }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  // Returns false at the end.
+  bool get(MDB_val* key, MDB_val* data, MDB_cursor_op op) {
+    const int rc = mdb_cursor_get(cursor_, key, data, op);
+    if (rc == MDB_NOTFOUND) return false;
+    check(rc, "cursor get");
+    return true;
+  }
+  void del() { check(mdb_cursor_del(cursor_, 0), "cursor del"); }
+
+ private:
+  MDB_cursor* cursor_ = nullptr;
+};
+
+}  // namespace
+
+// ---- ReadView ----
+
+std::optional<Versioned> ReadView::get(std::string_view key) const {
+  auto raw = raw_get(txn_, dbis_.data, val(key));
+  if (!raw) return std::nullopt;
+  return decode_data(*raw);
+}
+
+std::vector<Entry> ReadView::scan(std::string_view prefix, size_t limit) const {
+  std::vector<Entry> out;
+  if (limit == 0) return out;
+  Cursor cursor(txn_, dbis_.data);
+  MDB_val k = val(prefix), d;
+  bool more = prefix.empty() ? cursor.get(&k, &d, MDB_FIRST) : cursor.get(&k, &d, MDB_SET_RANGE);
+  while (more && out.size() < limit) {
+    const std::string_view key = view(k);
+    if (!key.starts_with(prefix)) break;
+    Versioned v = decode_data(view(d));
+    out.push_back(Entry{std::string(key), v.version, std::move(v.value)});
+    more = cursor.get(&k, &d, MDB_NEXT);
+  }
+  return out;
+}
+
+std::optional<std::string> ReadView::log_get(uint64_t seqno) const {
+  const size_t s = seqno;
+  auto raw = raw_get(txn_, dbis_.wscache, seqno_key(s));
+  if (!raw) return std::nullopt;
+  return std::string(*raw);
+}
+
+std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries) const {
+  std::vector<LogEntry> out;
+  Cursor cursor(txn_, dbis_.wscache);
+  size_t s = from;
+  MDB_val k = seqno_key(s), d;
+  bool more = cursor.get(&k, &d, MDB_SET_RANGE);
+  while (more && out.size() < max_entries) {
+    size_t seqno;
+    std::memcpy(&seqno, k.mv_data, sizeof seqno);
+    out.push_back(LogEntry{seqno, std::string(view(d))});
+    more = cursor.get(&k, &d, MDB_NEXT);
+  }
+  return out;
+}
+
+std::optional<std::string> ReadView::txn_outcome(std::string_view txn_id) const {
+  auto raw = raw_get(txn_, dbis_.txns, val(txn_id));
+  if (!raw) return std::nullopt;
+  return std::string(*raw);
+}
+
+std::optional<std::string> ReadView::meta_get(std::string_view name) const {
+  auto raw = raw_get(txn_, dbis_.meta, val(name));
+  if (!raw) return std::nullopt;
+  return std::string(*raw);
+}
+
+ReadTxn::ReadTxn(MDB_txn* txn, Dbis dbis) : ReadView(txn, dbis, Meta{}) {}
+
+ReadTxn::~ReadTxn() {
+  mdb_txn_abort(txn_);
+}
+
+// ---- WriteTxn ----
+
+void WriteTxn::put(std::string_view key, uint64_t version, std::string_view value) {
+  if (auto old = get(key)) meta_.content_hash.remove(key, old->version, old->value);
+  std::string raw = u64_bytes(version);
+  raw.append(value);
+  MDB_val k = val(key), d = val(raw);
+  check(mdb_put(txn_, dbis_.data, &k, &d, 0), "put");
+  meta_.content_hash.add(key, version, value);
+}
+
+bool WriteTxn::del(std::string_view key) {
+  auto old = get(key);
+  if (!old) return false;
+  meta_.content_hash.remove(key, old->version, old->value);
+  MDB_val k = val(key);
+  check(mdb_del(txn_, dbis_.data, &k, nullptr), "delete");
+  return true;
+}
+
+void WriteTxn::log_append(uint64_t seqno, std::string_view bytes) {
+  if (meta_.log_last != 0 && seqno <= meta_.log_last)
+    throw StorageError(
+        StorageError::Kind::corrupt,
+        fmt::format("storage: log append of seqno {} after {}", seqno, meta_.log_last));
+  const size_t s = seqno;
+  MDB_val k = seqno_key(s), d = val(bytes);
+  check(mdb_put(txn_, dbis_.wscache, &k, &d, MDB_APPEND), "log append");
+  if (meta_.log_first == 0) meta_.log_first = seqno;
+  meta_.log_last = seqno;
+  meta_.log_bytes += bytes.size();
+}
+
+void WriteTxn::log_truncate_from(uint64_t from) {
+  Cursor cursor(txn_, dbis_.wscache);
+  size_t s = from;
+  MDB_val k = seqno_key(s), d;
+  // Re-seek after every delete: where a cursor stands after mdb_cursor_del is subtle.
+  while (cursor.get(&k, &d, MDB_SET_RANGE)) {
+    meta_.log_bytes -= d.mv_size;
+    cursor.del();
+    k = seqno_key(s);
+  }
+  if (meta_.log_first >= from) {
+    meta_.log_first = meta_.log_last = 0;
+  } else if (meta_.log_last >= from) {
+    meta_.log_last = from - 1;
+  }
+}
+
+void WriteTxn::trim_log(uint64_t max_bytes) {
+  if (meta_.log_bytes <= max_bytes) return;
+  Cursor cursor(txn_, dbis_.wscache);
+  MDB_val k, d;
+  bool more = cursor.get(&k, &d, MDB_FIRST);
+  while (more && meta_.log_bytes > max_bytes) {
+    size_t seqno;
+    std::memcpy(&seqno, k.mv_data, sizeof seqno);
+    // Entries not yet applied are the only record of a delivered write-set: never trim them.
+    if (seqno > meta_.last_committed) break;
+    meta_.log_bytes -= d.mv_size;
+    cursor.del();
+    more = cursor.get(&k, &d, MDB_FIRST);
+  }
+  if (!more) {
+    meta_.log_first = meta_.log_last = 0;
+  } else {
+    size_t seqno;
+    std::memcpy(&seqno, k.mv_data, sizeof seqno);
+    meta_.log_first = seqno;
+  }
+}
+
+void WriteTxn::record_txn(std::string_view txn_id, std::string_view outcome) {
+  MDB_val k = val(txn_id), d = val(outcome);
+  check(mdb_put(txn_, dbis_.txns, &k, &d, 0), "record txn");
+}
+
+void WriteTxn::meta_put(std::string_view name, std::string_view bytes) {
+  MDB_val k = val(name), d = val(bytes);
+  check(mdb_put(txn_, dbis_.meta, &k, &d, 0), "meta put");
+}
+
+void WriteTxn::set_identity(std::string_view history_uuid, std::string_view node_uuid) {
+  meta_.history_uuid = history_uuid;
+  meta_.node_uuid = node_uuid;
+}
+
+void WriteTxn::set_last_committed(uint64_t seqno) {
+  if (seqno < meta_.last_committed)
+    throw StorageError(StorageError::Kind::corrupt,
+                       fmt::format("storage: last committed would go back from {} to {}",
+                                   meta_.last_committed, seqno));
+  meta_.last_committed = seqno;
+}
+
+void WriteTxn::write_meta() {
+  meta_put(kMetaFormat, u64_bytes(kFormatVersion));
+  meta_put(kMetaHistory, meta_.history_uuid);
+  meta_put(kMetaNode, meta_.node_uuid);
+  meta_put(kMetaLastCommitted, u64_bytes(meta_.last_committed));
+  meta_put(kMetaContentHash,
+           u64_bytes(meta_.content_hash.lo()) + u64_bytes(meta_.content_hash.hi()));
+  meta_put(kMetaLogFirst, u64_bytes(meta_.log_first));
+  meta_put(kMetaLogLast, u64_bytes(meta_.log_last));
+  meta_put(kMetaLogBytes, u64_bytes(meta_.log_bytes));
+}
+
+// ---- Store ----
+
+namespace {
+
+int lock_dir(const std::filesystem::path& dir) {
+  const auto path = dir / "LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw StorageError(StorageError::Kind::io,
+                       fmt::format("storage: cannot open {}: {}", path.string(), strerror(errno)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    throw StorageError(
+        StorageError::Kind::locked,
+        fmt::format("data dir {} is in use by another process (pid {})", dir.string(),
+                    n > 0 ? std::string(buf, n) : std::string("unknown")));
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; the pid is only there to help an operator.
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const Options& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec)
+    throw StorageError(StorageError::Kind::io, fmt::format("storage: cannot create data dir {}: {}",
+                                                           options.dir.string(), ec.message()));
+  const int lock_fd = lock_dir(options.dir);
+  std::unique_ptr<Store> store(new Store(options, lock_fd));
+  store->open_env();
+  store->check_format();
+  return store;
+}
+
+Store::Store(const Options& options, int lock_fd) : options_(options), lock_fd_(lock_fd) {}
+
+Store::~Store() {
+  if (env_) {
+    if (options_.durability == Durability::memory) mdb_env_sync(env_, 1);
+    mdb_env_close(env_);
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void Store::open_env() {
+  check(mdb_env_create(&env_), "env create");
+  check(mdb_env_set_maxdbs(env_, kMaxDbs), "set maxdbs");
+  check(mdb_env_set_mapsize(env_, options_.initial_map_bytes), "set mapsize");
+  // fsync: LMDB's default, every commit is durable when it returns (one commit per batch).
+  // memory: commits reach the page cache; sync() flushes them in the background.
+  unsigned flags = MDB_NOTLS;
+  if (options_.durability == Durability::memory) flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+  const int rc = mdb_env_open(env_, options_.dir.c_str(), flags, 0644);
+  if (rc != MDB_SUCCESS) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+    fail(rc, fmt::format("open {}", options_.dir.string()));
+  }
+  MDB_envinfo info;
+  check(mdb_env_info(env_, &info), "env info");
+  map_bytes_ = info.me_mapsize;
+
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
+  auto open_db = [&](const char* name, unsigned db_flags) {
+    MDB_dbi dbi;
+    const int rc2 = mdb_dbi_open(txn, name, MDB_CREATE | db_flags, &dbi);
+    if (rc2 != MDB_SUCCESS) {
+      mdb_txn_abort(txn);
+      fail(rc2, fmt::format("open database {}", name));
+    }
+    return dbi;
+  };
+  dbis_.data = open_db("data", 0);
+  dbis_.meta = open_db("meta", 0);
+  dbis_.wscache = open_db("wscache", MDB_INTEGERKEY);
+  dbis_.txns = open_db("txns", 0);
+  check(mdb_txn_commit(txn), "commit database handles");
+}
+
+void Store::check_format() {
+  auto txn = read();
+  auto format = txn->meta_get(kMetaFormat);
+  if (!format) {
+    txn.reset();
+    write([](WriteTxn&) {});  // stamps the format version into a new environment
+    return;
+  }
+  const uint64_t version = u64_from(*format);
+  if (version != kFormatVersion)
+    throw StorageError(StorageError::Kind::format,
+                       fmt::format("data dir {} has storage format version {}; this tuttid reads "
+                                   "format version {} only",
+                                   options_.dir.string(), version, kFormatVersion));
+}
+
+Meta Store::load_meta(MDB_txn* txn) const {
+  Meta m;
+  auto get = [&](std::string_view name) { return raw_get(txn, dbis_.meta, val(name)); };
+  auto get_u64 = [&](std::string_view name) {
+    auto raw = get(name);
+    return raw ? u64_from(*raw) : 0;
+  };
+  if (auto h = get(kMetaHistory)) m.history_uuid = std::string(*h);
+  if (auto n = get(kMetaNode)) m.node_uuid = std::string(*n);
+  m.last_committed = get_u64(kMetaLastCommitted);
+  if (auto ch = get(kMetaContentHash)) {
+    if (ch->size() != 16)
+      throw StorageError(StorageError::Kind::corrupt, "storage: content hash has a bad size");
+    m.content_hash = ContentHash(u64_from(ch->substr(0, 8)), u64_from(ch->substr(8)));
+  }
+  m.log_first = get_u64(kMetaLogFirst);
+  m.log_last = get_u64(kMetaLogLast);
+  m.log_bytes = get_u64(kMetaLogBytes);
+  return m;
+}
+
+std::unique_ptr<ReadTxn> Store::read() const {
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "begin read");
+  std::unique_ptr<ReadTxn> r(new ReadTxn(txn, dbis_));
+  r->meta_ = load_meta(txn);
+  return r;
+}
+
+void Store::write(const std::function<void(WriteTxn&)>& fn) {
+  for (;;) {
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");
+    int rc = MDB_SUCCESS;
+    try {
+      WriteTxn w(txn, dbis_, load_meta(txn));
+      fn(w);
+      w.trim_log(options_.wscache_bytes);
+      w.write_meta();
+    } catch (const StorageError& e) {
+      mdb_txn_abort(txn);
+      if (e.kind() != StorageError::Kind::map_full) throw;
+      rc = MDB_MAP_FULL;
+    } catch (...) {
+      mdb_txn_abort(txn);
+      throw;
+    }
+    if (rc == MDB_SUCCESS) rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+    if (rc == MDB_SUCCESS) return;
+    if (rc != MDB_MAP_FULL) fail(rc, "commit");
+    if (map_bytes_ >= options_.max_map_bytes)
+      throw StorageError(StorageError::Kind::map_full,
+                         fmt::format("storage: the database reached its maximum size of {} bytes",
+                                     options_.max_map_bytes));
+    const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
+    check(mdb_env_set_mapsize(env_, grown), "grow map");
+    map_bytes_ = grown;
+  }
+}
+
+void Store::sync() {
+  check(mdb_env_sync(env_, 1), "sync");
+}
+
+void Store::snapshot_to(int fd) const {
+  check(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "snapshot");
+}
+
+void Store::restore_from(int fd, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "data.mdb";
+  if (std::filesystem::exists(path))
+    throw StorageError(StorageError::Kind::io,
+                       fmt::format("storage: {} already holds a database", dir.string()));
+  const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0)
+    throw StorageError(StorageError::Kind::io, fmt::format("storage: cannot create {}: {}",
+                                                           path.string(), strerror(errno)));
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    ssize_t done = n < 0 ? -1 : 0;
+    while (done >= 0 && done < n) {
+      const ssize_t w = ::write(out, buf.data() + done, n - done);
+      done = w < 0 ? (errno == EINTR ? done : -1) : done + w;
+    }
+    if (n < 0 || done < 0) {
+      const int err = errno;
+      ::close(out);
+      std::filesystem::remove(path);
+      fail(err, "restore snapshot");
+    }
+  }
+  const bool synced = ::fsync(out) == 0;
+  ::close(out);
+  if (!synced) fail(errno, "restore snapshot fsync");
+}
+
+}  // namespace tutti::storage

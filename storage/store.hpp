@@ -1,0 +1,172 @@
+// storage/: one LMDB environment per node (DESIGN.md §7, formats in docs/storage.md).
+//
+// Named databases:
+//   data    key -> 8-byte version (LE) + value
+//   meta    name -> bytes: format version, identities, last committed seqno, content hash, ...
+//   wscache seqno -> write-set bytes: the node's durable replication log, bounded by bytes
+//   txns    client transaction id -> recorded outcome (opaque to storage)
+//
+// All writes go through Store::write(), one LMDB write transaction per call, so a batch of
+// applied write-sets, the log entries and the meta that describes them land together or not at
+// all. With Durability::fsync a write() returns only once it is on disk.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/content_hash.hpp"
+
+namespace tutti::storage {
+
+inline constexpr uint32_t kFormatVersion = 1;
+
+enum class Durability { fsync, memory };
+
+struct Options {
+  std::filesystem::path dir;
+  Durability durability = Durability::fsync;
+  uint64_t wscache_bytes = 256ull << 20;  // log entries above this are trimmed once applied
+  uint64_t initial_map_bytes = 64ull << 20;
+  uint64_t max_map_bytes = 1ull << 40;  // the map doubles on demand up to this
+};
+
+class StorageError : public std::runtime_error {
+ public:
+  enum class Kind { io, disk_full, map_full, format, locked, corrupt };
+  StorageError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct Versioned {
+  uint64_t version = 0;
+  std::string value;
+};
+
+struct Entry {
+  std::string key;
+  uint64_t version = 0;
+  std::string value;
+};
+
+struct LogEntry {
+  uint64_t seqno = 0;
+  std::string bytes;
+};
+
+// What meta holds that storage itself keeps current.
+struct Meta {
+  std::string history_uuid;  // 16 bytes, empty before the node belongs to a cluster history
+  std::string node_uuid;     // 16 bytes
+  uint64_t last_committed = 0;
+  ContentHash content_hash;
+  uint64_t log_first = 0;  // oldest seqno in wscache (0 = empty)
+  uint64_t log_last = 0;   // newest seqno in wscache
+  uint64_t log_bytes = 0;
+};
+
+struct Dbis {
+  MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0;
+};
+
+// Reads common to read and write transactions.
+class ReadView {
+ public:
+  std::optional<Versioned> get(std::string_view key) const;
+  // Entries whose key starts with prefix, in key order, at most limit of them.
+  std::vector<Entry> scan(std::string_view prefix, size_t limit) const;
+  std::optional<std::string> log_get(uint64_t seqno) const;
+  // Log entries with seqno >= from, in order, at most max_entries.
+  std::vector<LogEntry> log_from(uint64_t from, size_t max_entries) const;
+  std::optional<std::string> txn_outcome(std::string_view txn_id) const;
+  std::optional<std::string> meta_get(std::string_view name) const;
+  const Meta& meta() const { return meta_; }
+
+ protected:
+  ReadView(MDB_txn* txn, Dbis dbis, Meta meta) : txn_(txn), dbis_(dbis), meta_(std::move(meta)) {}
+  MDB_txn* txn_;
+  Dbis dbis_;
+  Meta meta_;
+};
+
+class ReadTxn : public ReadView {
+ public:
+  ReadTxn(ReadTxn&&) = delete;
+  ~ReadTxn();
+
+ private:
+  friend class Store;
+  ReadTxn(MDB_txn* txn, Dbis dbis);
+};
+
+class WriteTxn : public ReadView {
+ public:
+  void put(std::string_view key, uint64_t version, std::string_view value);
+  // Returns false when the key was absent.
+  bool del(std::string_view key);
+  void log_append(uint64_t seqno, std::string_view bytes);
+  // Drops log entries with seqno >= from (a tentative tail the group replaced).
+  void log_truncate_from(uint64_t from);
+  void record_txn(std::string_view txn_id, std::string_view outcome);
+  void meta_put(std::string_view name, std::string_view bytes);
+  void set_identity(std::string_view history_uuid, std::string_view node_uuid);
+  void set_last_committed(uint64_t seqno);
+
+ private:
+  friend class Store;
+  WriteTxn(MDB_txn* txn, Dbis dbis, Meta meta) : ReadView(txn, dbis, std::move(meta)) {}
+  void trim_log(uint64_t max_bytes);
+  void write_meta();
+};
+
+class Store {
+ public:
+  // Opens (creating if empty) the environment in options.dir. Throws StorageError: the dir is in
+  // use by another process (locked), was written by an unknown format version (format), ...
+  static std::unique_ptr<Store> open(const Options& options);
+  ~Store();
+
+  std::unique_ptr<ReadTxn> read() const;
+
+  // Runs fn in one write transaction, commits it, and with Durability::fsync makes it durable
+  // before returning. When the map is full it grows and fn runs again on a fresh transaction, so
+  // fn must derive everything it produces from the transaction. Throws StorageError; then
+  // nothing of fn's transaction was written.
+  void write(const std::function<void(WriteTxn&)>& fn);
+
+  // Flushes what memory durability left in the page cache.
+  void sync();
+
+  // Streams a consistent copy of the whole environment to fd (a read transaction: writers go on).
+  void snapshot_to(int fd) const;
+  // Writes a snapshot read from fd into dir (which must not hold an environment yet).
+  static void restore_from(int fd, const std::filesystem::path& dir);
+
+  const Options& options() const { return options_; }
+  uint64_t map_bytes() const { return map_bytes_; }
+
+ private:
+  Store(const Options& options, int lock_fd);
+  void open_env();
+  void check_format();
+  Meta load_meta(MDB_txn* txn) const;
+
+  Options options_;
+  int lock_fd_ = -1;
+  MDB_env* env_ = nullptr;
+  Dbis dbis_;
+  uint64_t map_bytes_ = 0;
+};
+
+}  // namespace tutti::storage

@@ -1,0 +1,341 @@
+// tutti: the command-line client. See `tutti --help` and README.md.
+// Exit codes: 0 ok, 1 key not found, 2 conflict (nothing written), 3 unavailable or outcome
+// unknown, 4 bad usage or bad input.
+#include <fmt/format.h>
+#include <kj/encoding.h>
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "core/client.hpp"
+#include "core/uuid.hpp"
+
+namespace {
+
+using namespace tutti;
+using nlohmann::json;
+
+enum Exit { kOk = 0, kNotFound = 1, kConflict = 2, kUnavailable = 3, kBadInput = 4 };
+
+struct Failure {
+  int code;
+  std::string message;
+};
+
+struct Options {
+  std::string nodes;
+  bool json = false;
+  double timeout_s = 10;
+  std::string txn_id;
+};
+
+// Sends a request to the first node that answers it. A commit whose connection broke after it was
+// sent is retried through the next node with the same transaction id, which the cluster answers
+// from its record instead of applying twice.
+core::Response request_any(const Options& o, core::Request request) {
+  const auto nodes = core::parse_host_port_list(o.nodes);
+  const bool is_commit = std::holds_alternative<core::CommitRequest>(request.body);
+  core::Client client(std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  bool maybe_sent = false;
+  std::optional<core::Response> refused;
+  std::string last_error = "no node given";
+  for (const auto& node : nodes) {
+    try {
+      client.connect(node);
+      core::Response r = client.call(request);
+      const auto* err = std::get_if<core::ErrorReply>(&r.body);
+      if (err &&
+          (err->code == core::ErrorCode::not_primary || err->code == core::ErrorCode::unavailable ||
+           err->code == core::ErrorCode::busy)) {
+        refused = r;  // another node may be able to serve it
+        continue;
+      }
+      return r;
+    } catch (const core::ClientError& e) {
+      last_error = e.what();
+      if (e.kind() != core::ClientError::Kind::unreachable) maybe_sent = true;
+    }
+  }
+  if (refused) return *refused;
+  if (is_commit && maybe_sent)
+    throw Failure{kUnavailable,
+                  fmt::format("outcome unknown: {}; retry with --txn-id {} to learn "
+                              "the outcome without applying twice",
+                              last_error, std::get<core::CommitRequest>(request.body).txn_id)};
+  throw Failure{kUnavailable, "unavailable: " + last_error};
+}
+
+int exit_code_for(core::ErrorCode code) {
+  switch (code) {
+    case core::ErrorCode::bad_request:
+    case core::ErrorCode::too_large:
+      return kBadInput;
+    default:
+      return kUnavailable;
+  }
+}
+
+void throw_if_error(const core::Response& r) {
+  if (auto* e = std::get_if<core::ErrorReply>(&r.body))
+    throw Failure{exit_code_for(e->code), e->message};
+}
+
+template <typename T>
+T expect(core::Response r) {
+  throw_if_error(r);
+  if (auto* v = std::get_if<T>(&r.body)) return std::move(*v);
+  throw Failure{kUnavailable, "the node answered with an unexpected message"};
+}
+
+// Values are bytes: JSON carries them as text when they are UTF-8, else as base64, and says so.
+void put_value(json& j, const std::string& value) {
+  try {
+    j["value"] = value;
+    (void)j.dump();
+  } catch (const json::exception&) {
+    auto b = kj::encodeBase64(kj::ArrayPtr<const kj::byte>(
+        reinterpret_cast<const kj::byte*>(value.data()), value.size()));
+    j["value"] = std::string(b.cStr());
+    j["value_encoding"] = "base64";
+  }
+}
+
+std::string txn_id(const Options& o) {
+  if (!o.txn_id.empty()) return o.txn_id;
+  return core::uuid_text(core::random_uuid());
+}
+
+int print_commit(const Options& o, const core::CommitReply& c) {
+  if (o.json) {
+    json j{{"committed", c.committed}, {"seqno", c.seqno}};
+    if (!c.committed) j["conflict"] = c.conflict_keys;
+    if (c.duplicate) j["duplicate"] = true;
+    std::cout << j.dump() << "\n";
+  } else if (c.committed) {
+    std::cout << c.seqno << "\n";
+  }
+  if (c.committed) return kOk;
+  std::string keys;
+  for (const auto& k : c.conflict_keys) keys += (keys.empty() ? "" : ", ") + k;
+  std::cerr << "tutti: conflict: " << keys << " changed since read; nothing written\n";
+  return kConflict;
+}
+
+int commit(const Options& o, core::CommitRequest req) {
+  req.txn_id = txn_id(o);
+  return print_commit(o,
+                      expect<core::CommitReply>(request_any(o, core::Request{0, std::move(req)})));
+}
+
+int cmd_get(const Options& o, const std::string& key, bool local) {
+  core::GetRequest g{key, local ? core::Consistency::local : core::Consistency::linearizable};
+  const auto v = expect<core::ValueReply>(request_any(o, core::Request{0, g}));
+  if (v.may_be_stale)
+    std::cerr << "tutti: warning: local read from a node outside the primary component; it may "
+                 "be stale\n";
+  if (o.json) {
+    json j{{"key", key}, {"version", v.version}};
+    if (v.found) {
+      put_value(j, v.value);
+    } else {
+      j["value"] = nullptr;
+    }
+    if (v.may_be_stale) j["may_be_stale"] = true;
+    std::cout << j.dump() << "\n";
+  } else if (v.found) {
+    std::cout << v.value << "\n";
+  }
+  if (!v.found) {
+    if (!o.json) std::cerr << "tutti: key not found: " << key << "\n";
+    return kNotFound;
+  }
+  return kOk;
+}
+
+int cmd_scan(const Options& o, const std::string& prefix, uint32_t limit, bool local) {
+  core::ScanRequest s{prefix, limit,
+                      local ? core::Consistency::local : core::Consistency::linearizable};
+  const auto r = expect<core::ScanReply>(request_any(o, core::Request{0, s}));
+  if (o.json) {
+    json list = json::array();
+    for (const auto& e : r.entries) {
+      json j{{"key", e.key}, {"version", e.version}};
+      put_value(j, e.value);
+      list.push_back(std::move(j));
+    }
+    std::cout << list.dump() << "\n";
+  } else {
+    for (const auto& e : r.entries) std::cout << e.key << "\t" << e.value << "\n";
+  }
+  if (r.truncated)
+    std::cerr << "tutti: warning: the node stopped at its reply size limit; scan from the last "
+                 "key shown to see more\n";
+  if (r.may_be_stale) std::cerr << "tutti: warning: local scan; it may be stale\n";
+  return kOk;
+}
+
+std::string json_string(const json& j, const char* field, const std::string& where) {
+  if (!j.contains(field) || !j[field].is_string())
+    throw Failure{kBadInput, fmt::format("{}: \"{}\" must be a string", where, field)};
+  return j[field].get<std::string>();
+}
+
+core::CommitRequest parse_txn(const std::string& text) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Failure{kBadInput, std::string("txn: not valid JSON: ") + e.what()};
+  }
+  if (!doc.is_object()) throw Failure{kBadInput, "txn: the document must be a JSON object"};
+  for (const auto& [k, v] : doc.items())
+    if (k != "reads" && k != "writes")
+      throw Failure{kBadInput, "txn: unknown field \"" + k + "\" (expected reads, writes)"};
+  core::CommitRequest req;
+  for (const auto& r : doc.value("reads", json::array())) {
+    const std::string where = "txn: reads[" + std::to_string(req.reads.size()) + "]";
+    if (!r.is_object() || !r.contains("version") || !r["version"].is_number_unsigned())
+      throw Failure{kBadInput, where + ": needs \"key\" and an unsigned \"version\""};
+    req.reads.push_back(core::ReadItem{json_string(r, "key", where), r["version"].get<uint64_t>()});
+  }
+  for (const auto& w : doc.value("writes", json::array())) {
+    const std::string where = "txn: writes[" + std::to_string(req.writes.size()) + "]";
+    if (!w.is_object()) throw Failure{kBadInput, where + ": must be an object"};
+    core::WriteItem item{json_string(w, "key", where), std::nullopt};
+    if (w.value("delete", false)) {
+      if (w.contains("value")) throw Failure{kBadInput, where + ": both \"value\" and \"delete\""};
+    } else {
+      std::string value = json_string(w, "value", where);
+      if (w.value("value_encoding", "") == "base64") {
+        auto decoded = kj::decodeBase64(kj::StringPtr(value.c_str()));
+        if (decoded.hadErrors) throw Failure{kBadInput, where + ": value is not valid base64"};
+        value.assign(reinterpret_cast<const char*>(decoded.begin()), decoded.size());
+      }
+      item.value = std::move(value);
+    }
+    req.writes.push_back(std::move(item));
+  }
+  return req;
+}
+
+int cmd_txn(const Options& o, const std::string& file) {
+  std::string text;
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw Failure{kBadInput, "txn: cannot read " + file};
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  return commit(o, parse_txn(text));
+}
+
+int cmd_status(const Options& o) {
+  const auto s = expect<core::StatusReply>(request_any(o, core::Request{0, core::StatusRequest{}}));
+  if (o.json) {
+    json j{{"name", s.name},
+           {"state", s.state},
+           {"primary", s.primary},
+           {"cluster_size", s.cluster_size},
+           {"last_committed", s.last_committed},
+           {"history_uuid", s.history_uuid},
+           {"content_hash", s.content_hash},
+           {"node_uuid", s.node_uuid},
+           {"durability", s.durability},
+           {"view_id", s.view_id}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "name:           " << s.name << "\n"
+              << "state:          " << s.state << "\n"
+              << "primary:        " << (s.primary ? "yes" : "no") << "\n"
+              << "cluster size:   " << s.cluster_size << "\n"
+              << "last committed: " << s.last_committed << "\n"
+              << "history uuid:   " << s.history_uuid << "\n"
+              << "content hash:   " << s.content_hash << "\n"
+              << "node uuid:      " << s.node_uuid << "\n"
+              << "durability:     " << s.durability << "\n"
+              << "view:           " << s.view_id << "\n";
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "tutti: read and write a tutti cluster.\n"
+      "Exit codes: 0 ok, 1 key not found, 2 conflict (nothing written), 3 unavailable\n"
+      "(no node reachable, not primary, timed out, or outcome unknown), 4 bad usage or input."};
+  app.require_subcommand(1);
+  app.add_option("--node", o.nodes,
+                 "HOST:PORT[,HOST:PORT...] client addresses; the first that "
+                 "answers serves")
+      ->required();
+  app.add_flag("--json", o.json,
+               "print JSON (non-UTF-8 values as base64, with "
+               "\"value_encoding\":\"base64\")");
+  app.add_option("--timeout", o.timeout_s, "seconds to wait for each node")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--txn-id", o.txn_id,
+                 "transaction id for put/del/cas/txn (default: random); "
+                 "retrying an id returns its recorded outcome");
+
+  std::string key, value, prefix, file;
+  uint64_t version = 0;
+  uint32_t limit = 1000;
+  bool local = false;
+  auto* get = app.add_subcommand("get", "print KEY's value (linearizable unless --local)");
+  get->add_option("KEY", key)->required();
+  get->add_flag("--local", local, "answer from the node's snapshot at once; may be stale");
+  auto* put = app.add_subcommand("put", "write KEY=VALUE; prints the commit seqno");
+  put->add_option("KEY", key)->required();
+  put->add_option("VALUE", value)->required();
+  auto* del = app.add_subcommand("del", "delete KEY; prints the commit seqno");
+  del->add_option("KEY", key)->required();
+  auto* cas = app.add_subcommand("cas",
+                                 "write VALUE only if KEY's version is still VERSION "
+                                 "(0 = absent)");
+  cas->add_option("KEY", key)->required();
+  cas->add_option("VERSION", version)->required();
+  cas->add_option("VALUE", value)->required();
+  auto* scan = app.add_subcommand("scan", "print KEY<TAB>VALUE for keys starting with PREFIX");
+  scan->add_option("PREFIX", prefix)->required();
+  scan->add_option("--limit", limit, "at most this many keys")->capture_default_str();
+  scan->add_flag("--local", local, "answer from the node's snapshot at once; may be stale");
+  auto* txn = app.add_subcommand("txn",
+                                 "commit the transaction in FILE (- for stdin): "
+                                 "{\"reads\":[{\"key\",\"version\"}],\"writes\":[{\"key\","
+                                 "\"value\"}|{\"key\",\"delete\":true}]}");
+  txn->add_option("FILE", file)->required();
+  auto* status = app.add_subcommand("status", "print the node's state");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kOk : kBadInput;
+  }
+  try {
+    core::parse_host_port_list(o.nodes);
+    if (*get) return cmd_get(o, key, local);
+    if (*put) return commit(o, core::CommitRequest{"", {}, {core::WriteItem{key, value}}});
+    if (*del) return commit(o, core::CommitRequest{"", {}, {core::WriteItem{key, std::nullopt}}});
+    if (*cas)
+      return commit(o, core::CommitRequest{
+                           "", {core::ReadItem{key, version}}, {core::WriteItem{key, value}}});
+    if (*scan) return cmd_scan(o, prefix, limit, local);
+    if (*txn) return cmd_txn(o, file);
+    if (*status) return cmd_status(o);
+  } catch (const Failure& f) {
+    std::cerr << "tutti: " << f.message << "\n";
+    return f.code;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "tutti: --node: " << e.what() << "\n";
+    return kBadInput;
+  }
+  return kBadInput;
+}
