@@ -265,7 +265,6 @@ void WriteTxn::set_last_committed(uint64_t seqno) {
 }
 
 void WriteTxn::write_meta() {
-  meta_put(kMetaFormat, u64_bytes(kFormatVersion));
   meta_put(kMetaHistory, meta_.history_uuid);
   meta_put(kMetaNode, meta_.node_uuid);
   meta_put(kMetaLastCommitted, u64_bytes(meta_.last_committed));
@@ -368,7 +367,7 @@ void Store::check_format() {
   auto format = txn->meta_get(kMetaFormat);
   if (!format) {
     txn.reset();
-    write([](WriteTxn&) {});  // stamps the format version into a new environment
+    write([](WriteTxn& t) { t.meta_put(kMetaFormat, u64_bytes(kFormatVersion)); });
     return;
   }
   const uint64_t version = u64_from(*format);

@@ -1,0 +1,171 @@
+// Node driven directly, without sockets: requests in, flush, replies out.
+#include <catch2/catch.hpp>
+
+#include "core/node.hpp"
+#include "core/uuid.hpp"
+#include "gcs/solo_group.hpp"
+#include "temp_dir.hpp"
+
+using namespace tutti;
+using namespace tutti::core;
+using tutti::test::TempDir;
+
+namespace {
+
+struct Harness {
+  TempDir dir;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<Node> node;
+  int flush_requests = 0;
+  std::vector<Response> replies;
+
+  explicit Harness(storage::Options o = {}, NodeLimits limits = {}) {
+    o.dir = dir.path();
+    store = storage::Store::open(o);
+    store->write([](storage::WriteTxn& t) { t.set_identity(random_uuid(), random_uuid()); });
+    auto meta = store->read()->meta();
+    node = std::make_unique<Node>(
+        "n1", *store,
+        std::make_unique<gcs::SoloGroup>(gcs::Member{meta.node_uuid, "n1"}, meta.last_committed),
+        limits, [this] { ++flush_requests; });
+    node->flush();
+  }
+
+  void send(Request r) {
+    node->handle(std::move(r), [this](Response resp) { replies.push_back(std::move(resp)); });
+  }
+  Response call(Request r) {
+    send(std::move(r));
+    node->flush();
+    REQUIRE_FALSE(replies.empty());
+    Response out = replies.back();
+    replies.clear();
+    return out;
+  }
+  Response put(const std::string& txn, const std::string& key, const std::string& value) {
+    return call(Request{1, CommitRequest{txn, {}, {WriteItem{key, value}}}});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a commit is answered only after flush persisted and applied it") {
+  Harness h;
+  h.send(Request{5, CommitRequest{"t1", {}, {WriteItem{"k", "v"}}}});
+  CHECK(h.replies.empty());
+  CHECK(h.flush_requests >= 1);
+  h.node->flush();
+  REQUIRE(h.replies.size() == 1);
+  CHECK(h.replies[0].id == 5);
+  auto c = std::get<CommitReply>(h.replies[0].body);
+  CHECK(c.committed);
+  CHECK(c.seqno == 1);
+  auto r = h.store->read();
+  CHECK(r->get("k")->value == "v");
+  CHECK(r->log_get(1).has_value());
+}
+
+TEST_CASE("many commits in one flush share one storage transaction and keep their order") {
+  Harness h;
+  for (int i = 0; i < 100; ++i)
+    h.send(
+        Request{static_cast<uint64_t>(i),
+                CommitRequest{"t" + std::to_string(i), {}, {WriteItem{"k", std::to_string(i)}}}});
+  h.node->flush();
+  REQUIRE(h.replies.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(std::get<CommitReply>(h.replies[i].body).seqno == i + 1u);
+  CHECK(h.store->read()->get("k")->value == "99");
+}
+
+TEST_CASE("gets and scans see committed writes with their versions") {
+  Harness h;
+  h.put("t1", "a/1", "x");
+  h.put("t2", "a/2", "y");
+  auto v = std::get<ValueReply>(h.call(Request{1, GetRequest{"a/2"}}).body);
+  CHECK(v.found);
+  CHECK(v.value == "y");
+  CHECK(v.version == 2);
+  CHECK_FALSE(v.may_be_stale);
+  auto missing = std::get<ValueReply>(h.call(Request{1, GetRequest{"nope"}}).body);
+  CHECK_FALSE(missing.found);
+  auto s = std::get<ScanReply>(h.call(Request{1, ScanRequest{"a/", 10}}).body);
+  CHECK(s.entries.size() == 2);
+}
+
+TEST_CASE("cas: exactly one of two writers with the same read version wins") {
+  Harness h;
+  h.put("t0", "k", "start");
+  h.send(Request{1, CommitRequest{"a", {ReadItem{"k", 1}}, {WriteItem{"k", "A"}}}});
+  h.send(Request{2, CommitRequest{"b", {ReadItem{"k", 1}}, {WriteItem{"k", "B"}}}});
+  h.node->flush();
+  REQUIRE(h.replies.size() == 2);
+  auto a = std::get<CommitReply>(h.replies[0].body);
+  auto b = std::get<CommitReply>(h.replies[1].body);
+  CHECK(a.committed);
+  CHECK_FALSE(b.committed);
+  CHECK(b.conflict_keys == std::vector<std::string>{"k"});
+  CHECK(h.store->read()->get("k")->value == "A");
+}
+
+TEST_CASE("a retry of a committed or in-flight transaction id is answered - not applied twice") {
+  Harness h;
+  auto first = std::get<CommitReply>(h.put("same", "k", "v1").body);
+  h.put("other", "k", "v2");
+  auto retry = std::get<CommitReply>(h.put("same", "k", "v1").body);
+  CHECK(retry.duplicate);
+  CHECK(retry.seqno == first.seqno);
+  CHECK(h.store->read()->get("k")->value == "v2");
+
+  h.send(Request{1, CommitRequest{"inflight", {}, {WriteItem{"j", "1"}}}});
+  h.send(Request{2, CommitRequest{"inflight", {}, {WriteItem{"j", "1"}}}});
+  h.node->flush();
+  REQUIRE(h.replies.size() == 2);
+  CHECK(std::get<CommitReply>(h.replies[0].body).seqno ==
+        std::get<CommitReply>(h.replies[1].body).seqno);
+  CHECK(h.store->read()->meta().last_committed == 3);
+}
+
+TEST_CASE("bad input gets a clear error and changes nothing") {
+  NodeLimits limits;
+  limits.max_key_bytes = 8;
+  limits.max_value_bytes = 16;
+  Harness h({}, limits);
+  auto err = [&](Request r) { return std::get<ErrorReply>(h.call(std::move(r)).body); };
+  CHECK(err(Request{1, CommitRequest{"t", {}, {WriteItem{"123456789", "v"}}}}).code ==
+        ErrorCode::too_large);
+  auto big = err(Request{1, CommitRequest{"t", {}, {WriteItem{"k", std::string(17, 'v')}}}});
+  CHECK(big.code == ErrorCode::too_large);
+  CHECK_THAT(big.message, Catch::Contains("over the limit of 16 bytes"));
+  CHECK(err(Request{1, CommitRequest{"", {}, {WriteItem{"k", "v"}}}}).code ==
+        ErrorCode::bad_request);
+  CHECK(err(Request{1, CommitRequest{"t", {}, {}}}).code == ErrorCode::bad_request);
+  CHECK(err(Request{1, CommitRequest{"t", {}, {WriteItem{"k", "1"}, WriteItem{"k", "2"}}}}).code ==
+        ErrorCode::bad_request);
+  CHECK(err(Request{1, CommitRequest{"t", {}, {WriteItem{"", "v"}}}}).code ==
+        ErrorCode::bad_request);
+  CHECK(err(Request{1, GetRequest{std::string(9, 'k')}}).code == ErrorCode::too_large);
+  CHECK(h.store->read()->meta().last_committed == 0);
+}
+
+TEST_CASE("a full database fails the commit clearly - reads and later commits go on") {
+  storage::Options o;
+  o.initial_map_bytes = 1 << 20;
+  o.max_map_bytes = 2 << 20;
+  Harness h(o);
+  h.put("small", "k", "v");
+  const std::string value(512 << 10, 'x');
+  bool failed = false;
+  for (int i = 0; i < 8 && !failed; ++i) {
+    auto r = h.put("big" + std::to_string(i), "big" + std::to_string(i), value);
+    if (auto* e = std::get_if<ErrorReply>(&r.body)) {
+      CHECK(e->code == ErrorCode::storage);
+      CHECK_THAT(e->message, Catch::Contains("not committed"));
+      failed = true;
+    }
+  }
+  REQUIRE(failed);
+  const auto last = h.store->read()->meta().last_committed;
+  CHECK(std::get<ValueReply>(h.call(Request{1, GetRequest{"k"}}).body).value == "v");
+  auto next = std::get<CommitReply>(h.put("after", "k", "w").body);
+  CHECK(next.seqno == last + 1);  // the failed batch's seqnos were never given out
+}

@@ -1,0 +1,276 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "storage/store.hpp"
+#include "temp_dir.hpp"
+
+using namespace tutti::storage;
+using tutti::test::TempDir;
+
+namespace {
+
+std::unique_ptr<Store> open_store(const std::filesystem::path& dir, Options o = {}) {
+  o.dir = dir;
+  return Store::open(o);
+}
+
+ContentHash recompute(const Store& store) {
+  ContentHash h;
+  for (const auto& e : store.read()->scan("", 1u << 30)) h.add(e.key, e.version, e.value);
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("put - get - delete and versions") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->write([](WriteTxn& t) {
+    t.put("a", 1, "one");
+    t.put("b", 2, "two");
+    t.set_last_committed(2);
+  });
+  auto r = store->read();
+  REQUIRE(r->get("a")->value == "one");
+  REQUIRE(r->get("a")->version == 1);
+  REQUIRE_FALSE(r->get("c"));
+  REQUIRE(r->meta().last_committed == 2);
+  r.reset();
+  store->write([](WriteTxn& t) {
+    CHECK(t.del("a"));
+    CHECK_FALSE(t.del("zz"));
+    t.put("b", 3, "");
+  });
+  auto r2 = store->read();
+  CHECK_FALSE(r2->get("a"));
+  CHECK(r2->get("b")->version == 3);
+  CHECK(r2->get("b")->value.empty());
+}
+
+TEST_CASE("scan returns keys with the prefix - in order - up to the limit") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->write([](WriteTxn& t) {
+    for (const char* k : {"a", "ab", "abc", "abd", "b", "ba"}) t.put(k, 1, k);
+  });
+  auto r = store->read();
+  auto all = r->scan("ab", 100);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].key == "ab");
+  CHECK(all[2].key == "abd");
+  CHECK(r->scan("ab", 2).size() == 2);
+  CHECK(r->scan("", 100).size() == 6);
+  CHECK(r->scan("c", 100).empty());
+  CHECK(r->scan("", 0).empty());
+}
+
+TEST_CASE("a write batch is atomic: a failure leaves nothing of it") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->write([](WriteTxn& t) {
+    t.put("k", 1, "v1");
+    t.set_last_committed(1);
+  });
+  const auto before = store->read()->meta();
+  REQUIRE_THROWS(store->write([](WriteTxn& t) {
+    t.put("k", 2, "v2");
+    t.put("other", 2, "x");
+    t.log_append(2, "ws");
+    t.set_last_committed(2);
+    throw std::runtime_error("apply failed halfway");
+  }));
+  auto r = store->read();
+  CHECK(r->get("k")->value == "v1");
+  CHECK_FALSE(r->get("other"));
+  CHECK(r->meta().last_committed == 1);
+  CHECK(r->meta().content_hash == before.content_hash);
+  CHECK_FALSE(r->log_get(2));
+}
+
+TEST_CASE("content hash is order-independent and tracks every change") {
+  TempDir d1, d2;
+  auto s1 = open_store(d1.path());
+  auto s2 = open_store(d2.path());
+  s1->write([](WriteTxn& t) {
+    t.put("x", 1, "1");
+    t.put("y", 2, "2");
+    t.put("z", 3, "3");
+  });
+  s2->write([](WriteTxn& t) {
+    t.put("z", 3, "3");
+    t.put("x", 1, "1");
+  });
+  s2->write([](WriteTxn& t) { t.put("y", 2, "2"); });
+  CHECK(s1->read()->meta().content_hash == s2->read()->meta().content_hash);
+  CHECK(s1->read()->meta().content_hash == recompute(*s1));
+
+  s2->write([](WriteTxn& t) { t.put("y", 4, "2"); });  // same value, new version
+  CHECK_FALSE(s1->read()->meta().content_hash == s2->read()->meta().content_hash);
+  CHECK(s2->read()->meta().content_hash == recompute(*s2));
+  s2->write([](WriteTxn& t) {
+    t.del("y");
+    t.put("y", 2, "2");
+  });
+  CHECK(s1->read()->meta().content_hash == s2->read()->meta().content_hash);
+  s1->write([](WriteTxn& t) {
+    t.del("x");
+    t.del("y");
+    t.del("z");
+  });
+  CHECK(s1->read()->meta().content_hash == ContentHash{});
+  // Key/value boundaries matter.
+  ContentHash a, b;
+  a.add("ab", 1, "c");
+  b.add("a", 1, "bc");
+  CHECK_FALSE(a == b);
+}
+
+TEST_CASE("content hash survives a reopen") {
+  TempDir dir;
+  ContentHash h;
+  {
+    auto store = open_store(dir.path());
+    store->write([](WriteTxn& t) { t.put("k", 7, "v"); });
+    h = store->read()->meta().content_hash;
+  }
+  auto store = open_store(dir.path());
+  CHECK(store->read()->meta().content_hash == h);
+  CHECK(h.hex().size() == 32);
+}
+
+TEST_CASE("write-set cache is bounded by bytes and never trims unapplied entries") {
+  TempDir dir;
+  Options o;
+  o.wscache_bytes = 10 * 100;
+  auto store = open_store(dir.path(), o);
+  const std::string ws(100, 'w');
+  store->write([&](WriteTxn& t) {
+    for (uint64_t s = 1; s <= 30; ++s) t.log_append(s, ws);
+    t.set_last_committed(25);
+  });
+  auto r = store->read();
+  CHECK(r->meta().log_bytes <= 1000);
+  CHECK(r->meta().log_last == 30);
+  CHECK_FALSE(r->log_get(1));
+  CHECK(r->log_get(30));
+  CHECK(r->meta().log_first == 21);
+  r.reset();
+
+  // Nothing applied beyond 5: the cache may exceed its bound rather than lose a write-set.
+  TempDir dir2;
+  auto s2 = open_store(dir2.path(), o);
+  s2->write([&](WriteTxn& t) {
+    for (uint64_t s = 1; s <= 30; ++s) t.log_append(s, ws);
+    t.set_last_committed(5);
+  });
+  auto r2 = s2->read();
+  CHECK(r2->meta().log_first == 6);
+  CHECK(r2->log_from(6, 100).size() == 25);
+  CHECK(r2->log_from(6, 100).front().seqno == 6);
+}
+
+TEST_CASE("log appends must go forward - a tentative tail can be truncated") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->write([](WriteTxn& t) {
+    for (uint64_t s = 1; s <= 5; ++s) t.log_append(s, "e" + std::to_string(s));
+  });
+  REQUIRE_THROWS_AS(store->write([](WriteTxn& t) { t.log_append(5, "again"); }), StorageError);
+  store->write([](WriteTxn& t) { t.log_truncate_from(4); });
+  auto r = store->read();
+  CHECK(r->meta().log_last == 3);
+  CHECK(r->log_from(1, 10).size() == 3);
+  r.reset();
+  store->write([](WriteTxn& t) { t.log_append(4, "new4"); });
+  CHECK(*store->read()->log_get(4) == "new4");
+}
+
+TEST_CASE("snapshot to a file descriptor and restore round-trip") {
+  TempDir dir, restored;
+  auto store = open_store(dir.path());
+  store->write([](WriteTxn& t) {
+    for (int i = 0; i < 1000; ++i) t.put("key" + std::to_string(i), i + 1, std::string(i, 'v'));
+    t.log_append(1000, "ws");
+    t.set_last_committed(1000);
+    t.meta_put("custom", "meta");
+  });
+  const auto file = dir / "snapshot";
+  {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    store->snapshot_to(fd);
+    ::close(fd);
+  }
+  {
+    const int fd = ::open(file.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    Store::restore_from(fd, restored / "db");
+    ::close(fd);
+  }
+  auto copy = open_store(restored / "db");
+  auto a = store->read(), b = copy->read();
+  CHECK(b->meta().content_hash == a->meta().content_hash);
+  CHECK(b->meta().last_committed == 1000);
+  CHECK(b->get("key999")->value == std::string(999, 'v'));
+  CHECK(*b->meta_get("custom") == "meta");
+  CHECK(*b->log_get(1000) == "ws");
+  CHECK(recompute(*copy) == b->meta().content_hash);
+}
+
+TEST_CASE("a data dir of an unknown format version is refused") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    store->write(
+        [](WriteTxn& t) { t.meta_put("format_version", std::string("\x63\0\0\0\0\0\0\0", 8)); });
+  }
+  try {
+    open_store(dir.path());
+    FAIL("opened a data dir of format 99");
+  } catch (const StorageError& e) {
+    CHECK(e.kind() == StorageError::Kind::format);
+    CHECK_THAT(e.what(), Catch::Contains("format version 99"));
+  }
+}
+
+TEST_CASE("a data dir in use is refused") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  try {
+    open_store(dir.path());
+    FAIL("opened a locked data dir");
+  } catch (const StorageError& e) {
+    CHECK(e.kind() == StorageError::Kind::locked);
+    CHECK_THAT(e.what(), Catch::Contains("in use"));
+  }
+}
+
+TEST_CASE("the map grows on demand and a full database fails the write clearly") {
+  TempDir dir;
+  Options o;
+  o.initial_map_bytes = 1 << 20;
+  o.max_map_bytes = 8 << 20;
+  auto store = open_store(dir.path(), o);
+  const std::string value(64 << 10, 'x');
+  for (int i = 0; i < 40; ++i)  // 2.5 MiB: more than the first map
+    store->write([&](WriteTxn& t) { t.put("k" + std::to_string(i), 1, value); });
+  CHECK(store->map_bytes() > (1u << 20));
+  CHECK(store->read()->get("k39"));
+
+  bool full = false;
+  for (int i = 40; i < 400 && !full; ++i) {
+    try {
+      store->write([&](WriteTxn& t) { t.put("k" + std::to_string(i), 1, value); });
+    } catch (const StorageError& e) {
+      CHECK(e.kind() == StorageError::Kind::map_full);
+      CHECK_THAT(e.what(), Catch::Contains("maximum size"));
+      full = true;
+    }
+  }
+  CHECK(full);
+  // Reads go on, and so do writes that free space.
+  CHECK(store->read()->get("k0")->value == value);
+  store->write([](WriteTxn& t) { t.del("k0"); });
+}
