@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -427,6 +428,7 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
     }
     if (rc == MDB_SUCCESS) rc = mdb_txn_commit(txn);  // frees txn whatever it returns
     if (rc == MDB_SUCCESS) return;
+    if (rc == EIO || rc == ENOSPC) fail_io(rc);
     if (rc != MDB_MAP_FULL) fail(rc, "commit");
     if (map_bytes_ >= options_.max_map_bytes)
       throw StorageError(StorageError::Kind::map_full,
@@ -436,6 +438,20 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
     check(mdb_env_set_mapsize(env_, grown), "grow map");
     map_bytes_ = grown;
   }
+}
+
+// LMDB reports a short write as EIO: on a nearly full disk that is ENOSPC in all but name.
+void Store::fail_io(int rc) const {
+  struct statvfs fs;
+  if (::statvfs(options_.dir.c_str(), &fs) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (rc == ENOSPC || free_bytes < (16u << 20))
+      throw StorageError(StorageError::Kind::disk_full,
+                         fmt::format("storage: commit: no space left on the data dir's disk ({} "
+                                     "bytes free in {})",
+                                     free_bytes, options_.dir.string()));
+  }
+  fail(rc, "commit");
 }
 
 void Store::sync() {

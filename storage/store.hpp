@@ -161,6 +161,7 @@ class Store {
   void open_env();
   void check_format();
   Meta load_meta(MDB_txn* txn) const;
+  [[noreturn]] void fail_io(int rc) const;
 
   Options options_;
   int lock_fd_ = -1;

@@ -348,3 +348,39 @@ TEST_CASE("memory durability: a clean stop keeps every acknowledged put") {
   s.node.start({"--durability", "memory"});
   check_all_acked_present(s, stream, "memory");
 }
+
+TEST_CASE("a full disk fails writes with a clear error while reads go on") {
+  if (::geteuid() != 0) {
+    WARN("skipped: mounting a small tmpfs needs root");
+    return;
+  }
+  TempDir dir;
+  const auto mnt = dir / "small-disk";
+  std::filesystem::create_directories(mnt);
+  REQUIRE(std::system(("mount -t tmpfs -o size=4m tutti-test " + mnt.string()).c_str()) == 0);
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { (void)std::system(("umount -l " + p.string()).c_str()); }
+  } unmount{mnt};
+  {
+    NodeProcess n{"n1", mnt / "n1"};
+    n.log = dir / "n1.log";
+    n.start({"--bootstrap"});
+    auto cli = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), {TUTTI_BIN, "--node", n.client_addr()});
+      return run(args);
+    };
+    REQUIRE(cli({"put", "small", "v"}).code == 0);
+    const std::string value(100 << 10, 'x');  // one argument may not pass 128 KiB
+    CliResult failed;
+    for (int i = 0; i < 80 && failed.code <= 0; ++i) {
+      auto r = cli({"put", "big" + std::to_string(i), value});
+      if (r.code != 0) failed = r;
+    }
+    REQUIRE(failed.code == 3);
+    CHECK_THAT(failed.err, Catch::Contains("not committed"));
+    CHECK_THAT(failed.err, Catch::Contains("space"));
+    CHECK(cli({"get", "small"}).out == "v\n");
+    CHECK(n.process.running());
+  }
+}
