@@ -14,10 +14,10 @@
 
 namespace tutti::gcs {
 
-struct Member {
+struct MemberInfo {
   std::string uuid;  // 16 bytes
   std::string name;
-  bool operator==(const Member&) const = default;
+  bool operator==(const MemberInfo&) const = default;
 };
 
 struct ViewId {
@@ -28,7 +28,7 @@ struct ViewId {
 
 struct View {
   ViewId id;
-  std::vector<Member> members;
+  std::vector<MemberInfo> members;
   bool primary = false;
 };
 
@@ -37,6 +37,7 @@ struct Delivery {
   uint64_t seqno = 0;
   std::string origin;  // sender's uuid
   std::string payload;
+  uint64_t sender_seq = 0;  // the sender's own numbering: (origin, sender_seq) names a message
 };
 
 struct Ready {
@@ -55,7 +56,8 @@ enum class BroadcastError { none, not_primary, too_large, queue_full };
 
 struct BroadcastResult {
   BroadcastError error = BroadcastError::none;
-  std::string message;  // why, when error != none
+  std::string message;      // why, when error != none
+  uint64_t sender_seq = 0;  // when accepted: the message's number from this sender
   bool ok() const { return error == BroadcastError::none; }
 };
 

@@ -7,7 +7,7 @@
 
 namespace tutti::gcs {
 
-SoloGroup::SoloGroup(Member self, uint64_t last_seqno, Limits limits)
+SoloGroup::SoloGroup(MemberInfo self, uint64_t last_seqno, Limits limits)
     : self_(std::move(self)), limits_(limits), next_seqno_(last_seqno + 1) {
   view_.id = ViewId{1, self_.uuid};
   view_.members = {self_};

@@ -11,7 +11,7 @@ namespace tutti::gcs {
 
 class SoloGroup final : public Group {
  public:
-  SoloGroup(Member self, uint64_t last_seqno, Limits limits = {});
+  SoloGroup(MemberInfo self, uint64_t last_seqno, Limits limits = {});
 
   BroadcastResult broadcast(std::string payload) override;
   const View& view() const override { return view_; }
@@ -22,7 +22,7 @@ class SoloGroup final : public Group {
   uint64_t last_seqno() const { return next_seqno_ - 1; }
 
  private:
-  Member self_;
+  MemberInfo self_;
   Limits limits_;
   View view_;
   bool view_pending_ = true;  // the first Ready tells the driver its view

@@ -26,7 +26,7 @@ struct Harness {
     auto meta = store->read()->meta();
     node = std::make_unique<Node>(
         "n1", *store,
-        std::make_unique<gcs::SoloGroup>(gcs::Member{meta.node_uuid, "n1"}, meta.last_committed),
+        std::make_unique<gcs::SoloGroup>(gcs::MemberInfo{meta.node_uuid, "n1"}, meta.last_committed),
         limits, [this] { ++flush_requests; });
     node->flush();
   }

@@ -5,7 +5,7 @@
 using namespace tutti::gcs;
 
 TEST_CASE("a group of one is primary and numbers messages after the persisted history") {
-  SoloGroup g(Member{"uuid-1", "n1"}, 41);
+  SoloGroup g(MemberInfo{"uuid-1", "n1"}, 41);
   CHECK(g.view().primary);
   CHECK(g.view().members.size() == 1);
   REQUIRE(g.has_ready());  // the first Ready announces the view
@@ -28,7 +28,7 @@ TEST_CASE("a group of one is primary and numbers messages after the persisted hi
 }
 
 TEST_CASE("a batch that could not be persisted is not delivered and its seqnos are reused") {
-  SoloGroup g(Member{"u", "n"}, 0);
+  SoloGroup g(MemberInfo{"u", "n"}, 0);
   g.advance(g.ready(), true);
   g.broadcast("lost");
   auto r = g.ready();
@@ -43,7 +43,7 @@ TEST_CASE("broadcast refuses oversized messages and a full queue with a reason")
   Limits limits;
   limits.max_message_bytes = 10;
   limits.max_queued_messages = 2;
-  SoloGroup g(Member{"u", "n"}, 0, limits);
+  SoloGroup g(MemberInfo{"u", "n"}, 0, limits);
   auto big = g.broadcast(std::string(11, 'x'));
   CHECK(big.error == BroadcastError::too_large);
   CHECK_THAT(big.message, Catch::Contains("over the group's limit"));

@@ -1,0 +1,622 @@
+#include "gcs/member.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+#include <fmt/format.h>
+
+namespace tutti::gcs {
+
+std::string to_string(const ViewKey& id) {
+  return fmt::format("{}.{}", id.epoch, id.coordinator);
+}
+
+const char* message_name(const Message& m) {
+  static const char* names[] = {"heartbeat", "data",    "order",     "ack",   "propose",
+                                "state",     "install", "installed", "commit"};
+  return names[m.body.index()];
+}
+
+const char* to_string(Phase phase) {
+  switch (phase) {
+    case Phase::idle:
+      return "idle";
+    case Phase::operational:
+      return "operational";
+    case Phase::gathering:
+      return "gathering";
+    case Phase::installed:
+      return "installed";
+  }
+  return "?";
+}
+
+Member::Member(NodeId self, Durable durable, Config config, std::vector<NodeId> seeds, Time now)
+    : self_(std::move(self)), d_(std::move(durable)), cfg_(config), now_(now) {
+  ++d_.incarnation;
+  ready_.write_meta = true;
+  next_own_seq_ = d_.incarnation << 32;
+  promised_ = d_.promised;
+  for (auto& s : seeds)
+    if (s != self_) known_.insert(s);
+  if (d_.last_primary)
+    for (auto& m : d_.last_primary->members)
+      if (m != self_) known_.insert(m);
+  change_started_ = now;
+}
+
+// ---- local requests ----
+
+void Member::bootstrap(const std::string& new_history) {
+  if (d_.history.empty()) d_.history = new_history;
+  const ViewKey id{promised_.epoch + 1, self_};
+  promised_ = d_.promised = id;
+  const uint64_t base = d_.delivered;
+  Install inst{ViewInfo{id, {self_}, true, base},
+               {},
+               d_.last_primary ? std::optional(d_.last_primary->id) : std::nullopt};
+  d_.previous_primary = d_.last_primary;
+  d_.last_primary = inst.view;
+  record_install(id);
+  d_.needs_transfer = false;
+  ready_.truncate_after = base;
+  std::erase_if(d_.log, [&](const auto& e) { return e.first > base; });
+  ready_.write_meta = true;
+  installing_ = inst;
+  phase_ = Phase::installed;
+  commit_view();
+  end_of_step();
+}
+
+BroadcastResult Member::broadcast(std::string payload) {
+  if (leaving_self_) return {BroadcastError::not_primary, "this member is leaving the group"};
+  if (payload.size() > cfg_.limits.max_message_bytes)
+    return {BroadcastError::too_large,
+            fmt::format("message of {} bytes is over the group's limit of {} bytes", payload.size(),
+                        cfg_.limits.max_message_bytes)};
+  if (own_.size() >= cfg_.limits.max_queued_messages)
+    return {BroadcastError::queue_full,
+            fmt::format("send queue is full ({} messages waiting)", own_.size())};
+  if (d_.needs_transfer)
+    return {BroadcastError::not_primary, "joining: waiting for a state transfer"};
+  if (phase_ == Phase::idle || (phase_ == Phase::operational && !view_.primary))
+    return {BroadcastError::not_primary,
+            fmt::format("not primary: this member's component ({} members) holds no majority of "
+                        "the last primary view",
+                        view_.members.size())};
+  // During a view change the message waits and goes out in the next view.
+  DataItem item{++next_own_seq_, std::move(payload)};
+  own_.push_back(item);
+  if (operational_primary()) new_data_.push_back(std::move(item));
+  end_of_step();
+  return BroadcastResult{BroadcastError::none, "", next_own_seq_};
+}
+
+void Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high) {
+  if (!d_.needs_transfer) return;
+  d_.needs_transfer = false;
+  d_.delivered = std::max(d_.delivered, seqno);
+  for (auto& [s, high] : sender_high) d_.sender_high[s] = std::max(d_.sender_high[s], high);
+  ready_.write_meta = true;
+  const uint64_t mine = d_.sender_high[self_];
+  while (!own_.empty() && own_.front().seq <= mine) own_.pop_front();
+  if (operational_primary()) send_data(true);
+  try_deliver();
+  end_of_step();
+}
+
+void Member::leave() {
+  leaving_self_ = true;
+  Message m = make(view_.id);
+  m.body = Heartbeat{held_, true, {}, promised_};
+  for (auto& n : known_) send(n, m);
+}
+
+MemberReady Member::take_ready() {
+  MemberReady out = std::move(ready_);
+  ready_ = MemberReady{};
+  return out;
+}
+
+void Member::record_install(const ViewKey& id) {
+  constexpr size_t kKeep = 16;
+  d_.installs.push_back(id);
+  if (d_.installs.size() > kKeep) d_.installs.erase(d_.installs.begin());
+}
+
+std::string Member::debug_string() const {
+  std::string acks;
+  for (auto& [n, h] : acks_) acks += fmt::format(" {}={}", n, h);
+  std::string prop = "none";
+  if (proposal_)
+    prop = fmt::format("{} reports={} installed={} sent={}", to_string(proposal_->id),
+                       proposal_->reports.size(), proposal_->installed.size(),
+                       proposal_->install_sent);
+  return fmt::format(
+             "{}: phase={} view={} primary={} promised={} seen_epoch={} proposal=[{}] held={} "
+             "delivered_pos={} next_pos={} acks=[{}] own={} own_ordered={} delivered={} "
+             "transfer={}",
+             self_, to_string(phase_), to_string(view_.id), view_.primary, to_string(promised_),
+             seen_epoch_, prop, held_, delivered_pos_, next_pos_, acks, own_.size(), own_ordered_,
+             d_.delivered, d_.needs_transfer) +
+         (last_decision_.empty() ? "" : " decision: " + last_decision_);
+}
+
+// ---- input dispatch ----
+
+void Member::receive(const Message& m, Time now) {
+  now_ = std::max(now_, now);
+  if (m.version != kGcsProtocolVersion || m.from == self_) return;
+  if (!d_.history.empty() && !m.history.empty() && m.history != d_.history) return;
+  last_heard_[m.from] = now_;
+  known_.insert(m.from);
+  seen_epoch_ = std::max(seen_epoch_, m.view.epoch);
+  std::visit(
+      [&](const auto& body) {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, Heartbeat>) on_heartbeat(m, body);
+        if constexpr (std::is_same_v<T, Data>) on_data(m, body);
+        if constexpr (std::is_same_v<T, Order>) {
+          if (phase_ == Phase::operational && m.view == view_.id) on_order_items(body.items);
+        }
+        if constexpr (std::is_same_v<T, Ack>) on_ack(m, body);
+        if constexpr (std::is_same_v<T, Propose>) on_propose(m, body);
+        if constexpr (std::is_same_v<T, StateReport>) on_state(m, body);
+        if constexpr (std::is_same_v<T, Install>) on_install(m, body);
+        if constexpr (std::is_same_v<T, Installed>) on_installed(m);
+        if constexpr (std::is_same_v<T, Commit>) on_commit(m);
+      },
+      m.body);
+  end_of_step();
+}
+
+void Member::tick(Time now) {
+  now_ = std::max(now_, now);
+  if (leaving_self_) return;
+  if (now_ - last_heartbeat_ >= cfg_.heartbeat_interval) {
+    last_heartbeat_ = now_;
+    Message m = make(view_.id);
+    m.body = Heartbeat{held_, false, std::vector<NodeId>(known_.begin(), known_.end()), promised_};
+    for (auto& n : known_) send(n, m);
+  }
+  if (operational_primary()) retransmit();
+  maybe_propose();
+  end_of_step();
+}
+
+// Sends what this step produced that is sent once per step: new data, acknowledgements.
+void Member::end_of_step() {
+  if (!new_data_.empty()) send_data(false);
+  if (phase_ == Phase::operational && view_.primary && held_ > acked_sent_) {
+    acked_sent_ = held_;
+    Message m = make(view_.id);
+    m.body = Ack{held_};
+    send_to_members(m);
+    acks_[self_] = held_;
+    try_deliver();
+  }
+}
+
+Message Member::make(const ViewKey& view) const {
+  Message m;
+  m.from = self_;
+  m.history = d_.history;
+  m.view = view;
+  return m;
+}
+
+void Member::send(const NodeId& to, Message m) {
+  if (to == self_) return;
+  ready_.send.emplace_back(to, std::move(m));
+}
+
+void Member::send_to_members(const Message& m) {
+  for (const auto& n : view_.members) send(n, m);
+}
+
+// ---- normal case: data -> order -> persist + ack -> stable -> deliver ----
+
+void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
+  if (h.leaving) {
+    leaving_.insert(m.from);
+    return;
+  }
+  leaving_.erase(m.from);
+  peer_view_[m.from] = std::max(m.view, h.promised);
+  // A member that installed our view but still operates in an older one lost its Commit.
+  if (phase_ == Phase::operational && is_sequencer() && h.promised == view_.id &&
+      m.view != view_.id) {
+    Message commit = make(view_.id);
+    commit.body = Commit{};
+    send(m.from, std::move(commit));
+  }
+  for (const auto& n : h.known)
+    if (n != self_) known_.insert(n);
+  // Heartbeats carry acknowledgements too, so a lost Ack is repaired within an interval.
+  if (phase_ == Phase::operational && m.view == view_.id) on_ack(m, Ack{h.held});
+}
+
+void Member::on_data(const Message& m, const Data& d) {
+  if (!operational_primary() || !is_sequencer() || m.view != view_.id) return;
+  if (std::find(view_.members.begin(), view_.members.end(), m.from) == view_.members.end()) return;
+  auto [it, first] = expected_seq_.try_emplace(m.from, d.lowest);
+  Order order;
+  for (const DataItem& item : d.items) {
+    // Per-sender FIFO: only the next expected message is ordered; a gap waits for a resend.
+    if (item.seq != it->second) continue;
+    order.items.push_back(OrderItem{next_pos_++, m.from, item.seq, item.payload});
+    ++it->second;
+  }
+  if (order.items.empty()) return;
+  Message out = make(view_.id);
+  out.body = order;
+  send_to_members(out);
+  on_order_items(order.items);
+}
+
+void Member::on_order_items(const std::vector<OrderItem>& items) {
+  for (const OrderItem& item : items)
+    if (item.pos > held_) entries_.emplace(item.pos, item);
+  // Persist what is contiguous: appended to this step's Ready, written before anything is sent.
+  for (auto it = entries_.find(held_ + 1); it != entries_.end() && it->first == held_ + 1;
+       it = entries_.find(held_ + 1)) {
+    const OrderItem& item = it->second;
+    LogEntry e{view_.base + item.pos, view_.id, item.sender, item.sender_seq, item.payload};
+    d_.log[e.seqno] = e;
+    ready_.append.push_back(std::move(e));
+    if (item.sender == self_) own_ordered_ = std::max(own_ordered_, item.sender_seq);
+    ++held_;
+  }
+}
+
+void Member::on_ack(const Message& m, const Ack& a) {
+  if (phase_ != Phase::operational || m.view != view_.id) return;
+  auto it = acks_.find(m.from);
+  if (it == acks_.end() || a.held <= it->second) return;
+  it->second = a.held;
+  try_deliver();
+}
+
+// A position is stable once every member of the view holds it; stable positions are delivered in
+// order (safe delivery).
+void Member::try_deliver() {
+  if (!operational_primary() || d_.needs_transfer) return;
+  uint64_t stable = held_;
+  for (const auto& [member, held] : acks_) stable = std::min(stable, held);
+  while (delivered_pos_ < stable) {
+    auto it = entries_.find(delivered_pos_ + 1);
+    assert(it != entries_.end());
+    const OrderItem item = it->second;
+    ++delivered_pos_;
+    if (view_.base + item.pos > d_.delivered)
+      deliver(view_.base + item.pos, item.sender, item.sender_seq, item.payload);
+    // The sequencer keeps entries until every member has them, for retransmission.
+    if (!is_sequencer()) entries_.erase(it);
+  }
+  if (is_sequencer()) {
+    while (!entries_.empty() && entries_.begin()->first <= std::min(stable, delivered_pos_))
+      entries_.erase(entries_.begin());
+  }
+}
+
+void Member::deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,
+                     const std::string& payload) {
+  assert(seqno == d_.delivered + 1);
+  d_.delivered = seqno;
+  uint64_t& high = d_.sender_high[sender];
+  high = std::max(high, sender_seq);
+  if (sender == self_)
+    while (!own_.empty() && own_.front().seq <= sender_seq) own_.pop_front();
+  ready_.events.push_back(Delivery{seqno, sender, payload, sender_seq});
+}
+
+void Member::retransmit() {
+  if (is_sequencer()) {
+    for (const auto& [member, held] : acks_) {
+      if (member == self_ || held + 1 >= next_pos_) continue;
+      Time& last = last_retransmit_[member];
+      if (now_ - last < cfg_.resend_timeout) continue;
+      last = now_;
+      Order order;
+      for (auto it = entries_.upper_bound(held); it != entries_.end(); ++it)
+        order.items.push_back(it->second);
+      if (order.items.empty()) continue;
+      Message m = make(view_.id);
+      m.body = std::move(order);
+      send(member, std::move(m));
+    }
+  }
+  if (!own_.empty() && own_.back().seq > own_ordered_ &&
+      now_ - last_data_sent_ >= cfg_.resend_timeout)
+    send_data(true);
+}
+
+// everything_unordered: resend every own message not seen ordered yet (after a view change or a
+// timeout); else only those broadcast in this step.
+void Member::send_data(bool everything_unordered) {
+  Data d;
+  d.lowest = own_.empty() ? next_own_seq_ + 1 : own_.front().seq;
+  if (everything_unordered) {
+    for (const DataItem& item : own_)
+      if (item.seq > own_ordered_) d.items.push_back(item);
+  } else {
+    d.items = std::move(new_data_);
+  }
+  new_data_.clear();
+  if (d.items.empty() || !operational_primary() || d_.needs_transfer) return;
+  last_data_sent_ = now_;
+  Message m = make(view_.id);
+  m.body = std::move(d);
+  if (is_sequencer()) {
+    on_data(m, std::get<Data>(m.body));
+  } else {
+    send(view_.members.front(), std::move(m));
+  }
+}
+
+// ---- membership: failure detection and view change ----
+
+std::vector<NodeId> Member::alive_set() const {
+  std::vector<NodeId> out{self_};
+  for (const auto& n : known_) {
+    auto heard = last_heard_.find(n);
+    if (heard == last_heard_.end() || now_ - heard->second >= cfg_.suspect_timeout) continue;
+    auto ex = excluded_until_.find(n);
+    if (ex != excluded_until_.end() && ex->second > now_) continue;
+    if (leaving_.count(n)) continue;
+    out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The smallest live member coordinates: it proposes a view of every member it hears when that
+// differs from the current view, or when a view change has stalled.
+void Member::maybe_propose() {
+  std::vector<NodeId> alive = alive_set();
+  if (alive.front() != self_) return;
+  if (proposal_) {
+    if (now_ - proposal_->started < cfg_.install_timeout) return;
+    for (const auto& n : proposal_->members) {
+      const bool answered = proposal_->install_sent ? proposal_->installed.count(n) > 0
+                                                    : proposal_->reports.count(n) > 0;
+      if (!answered && n != self_) excluded_until_[n] = now_ + cfg_.exclude_time;
+    }
+    proposal_.reset();
+    alive = alive_set();
+  }
+  bool need = false;
+  switch (phase_) {
+    case Phase::idle:
+      need = true;
+      break;
+    case Phase::operational: {
+      // A member that operates in, or prepares, a later view than ours: our view is stale.
+      need = alive != view_.members;
+      for (const auto& n : alive) {
+        auto pv = peer_view_.find(n);
+        if (pv != peer_view_.end() && view_.id < pv->second) need = true;
+      }
+      break;
+    }
+    default:
+      need = now_ - change_started_ >= cfg_.install_timeout;
+      break;
+  }
+  if (need) propose(std::move(alive));
+}
+
+void Member::propose(std::vector<NodeId> members) {
+  const ViewKey id{std::max(promised_.epoch, seen_epoch_) + 1, self_};
+  proposal_ = Proposal{id, members, now_, {}, {}, false};
+  Message m = make(id);
+  m.body = Propose{members};
+  for (const auto& n : members) send(n, m);
+  on_propose(m, std::get<Propose>(m.body));
+}
+
+void Member::on_propose(const Message& m, const Propose& p) {
+  if (!(promised_ < m.view)) return;
+  if (std::find(p.members.begin(), p.members.end(), self_) == p.members.end()) return;
+  if (proposal_ && proposal_->id < m.view) proposal_.reset();  // a higher proposal wins
+  // Promise: never take part in a lower view change again, even after a restart.
+  promised_ = d_.promised = m.view;
+  ready_.write_meta = true;
+  // Stop ordering and acknowledging in the old view: the report below must cover every ack.
+  phase_ = Phase::gathering;
+  change_started_ = now_;
+  installing_.reset();
+  Message reply = make(m.view);
+  reply.body = state_report();
+  if (m.from == self_) {
+    on_state(reply, std::get<StateReport>(reply.body));
+  } else {
+    send(m.from, std::move(reply));
+  }
+}
+
+StateReport Member::state_report() const {
+  StateReport r;
+  r.current = view_;
+  r.last_primary = d_.last_primary;
+  r.last_committed = d_.last_committed;
+  r.previous_primary = d_.previous_primary;
+  r.installs = d_.installs;
+  r.delivered = d_.delivered;
+  r.needs_transfer = d_.needs_transfer;
+  if (!d_.needs_transfer) {
+    uint64_t s = d_.delivered;  // what is applied is held; the log goes on from there
+    while (d_.log.count(s + 1)) ++s;
+    r.lineage_held = s;
+  }
+  return r;
+}
+
+void Member::on_state(const Message& m, const StateReport& r) {
+  if (!proposal_ || proposal_->id != m.view || proposal_->install_sent) return;
+  proposal_->reports[m.from] = r;
+  if (proposal_->reports.size() == proposal_->members.size()) decide_install();
+}
+
+// The coordinator fixes the new view from every member's report:
+// - LP, the latest primary view any member persisted, is the lineage the view may continue;
+// - the view is primary iff it holds a strict majority of LP's members;
+// - its base (the end of LP's history) is the least seqno held by LP's reporting members: a
+//   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
+// - members that hold LP's history up to the base continue; the others join and need a transfer.
+void Member::decide_install() {
+  Proposal& p = *proposal_;
+  // A view some present member of it never persisted was never committed: nothing was delivered
+  // in it, and its partial install must not hold the group back. Its installers still continue
+  // the view it was built on.
+  auto maybe_committed = [&](const ViewInfo& v) {
+    for (const auto& m : v.members) {
+      auto other = p.reports.find(m);
+      if (other == p.reports.end()) continue;
+      const auto& installs = other->second.installs;
+      const bool covered = !installs.empty() && !(v.id < installs.front());
+      if ((installs.empty() || covered) &&
+          std::find(installs.begin(), installs.end(), v.id) == installs.end())
+        return false;
+    }
+    return true;
+  };
+  std::map<NodeId, const ViewInfo*> lineage;
+  const ViewInfo* lp = nullptr;
+  const ViewInfo* lcp = nullptr;
+  for (const auto& [n, r] : p.reports) {
+    if (r.last_committed && (!lcp || lcp->id < r.last_committed->id)) lcp = &*r.last_committed;
+    const ViewInfo* eff = nullptr;
+    for (const auto* v : {&r.last_primary, &r.previous_primary, &r.last_committed}) {
+      if (!*v || (eff && !(eff->id < (*v)->id))) continue;
+      if (v == &r.last_committed || maybe_committed(**v)) eff = &**v;
+    }
+    lineage[n] = eff;
+    if (eff && (!lp || lp->id < eff->id)) lp = eff;
+  }
+  auto majority_of = [&](const ViewInfo& v) {
+    size_t present = 0;
+    for (const auto& n : v.members) present += p.reports.count(n);
+    return 2 * present > v.members.size();
+  };
+  Install inst;
+  inst.view = ViewInfo{p.id, p.members, false, 0};
+  size_t continuing = 0;
+  uint64_t end = UINT64_MAX;
+  if (lp) {
+    inst.predecessor = lp->id;
+    inst.predecessor_view = *lp;
+    // Whatever was delivered in LP, every member of LP held first; a member waiting for a
+    // transfer has a gap in its log and proves nothing.
+    for (const auto& [n, r] : p.reports) {
+      if (!lineage[n] || lineage[n]->id != lp->id || r.needs_transfer) continue;
+      end = std::min(end, r.lineage_held);
+      ++continuing;
+    }
+    // LP may never have been committed (its install reached only some members), and a group
+    // that does not know of it may form from the view before it: so a new primary needs a
+    // majority of the last committed primary view as well, like Raft's joint consensus.
+    inst.view.primary = majority_of(*lp) && (!lcp || majority_of(*lcp)) && continuing > 0;
+  }
+  if (inst.view.primary) {
+    inst.view.base = end;
+    for (const auto& [n, r] : p.reports) {
+      const bool cont = lineage[n] && lineage[n]->id == lp->id && !r.needs_transfer;
+      if (!cont) inst.joiners.push_back(n);
+    }
+  }
+  last_decision_ =
+      fmt::format("{} lp={} lcp={} continuing={} primary={} base={} reports:", to_string(p.id),
+                  lp ? to_string(lp->id) : "-", lcp ? to_string(lcp->id) : "-", continuing,
+                  inst.view.primary, inst.view.base);
+  for (const auto& [n, r] : p.reports)
+    last_decision_ += fmt::format(" {}(lp={} lc={} held={} del={} xfer={})", n,
+                                  r.last_primary ? to_string(r.last_primary->id) : "-",
+                                  r.last_committed ? to_string(r.last_committed->id) : "-",
+                                  r.lineage_held, r.delivered, r.needs_transfer);
+  p.install_sent = true;
+  Message m = make(p.id);
+  m.body = inst;
+  for (const auto& n : p.members) send(n, m);
+  on_install(m, inst);
+}
+
+void Member::on_install(const Message& m, const Install& inst) {
+  if (phase_ != Phase::gathering || m.view != promised_) return;
+  const bool joiner =
+      std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
+  if (inst.view.primary) {
+    // The primary view is on disk before anything is delivered in it, on every member.
+    if (d_.history.empty()) d_.history = m.history;
+    d_.previous_primary = inst.predecessor_view;
+    d_.last_primary = inst.view;
+    record_install(inst.view.id);
+    d_.needs_transfer = joiner;
+    // What lies beyond is a tentative tail that the group did not keep.
+    const uint64_t keep = joiner ? d_.delivered : inst.view.base;
+    if (!d_.log.empty() && d_.log.rbegin()->first > keep) {
+      ready_.truncate_after = keep;
+      std::erase_if(d_.log, [&](const auto& e) { return e.first > keep; });
+    }
+    ready_.write_meta = true;
+  }
+  installing_ = inst;
+  phase_ = Phase::installed;
+  Message reply = make(m.view);
+  reply.body = Installed{};
+  if (m.from == self_) {
+    on_installed(reply);
+  } else {
+    send(m.from, std::move(reply));
+  }
+}
+
+void Member::on_installed(const Message& m) {
+  if (!proposal_ || proposal_->id != m.view || !proposal_->install_sent) return;
+  proposal_->installed.insert(m.from);
+  if (proposal_->installed.size() < proposal_->members.size()) return;
+  Message commit = make(proposal_->id);
+  commit.body = Commit{};
+  for (const auto& n : proposal_->members) send(n, commit);
+  proposal_.reset();
+  on_commit(commit);
+}
+
+void Member::on_commit(const Message& m) {
+  if (phase_ != Phase::installed || !installing_ || installing_->view.id != m.view) return;
+  commit_view();
+}
+
+// Delivers the rest of the old primary view's history (up to the new base), then starts the new
+// view: every member passing from it into this view has now delivered the same messages.
+void Member::commit_view() {
+  const Install inst = *installing_;
+  installing_.reset();
+  const bool joiner =
+      std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
+  if (inst.view.primary && !joiner) {
+    for (uint64_t s = d_.delivered + 1; s <= inst.view.base; ++s) {
+      const LogEntry& e = d_.log.at(s);
+      deliver(s, e.sender, e.sender_seq, e.payload);
+    }
+  }
+  view_ = inst.view;
+  phase_ = Phase::operational;
+  if (view_.primary) {
+    d_.last_committed = view_;
+    ready_.write_meta = true;
+  }
+  next_pos_ = 1;
+  expected_seq_.clear();
+  entries_.clear();
+  held_ = acked_sent_ = delivered_pos_ = 0;
+  acks_.clear();
+  for (const auto& n : view_.members) acks_[n] = 0;
+  last_retransmit_.clear();
+  own_ordered_ = 0;
+  new_data_.clear();
+  ready_.events.push_back(ViewEvent{view_, inst.predecessor, inst.joiners, d_.needs_transfer});
+  if (view_.primary) send_data(true);
+}
+
+}  // namespace tutti::gcs

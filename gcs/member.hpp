@@ -1,0 +1,161 @@
+// The virtual-synchrony group protocol as a pure state machine (DESIGN.md §5, docs/gcs.md).
+//
+// Inputs: receive(message), tick(now), broadcast(payload), transfer_done(...), leave().
+// Output: take_ready(), to be carried out in order: (1) persist (truncate the log, write the
+// durable meta, append entries), (2) send the messages, (3) hand the events (deliveries and view
+// changes) to the application. Nothing here reads a clock, a socket or a thread.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <set>
+
+#include "gcs/group.hpp"
+#include "gcs/messages.hpp"
+
+namespace tutti::gcs {
+
+struct Config {
+  Time heartbeat_interval = 100;
+  Time suspect_timeout = 1000;  // a member unheard this long is suspected
+  Time install_timeout = 1500;  // a view change not done by then is tried again
+  Time resend_timeout = 300;    // unacknowledged data and order are sent again
+  Time exclude_time = 3000;     // a member that failed a view change is left out this long
+  Limits limits;
+};
+
+struct ViewEvent {
+  ViewInfo view;
+  std::optional<ViewKey> predecessor;  // for a primary view: the primary view it continues
+  std::vector<NodeId> joiners;         // need a state transfer up to view.base before they deliver
+  bool self_needs_transfer = false;
+};
+
+using Event = std::variant<Delivery, ViewEvent>;
+
+struct MemberReady {
+  std::optional<uint64_t> truncate_after;  // drop log entries with a greater seqno
+  bool write_meta = false;                 // write durable() but its log
+  std::vector<LogEntry> append;
+  std::vector<std::pair<NodeId, Message>> send;
+  std::vector<Event> events;
+  bool empty() const {
+    return !truncate_after && !write_meta && append.empty() && send.empty() && events.empty();
+  }
+};
+
+enum class Phase { idle, operational, gathering, installed };
+const char* to_string(Phase phase);
+
+class Member {
+ public:
+  // A member starting (or restarting) from what it persisted. seeds: members to contact.
+  Member(NodeId self, Durable durable, Config config, std::vector<NodeId> seeds, Time now);
+
+  // Forms a new primary view of this member alone (operator decision), starting a history when
+  // it has none.
+  void bootstrap(const std::string& new_history);
+  BroadcastResult broadcast(std::string payload);
+  void receive(const Message& message, Time now);
+  void tick(Time now);
+  // The application holds everything up to seqno (a state transfer): deliveries resume after it.
+  // sender_high: the highest sender_seq delivered per sender up to seqno, from the donor.
+  void transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high);
+  void leave();
+
+  bool has_ready() const { return !ready_.empty(); }
+  MemberReady take_ready();
+
+  const NodeId& self() const { return self_; }
+  const ViewInfo& view() const { return view_; }
+  Phase phase() const { return phase_; }
+  const Durable& durable() const { return d_; }
+  size_t pending_own() const { return own_.size(); }
+  // One line of internal state, for failure reports.
+  std::string debug_string() const;
+
+ private:
+  struct Proposal {
+    ViewKey id;
+    std::vector<NodeId> members;
+    Time started = 0;
+    std::map<NodeId, StateReport> reports;
+    std::set<NodeId> installed;
+    bool install_sent = false;
+  };
+
+  // membership and view change
+  std::vector<NodeId> alive_set() const;
+  void maybe_propose();
+  void propose(std::vector<NodeId> members);
+  void on_propose(const Message& m, const Propose& p);
+  StateReport state_report() const;
+  void on_state(const Message& m, const StateReport& r);
+  void decide_install();
+  void on_install(const Message& m, const Install& inst);
+  void on_installed(const Message& m);
+  void on_commit(const Message& m);
+  void commit_view();
+  void record_install(const ViewKey& id);
+
+  // normal case
+  void on_heartbeat(const Message& m, const Heartbeat& h);
+  void on_data(const Message& m, const Data& d);
+  void on_order_items(const std::vector<OrderItem>& items);
+  void on_ack(const Message& m, const Ack& a);
+  void try_deliver();
+  void deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,
+               const std::string& payload);
+  void retransmit();
+  void send_data(bool everything_unordered);
+  void end_of_step();
+
+  void send(const NodeId& to, Message m);
+  void send_to_members(const Message& m);
+  Message make(const ViewKey& view) const;
+  bool is_sequencer() const { return !view_.members.empty() && view_.members.front() == self_; }
+  bool operational_primary() const { return phase_ == Phase::operational && view_.primary; }
+
+  NodeId self_;
+  Durable d_;
+  Config cfg_;
+  Time now_ = 0;
+  MemberReady ready_;
+
+  std::set<NodeId> known_;
+  std::map<NodeId, Time> last_heard_;
+  std::map<NodeId, Time> excluded_until_;
+  std::set<NodeId> leaving_;
+  std::map<NodeId, ViewKey> peer_view_;  // the later of the view each peer operates in and the
+                                         // view change it last promised
+  bool leaving_self_ = false;
+  Time last_heartbeat_ = 0;
+
+  Phase phase_ = Phase::idle;
+  ViewInfo view_;
+  ViewKey promised_;
+  uint64_t seen_epoch_ = 0;  // highest view epoch in any message: proposals must go above it
+  Time change_started_ = 0;
+  std::optional<Install> installing_;
+  std::optional<Proposal> proposal_;
+  std::string last_decision_;  // why the last view this member coordinated is (not) primary
+
+  // the current view's ordering state (positions start at 1)
+  uint64_t next_pos_ = 1;                    // sequencer: next position to give
+  std::map<NodeId, uint64_t> expected_seq_;  // sequencer: next sender_seq to order per sender
+  std::map<uint64_t, OrderItem> entries_;    // positions received and not yet delivered/stable
+  uint64_t held_ = 0;  // contiguous positions persisted (this step's included)
+  uint64_t acked_sent_ = 0;
+  uint64_t delivered_pos_ = 0;
+  std::map<NodeId, uint64_t> acks_;
+  std::map<NodeId, Time> last_retransmit_;
+
+  // this member's own messages not yet delivered, in sender_seq order
+  std::deque<DataItem> own_;
+  uint64_t own_ordered_ = 0;  // highest own sender_seq seen ordered in this view
+  uint64_t next_own_seq_ = 0;
+  Time last_data_sent_ = 0;
+  std::vector<DataItem> new_data_;
+};
+
+}  // namespace tutti::gcs

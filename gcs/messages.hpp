@@ -1,0 +1,124 @@
+// gcs/: the group protocol's messages and persisted state (docs/gcs.md describes the protocol).
+// Plain values: the state machine (gcs/member.hpp) consumes and produces them; the transport
+// (a later issue) encodes them with Cap'n Proto.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace tutti::gcs {
+
+inline constexpr uint16_t kGcsProtocolVersion = 1;
+
+using NodeId = std::string;
+using Time = uint64_t;  // milliseconds, from the driver's clock (virtual in the simulator)
+
+struct ViewKey {
+  uint64_t epoch = 0;
+  NodeId coordinator;
+  auto operator<=>(const ViewKey&) const = default;
+  bool operator==(const ViewKey&) const = default;
+};
+
+std::string to_string(const ViewKey& id);
+
+// A view as installed. base: in a primary view, position p carries global seqno base + p.
+struct ViewInfo {
+  ViewKey id;
+  std::vector<NodeId> members;  // sorted; the first is the coordinator and sequencer
+  bool primary = false;
+  uint64_t base = 0;
+  bool operator==(const ViewInfo&) const = default;
+};
+
+// One application message in the total order.
+struct LogEntry {
+  uint64_t seqno = 0;
+  ViewKey view;
+  NodeId sender;
+  uint64_t sender_seq = 0;
+  std::string payload;
+};
+
+// What a member keeps across a crash. The driver writes it as Ready says; a restarted member is
+// built from it.
+struct Durable {
+  std::string history;                       // cluster history id; empty before joining one
+  std::optional<ViewInfo> last_primary;      // persisted before anything is delivered in it
+  std::optional<ViewInfo> last_committed;    // the last primary view this member saw committed
+  std::optional<ViewInfo> previous_primary;  // the view last_primary continues
+  std::vector<ViewKey> installs;  // the last primary installs persisted here, oldest first
+  bool needs_transfer = false;    // joined last_primary without its earlier state
+  uint64_t delivered = 0;         // highest seqno the application has applied
+  ViewKey promised;               // highest proposal accepted: never go back to a lower one
+  uint64_t incarnation = 0;       // bumped at every start: keeps sender_seqs unique
+  std::map<NodeId, uint64_t> sender_high;  // highest sender_seq delivered, per sender
+  std::map<uint64_t, LogEntry> log;        // seqno -> entry (a tentative tail may follow delivered)
+};
+
+// ---- messages ----
+
+struct Heartbeat {
+  uint64_t held = 0;  // contiguous positions held in the sender's current view
+  bool leaving = false;
+  std::vector<NodeId> known;  // whom the sender knows: a joiner that knows one member meets all
+  ViewKey promised;           // a view change the sender takes part in, if above its view
+};
+struct DataItem {
+  uint64_t seq = 0;
+  std::string payload;
+};
+struct Data {
+  uint64_t lowest = 0;  // the sender's lowest own seq not yet delivered
+  std::vector<DataItem> items;
+};
+struct OrderItem {
+  uint64_t pos = 0;
+  NodeId sender;
+  uint64_t sender_seq = 0;
+  std::string payload;
+};
+struct Order {
+  std::vector<OrderItem> items;
+};
+struct Ack {
+  uint64_t held = 0;
+};
+struct Propose {
+  std::vector<NodeId> members;
+};
+struct StateReport {
+  ViewInfo current;  // the view the member operates in (empty id: none)
+  std::optional<ViewInfo> last_primary;
+  std::optional<ViewInfo> last_committed;
+  std::optional<ViewInfo> previous_primary;
+  std::vector<ViewKey> installs;
+  uint64_t lineage_held = 0;  // highest seqno held contiguously from last_primary.base
+  uint64_t delivered = 0;
+  bool needs_transfer = false;
+};
+struct Install {
+  ViewInfo view;
+  std::vector<NodeId> joiners;         // members that need a state transfer up to view.base
+  std::optional<ViewKey> predecessor;  // the primary view this one continues
+  std::optional<ViewInfo> predecessor_view;
+};
+struct Installed {};
+struct Commit {};
+
+struct Message {
+  uint16_t version = kGcsProtocolVersion;
+  NodeId from;
+  std::string history;
+  ViewKey view;  // the view (or proposal) the message belongs to
+  std::variant<Heartbeat, Data, Order, Ack, Propose, StateReport, Install, Installed, Commit> body;
+};
+
+const char* message_name(const Message& m);
+
+}  // namespace tutti::gcs
