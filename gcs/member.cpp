@@ -108,7 +108,7 @@ void Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
 void Member::leave() {
   leaving_self_ = true;
   Message m = make(view_.id);
-  m.body = Heartbeat{held_, true, {}, promised_};
+  m.body = Heartbeat{held_, true, {}, promised_, phase_ == Phase::idle, false};
   for (auto& n : known_) send(n, m);
 }
 
@@ -176,7 +176,12 @@ void Member::tick(Time now) {
   if (now_ - last_heartbeat_ >= cfg_.heartbeat_interval) {
     last_heartbeat_ = now_;
     Message m = make(view_.id);
-    m.body = Heartbeat{held_, false, std::vector<NodeId>(known_.begin(), known_.end()), promised_};
+    m.body = Heartbeat{held_,
+                       false,
+                       std::vector<NodeId>(known_.begin(), known_.end()),
+                       promised_,
+                       phase_ == Phase::idle,
+                       phase_ == Phase::installed};
     for (auto& n : known_) send(n, m);
   }
   if (operational_primary()) retransmit();
@@ -224,7 +229,12 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   leaving_.erase(m.from);
   peer_view_[m.from] = std::max(m.view, h.promised);
   // A member that installed our view but still operates in an older one lost its Commit.
-  if (phase_ == Phase::operational && is_sequencer() && h.promised == view_.id &&
+  if (h.idle) {
+    idle_peers_.insert(m.from);
+  } else {
+    idle_peers_.erase(m.from);
+  }
+  if (phase_ == Phase::operational && is_sequencer() && h.installed && h.promised == view_.id &&
       m.view != view_.id) {
     Message commit = make(view_.id);
     commit.body = Commit{};
@@ -396,6 +406,7 @@ void Member::maybe_propose() {
       for (const auto& n : alive) {
         auto pv = peer_view_.find(n);
         if (pv != peer_view_.end() && view_.id < pv->second) need = true;
+        if (idle_peers_.count(n)) need = true;  // a member restarted: it must join again
       }
       break;
     }
@@ -470,6 +481,11 @@ void Member::decide_install() {
   // in it, and its partial install must not hold the group back. Its installers still continue
   // the view it was built on.
   auto maybe_committed = [&](const ViewInfo& v) {
+    // A later install built on a view before v: its coordinator saw that v never committed.
+    for (const auto& [n, r] : p.reports)
+      if (r.last_primary && v.id < r.last_primary->id && r.previous_primary &&
+          r.previous_primary->id < v.id)
+        return false;
     for (const auto& m : v.members) {
       auto other = p.reports.find(m);
       if (other == p.reports.end()) continue;
@@ -529,11 +545,17 @@ void Member::decide_install() {
       fmt::format("{} lp={} lcp={} continuing={} primary={} base={} reports:", to_string(p.id),
                   lp ? to_string(lp->id) : "-", lcp ? to_string(lcp->id) : "-", continuing,
                   inst.view.primary, inst.view.base);
-  for (const auto& [n, r] : p.reports)
-    last_decision_ += fmt::format(" {}(lp={} lc={} held={} del={} xfer={})", n,
-                                  r.last_primary ? to_string(r.last_primary->id) : "-",
-                                  r.last_committed ? to_string(r.last_committed->id) : "-",
-                                  r.lineage_held, r.delivered, r.needs_transfer);
+  for (const auto& [n, r] : p.reports) {
+    std::string installs;
+    for (auto& i : r.installs) installs += to_string(i) + ",";
+    last_decision_ += fmt::format(
+        " {}(lp={} prev={} lc={} held={} del={} xfer={} installs={} lineage={})", n,
+        r.last_primary ? to_string(r.last_primary->id) : "-",
+        r.previous_primary ? to_string(r.previous_primary->id) : "-",
+        r.last_committed ? to_string(r.last_committed->id) : "-", r.lineage_held, r.delivered,
+        r.needs_transfer, installs, lineage[n] ? to_string(lineage[n]->id) : "-");
+  }
+  for (const auto& [n, r] : p.reports) inst.delivered[n] = r.delivered;
   p.install_sent = true;
   Message m = make(p.id);
   m.body = inst;
@@ -615,7 +637,8 @@ void Member::commit_view() {
   last_retransmit_.clear();
   own_ordered_ = 0;
   new_data_.clear();
-  ready_.events.push_back(ViewEvent{view_, inst.predecessor, inst.joiners, d_.needs_transfer});
+  ready_.events.push_back(
+      ViewEvent{view_, inst.predecessor, inst.joiners, inst.delivered, d_.needs_transfer});
   if (view_.primary) send_data(true);
 }
 

@@ -28,6 +28,7 @@ struct ViewEvent {
   ViewInfo view;
   std::optional<ViewKey> predecessor;  // for a primary view: the primary view it continues
   std::vector<NodeId> joiners;         // need a state transfer up to view.base before they deliver
+  std::map<NodeId, uint64_t> delivered;  // each member's last delivered seqno at the change
   bool self_needs_transfer = false;
 };
 
@@ -126,6 +127,7 @@ class Member {
   std::map<NodeId, Time> last_heard_;
   std::map<NodeId, Time> excluded_until_;
   std::set<NodeId> leaving_;
+  std::set<NodeId> idle_peers_;          // peers that restarted and belong to no view
   std::map<NodeId, ViewKey> peer_view_;  // the later of the view each peer operates in and the
                                          // view change it last promised
   bool leaving_self_ = false;

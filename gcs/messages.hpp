@@ -68,6 +68,8 @@ struct Heartbeat {
   bool leaving = false;
   std::vector<NodeId> known;  // whom the sender knows: a joiner that knows one member meets all
   ViewKey promised;           // a view change the sender takes part in, if above its view
+  bool idle = false;          // the sender (re)started and belongs to no view yet
+  bool installed = false;     // the sender installed `promised` and waits for its Commit
 };
 struct DataItem {
   uint64_t seq = 0;
@@ -107,6 +109,7 @@ struct Install {
   std::vector<NodeId> joiners;         // members that need a state transfer up to view.base
   std::optional<ViewKey> predecessor;  // the primary view this one continues
   std::optional<ViewInfo> predecessor_view;
+  std::map<NodeId, uint64_t> delivered;  // each member's last delivered seqno, for transfers
 };
 struct Installed {};
 struct Commit {};

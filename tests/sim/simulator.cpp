@@ -14,113 +14,15 @@ using gcs::NodeId;
 using gcs::Time;
 
 constexpr Time kStep = 10;
-
-struct Violation : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-struct SimNode {
-  NodeId id;
-  bool up = false;
-  bool left = false;
-  bool paused = false;
-  Time restart_at = 0;
-  Time unpause_at = 0;
-  gcs::Durable durable;
-  std::unique_ptr<gcs::Member> member;
-  std::vector<NodeId> seeds;
-  std::deque<std::pair<NodeId, Message>> inbox;  // held while paused
-  uint64_t last_seqno = 0;                       // the application's state: applied up to here
-  std::map<NodeId, uint64_t> fifo;               // last sender_seq applied per sender
-  std::set<std::string> pending;                 // accepted broadcasts not yet delivered here
-};
-
-struct Link {
-  Time last_arrival = 0;
-  uint64_t epoch = 0;
-  Time broken_until = 0;
-};
-
-struct Event {
-  enum Kind { message, tick, transfer } kind;
-  Time t;
-  uint64_t order;
-  NodeId to, from;
-  uint64_t link_epoch = 0;
-  std::shared_ptr<const Message> msg;
-  bool operator>(const Event& o) const { return std::tie(t, order) > std::tie(o.t, o.order); }
-};
-
-struct HistoryEntry {
-  std::string msg;
-  NodeId sender;
-  uint64_t sender_seq;
-};
+using Violation = SimViolation;
 
 std::string msg_id(const NodeId& sender, uint64_t seq) {
   return fmt::format("{}:{}", sender, seq);
 }
 
-class Sim {
- public:
-  explicit Sim(const SimOptions& o) : o_(o), rng_(o.seed) {}
-  SimResult run();
+}  // namespace
 
- private:
-  uint64_t rand(uint64_t lo, uint64_t hi) { return lo + rng_() % (hi - lo + 1); }
-  bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
-  void schedule(Event e) {
-    e.order = order_++;
-    queue_.push(std::move(e));
-  }
-  void trace(const std::string& node, const std::string& json_body, const std::string& text);
-  gcs::Config config() const;
-
-  void add_node(const NodeId& id, std::vector<NodeId> seeds);
-  void start(SimNode& n);
-  void crash(SimNode& n);
-  void process(SimNode& n);
-  void send(const NodeId& from, const NodeId& to, Message m);
-  void handle(const Event& e);
-  void on_delivery(SimNode& n, const gcs::Delivery& d);
-  void on_view(SimNode& n, const gcs::ViewEvent& v);
-  void do_transfer(SimNode& n);
-  void broadcast(SimNode& n);
-
-  void fault_step();
-  void recoveries();
-  void heal_all();
-  std::vector<SimNode*> up_nodes();
-  std::string settled_problem();
-  void run_until(Time t);
-
-  SimOptions o_;
-  std::mt19937_64 rng_;
-  Time now_ = 0;
-  uint64_t order_ = 0;
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
-  std::map<NodeId, SimNode> nodes_;
-  std::map<std::pair<NodeId, NodeId>, Link> links_;
-  std::map<NodeId, int> group_;  // partition: nodes talk only within a group
-  Time heal_at_ = 0;
-  int next_node_ = 1;
-
-  // checker state
-  std::map<uint64_t, HistoryEntry> history_;  // seqno -> message, as first delivered anywhere
-  std::map<std::string, uint64_t> seqno_of_;
-  std::set<std::string> accepted_;
-  struct Primary {
-    std::vector<NodeId> members;
-    uint64_t base;
-  };
-  std::map<gcs::ViewKey, Primary> primaries_;
-  std::map<gcs::ViewKey, gcs::ViewKey> successor_;
-  std::map<gcs::ViewKey, uint64_t> top_in_view_;  // highest seqno delivered in each view
-  std::deque<std::string> recent_;
-  SimResult result_;
-};
-
-gcs::Config Sim::config() const {
+gcs::Config Cluster::config() const {
   gcs::Config c;
   c.heartbeat_interval = 100;
   c.suspect_timeout = 1000;
@@ -130,14 +32,15 @@ gcs::Config Sim::config() const {
   return c;
 }
 
-void Sim::trace(const std::string& node, const std::string& json_body, const std::string& text) {
+void Cluster::trace(const std::string& node, const std::string& json_body,
+                    const std::string& text) {
   if (o_.trace)
     *o_.trace << fmt::format("{{\"t\":{},\"node\":\"{}\",{}}}\n", now_, node, json_body);
   recent_.push_back(fmt::format("t={} {} {}", now_, node, text));
   if (recent_.size() > 40) recent_.pop_front();
 }
 
-void Sim::add_node(const NodeId& id, std::vector<NodeId> seeds) {
+void Cluster::add_node(const NodeId& id, std::vector<NodeId> seeds) {
   SimNode& n = nodes_[id];
   n.id = id;
   n.seeds = std::move(seeds);
@@ -146,7 +49,7 @@ void Sim::add_node(const NodeId& id, std::vector<NodeId> seeds) {
   schedule(Event{Event::tick, now_ + rand(1, kStep), 0, id, "", 0, nullptr});
 }
 
-void Sim::start(SimNode& n) {
+void Cluster::start(SimNode& n) {
   n.up = true;
   n.paused = false;
   n.member = std::make_unique<gcs::Member>(n.id, n.durable, config(), n.seeds, now_);
@@ -156,7 +59,7 @@ void Sim::start(SimNode& n) {
   process(n);
 }
 
-void Sim::crash(SimNode& n) {
+void Cluster::crash_node(SimNode& n) {
   n.up = false;
   n.member.reset();
   n.inbox.clear();
@@ -167,7 +70,7 @@ void Sim::crash(SimNode& n) {
 }
 
 // Carries out a Ready in order: persist, send, then the application takes the events.
-void Sim::process(SimNode& n) {
+void Cluster::process(SimNode& n) {
   while (n.member && n.member->has_ready()) {
     gcs::MemberReady r = n.member->take_ready();
     if (r.truncate_after)
@@ -184,8 +87,9 @@ void Sim::process(SimNode& n) {
   }
 }
 
-void Sim::send(const NodeId& from, const NodeId& to, Message m) {
+void Cluster::send(const NodeId& from, const NodeId& to, Message m) {
   if (!nodes_.count(to) || group_[from] != group_[to]) return;
+  if (drop_ && drop_(from, to, m)) return;
   Link& link = links_[{from, to}];
   if (link.broken_until > now_) return;
   const Time delay = chance(0.02) ? rand(20, 120) : rand(1, 15);
@@ -195,7 +99,7 @@ void Sim::send(const NodeId& from, const NodeId& to, Message m) {
                  std::make_shared<const Message>(std::move(m))});
 }
 
-void Sim::handle(const Event& e) {
+void Cluster::handle(const Event& e) {
   SimNode& n = nodes_.at(e.to);
   switch (e.kind) {
     case Event::message: {
@@ -222,7 +126,7 @@ void Sim::handle(const Event& e) {
 
 // ---- the checker: every delivery and view against every guarantee ----
 
-void Sim::on_delivery(SimNode& n, const gcs::Delivery& d) {
+void Cluster::on_delivery(SimNode& n, const gcs::Delivery& d) {
   ++result_.deliveries;
   const std::string id = msg_id(d.origin, d.sender_seq);
   trace(n.id,
@@ -255,7 +159,7 @@ void Sim::on_delivery(SimNode& n, const gcs::Delivery& d) {
   result_.delivered = std::max(result_.delivered, d.seqno);
 }
 
-void Sim::on_view(SimNode& n, const gcs::ViewEvent& v) {
+void Cluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
   ++result_.view_changes;
   std::string members;
   for (const auto& m : v.view.members)
@@ -309,7 +213,7 @@ void Sim::on_view(SimNode& n, const gcs::ViewEvent& v) {
 }
 
 // The application's state transfer, simulated: copy the history up to the view's base.
-void Sim::do_transfer(SimNode& n) {
+void Cluster::do_transfer(SimNode& n) {
   if (!n.up || !n.durable.needs_transfer || !n.durable.last_primary) return;
   if (n.paused) {
     schedule(Event{Event::transfer, now_ + 100, 0, n.id, "", 0, nullptr});
@@ -333,7 +237,7 @@ void Sim::do_transfer(SimNode& n) {
   process(n);
 }
 
-void Sim::broadcast(SimNode& n) {
+bool Cluster::broadcast_one(SimNode& n) {
   auto r = n.member->broadcast(fmt::format("payload {} {}", n.id, result_.broadcasts));
   if (r.ok()) {
     const std::string id = msg_id(n.id, r.sender_seq);
@@ -343,18 +247,19 @@ void Sim::broadcast(SimNode& n) {
     trace(n.id, fmt::format("\"event\":\"broadcast\",\"msg\":\"{}\"", id), "broadcast " + id);
   }
   process(n);
+  return r.ok();
 }
 
 // ---- faults ----
 
-std::vector<SimNode*> Sim::up_nodes() {
+std::vector<SimNode*> Cluster::up_nodes() {
   std::vector<SimNode*> out;
   for (auto& [_, n] : nodes_)
     if (n.up) out.push_back(&n);
   return out;
 }
 
-void Sim::fault_step() {
+void Cluster::fault_step() {
   std::vector<Fault> enabled(o_.faults.begin(), o_.faults.end());
   if (enabled.empty() || !chance(0.02)) return;
   const Fault f = enabled[rand(0, enabled.size() - 1)];
@@ -366,11 +271,11 @@ void Sim::fault_step() {
       if (chance(0.1)) {  // everyone within a moment
         trace("sim", "\"event\":\"crash-all\"", "crash all");
         for (SimNode* n : up) {
-          crash(*n);
+          crash_node(*n);
           n->restart_at = now_ + rand(300, 4000);
         }
       } else {
-        crash(victim);
+        crash_node(victim);
         victim.restart_at = now_ + rand(300, 4000);
       }
       break;
@@ -408,8 +313,12 @@ void Sim::fault_step() {
     case Fault::join: {
       if (nodes_.size() >= 7) break;
       const NodeId id = fmt::format("n{}", next_node_++);
+      // Like an operator's --peers list: every member up now (a node that knows only members
+      // that all leave later could never join).
+      std::vector<NodeId> seeds;
+      for (SimNode* n : up) seeds.push_back(n->id);
       trace(id, "\"event\":\"join\"", "join via " + victim.id);
-      add_node(id, {victim.id});
+      add_node(id, seeds);
       break;
     }
     case Fault::leave:
@@ -419,13 +328,13 @@ void Sim::fault_step() {
       victim.member->leave();
       process(victim);
       trace(victim.id, "\"event\":\"leave\"", "leave");
-      crash(victim);
+      crash_node(victim);
       victim.left = true;
       break;
   }
 }
 
-void Sim::recoveries() {
+void Cluster::recoveries() {
   for (auto& [_, n] : nodes_) {
     if (!n.up && !n.left && n.restart_at && n.restart_at <= now_) {
       n.restart_at = 0;
@@ -449,7 +358,7 @@ void Sim::recoveries() {
   }
 }
 
-void Sim::heal_all() {
+void Cluster::heal_all() {
   for (auto& [_, n] : nodes_) {
     if (!n.up && !n.left) n.restart_at = now_;
     if (n.paused) n.unpause_at = now_;
@@ -459,7 +368,7 @@ void Sim::heal_all() {
   recoveries();
 }
 
-void Sim::run_until(Time t) {
+void Cluster::run_until(Time t) {
   while (!queue_.empty() && queue_.top().t <= t) {
     Event e = queue_.top();
     queue_.pop();
@@ -470,7 +379,7 @@ void Sim::run_until(Time t) {
 }
 
 // Why the live members are not yet one primary view with everything delivered ("" when they are).
-std::string Sim::settled_problem() {
+std::string Cluster::settled_problem() {
   std::vector<NodeId> live;
   for (auto& [id, n] : nodes_)
     if (n.up) live.push_back(id);
@@ -490,38 +399,25 @@ std::string Sim::settled_problem() {
   return "";
 }
 
-SimResult Sim::run() {
+SimResult Cluster::run() {
   try {
-    const int initial = std::clamp(o_.nodes, 1, 7);
-    for (int i = 0; i < initial; ++i) {
-      const NodeId id = fmt::format("n{}", next_node_++);
-      add_node(id, {"n1"});
-      if (i == 0) {
-        nodes_[id].member->bootstrap(fmt::format("history-{}", o_.seed));
-        process(nodes_[id]);
-      }
-    }
+    boot(o_.nodes);
     for (int step = 0; step < o_.steps; ++step) {
       run_until(now_ + kStep);
       recoveries();
       fault_step();
       for (auto& [_, n] : nodes_) {
         if (!n.up || n.paused) continue;
-        if (chance(0.03)) broadcast(n);
+        if (chance(0.03)) broadcast_one(n);
         if (chance(0.001))
-          for (int k = 0; k < 20; ++k) broadcast(n);
+          for (int k = 0; k < 20; ++k) broadcast_one(n);
       }
     }
     // Liveness: the faults stop, the network heals, everyone restarts.
     trace("sim", "\"event\":\"heal-all\"", "faults stop");
     heal_all();
     const Time start = now_;
-    std::string problem = settled_problem();
-    while (!problem.empty() && now_ - start < o_.liveness_limit) {
-      run_until(now_ + 100);
-      recoveries();
-      problem = settled_problem();
-    }
+    const std::string problem = settle(o_.liveness_limit);
     result_.settled_after = now_ - start;
     if (!problem.empty()) {
       for (auto& [_, n] : nodes_)
@@ -537,7 +433,90 @@ SimResult Sim::run() {
   return result_;
 }
 
-}  // namespace
+// ---- scripted use ----
+
+void Cluster::boot(int count) {
+  const int initial = std::clamp(count, 1, 7);
+  for (int i = 0; i < initial; ++i) {
+    const NodeId id = fmt::format("n{}", next_node_++);
+    add_node(id, {"n1"});
+    if (i == 0) {
+      nodes_[id].member->bootstrap(fmt::format("history-{}", o_.seed));
+      process(nodes_[id]);
+    }
+  }
+}
+
+void Cluster::run_for(Time ms) {
+  const Time end = now_ + ms;
+  while (now_ < end) {
+    run_until(std::min(end, now_ + kStep));
+    recoveries();
+  }
+}
+
+std::string Cluster::settle(Time limit) {
+  const Time start = now_;
+  std::string problem = settled_problem();
+  while (!problem.empty() && now_ - start < limit) {
+    run_for(100);
+    problem = settled_problem();
+  }
+  return problem;
+}
+
+void Cluster::crash(const NodeId& id) {
+  crash_node(nodes_.at(id));
+}
+
+void Cluster::restart(const NodeId& id) {
+  SimNode& n = nodes_.at(id);
+  if (!n.up && !n.left) start(n);
+}
+
+void Cluster::pause(const NodeId& id, Time ms) {
+  SimNode& n = nodes_.at(id);
+  n.paused = true;
+  n.unpause_at = now_ + ms;
+  trace(id, "\"event\":\"pause\"", "pause");
+}
+
+void Cluster::partition(const std::vector<std::vector<NodeId>>& groups) {
+  std::string text;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (const auto& id : groups[g]) {
+      group_[id] = static_cast<int>(g);
+      text += fmt::format(" {}:{}", id, g);
+    }
+  heal_at_ = 0;
+  trace("sim", "\"event\":\"partition\"", "partition" + text);
+}
+
+void Cluster::heal() {
+  for (auto& [_, g] : group_) g = 0;
+  for (auto& [_, l] : links_) l.broken_until = 0;
+  trace("sim", "\"event\":\"heal\"", "healed");
+}
+
+void Cluster::join(const NodeId& id, std::vector<NodeId> seeds) {
+  trace(id, "\"event\":\"join\"", "join");
+  add_node(id, std::move(seeds));
+}
+
+void Cluster::leave(const NodeId& id) {
+  SimNode& n = nodes_.at(id);
+  n.member->leave();
+  process(n);
+  trace(id, "\"event\":\"leave\"", "leave");
+  crash_node(n);
+  n.left = true;
+}
+
+int Cluster::broadcast(const NodeId& id, int count) {
+  int accepted = 0;
+  for (int i = 0; i < count; ++i) accepted += broadcast_one(nodes_.at(id)) ? 1 : 0;
+  return accepted;
+}
 
 std::optional<Fault> parse_fault(const std::string& name) {
   for (Fault f :
@@ -565,7 +544,7 @@ const char* fault_name(Fault f) {
 }
 
 SimResult run_simulation(const SimOptions& options) {
-  return Sim(options).run();
+  return Cluster(options).run();
 }
 
 }  // namespace tutti::sim

@@ -4,12 +4,15 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <queue>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,5 +46,136 @@ struct SimResult {
 };
 
 SimResult run_simulation(const SimOptions& options);
+
+struct SimViolation : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using gcs::Message;
+using gcs::NodeId;
+using gcs::Time;
+
+struct SimNode {
+  NodeId id;
+  bool up = false;
+  bool left = false;
+  bool paused = false;
+  Time restart_at = 0;
+  Time unpause_at = 0;
+  gcs::Durable durable;
+  std::unique_ptr<gcs::Member> member;
+  std::vector<NodeId> seeds;
+  std::deque<std::pair<NodeId, Message>> inbox;  // held while paused
+  uint64_t last_seqno = 0;                       // the application's state: applied up to here
+  std::map<NodeId, uint64_t> fifo;               // last sender_seq applied per sender
+  std::set<std::string> pending;                 // accepted broadcasts not yet delivered here
+};
+
+struct Link {
+  Time last_arrival = 0;
+  uint64_t epoch = 0;
+  Time broken_until = 0;
+};
+
+struct Event {
+  enum Kind { message, tick, transfer } kind;
+  Time t;
+  uint64_t order;
+  NodeId to, from;
+  uint64_t link_epoch = 0;
+  std::shared_ptr<const Message> msg;
+  bool operator>(const Event& o) const { return std::tie(t, order) > std::tie(o.t, o.order); }
+};
+
+struct HistoryEntry {
+  std::string msg;
+  NodeId sender;
+  uint64_t sender_seq;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(const SimOptions& o) : o_(o), rng_(o.seed) {}
+  // The randomized run: faults, then the liveness phase.
+  SimResult run();
+
+  // Scripted use, for scenario tests. Every event is checked as it happens: a broken invariant
+  // throws SimViolation.
+  void boot(int nodes);
+  void run_for(Time ms);
+  void crash(const NodeId& id);
+  void restart(const NodeId& id);
+  void pause(const NodeId& id, Time ms);
+  void partition(const std::vector<std::vector<NodeId>>& groups);
+  void heal();
+  void join(const NodeId& id, std::vector<NodeId> seeds);
+  void leave(const NodeId& id);
+  int broadcast(const NodeId& id, int count);
+  // Messages for which drop returns true are lost (nullptr: none).
+  void set_drop(std::function<bool(const NodeId&, const NodeId&, const Message&)> drop) {
+    drop_ = std::move(drop);
+  }
+  const gcs::Member& member(const NodeId& id) const { return *nodes_.at(id).member; }
+  bool is_up(const NodeId& id) const { return nodes_.at(id).up; }
+  // Runs until every live member is in one primary view with everything delivered; returns
+  // what is still wrong after limit ms ("" when settled).
+  std::string settle(Time limit);
+  std::string settled_problem();
+  Time now() const { return now_; }
+  const SimResult& result() const { return result_; }
+
+ private:
+  uint64_t rand(uint64_t lo, uint64_t hi) { return lo + rng_() % (hi - lo + 1); }
+  bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  void schedule(Event e) {
+    e.order = order_++;
+    queue_.push(std::move(e));
+  }
+  void trace(const std::string& node, const std::string& json_body, const std::string& text);
+  gcs::Config config() const;
+
+  void add_node(const NodeId& id, std::vector<NodeId> seeds);
+  void start(SimNode& n);
+  void crash_node(SimNode& n);
+  void process(SimNode& n);
+  void send(const NodeId& from, const NodeId& to, Message m);
+  void handle(const Event& e);
+  void on_delivery(SimNode& n, const gcs::Delivery& d);
+  void on_view(SimNode& n, const gcs::ViewEvent& v);
+  void do_transfer(SimNode& n);
+  bool broadcast_one(SimNode& n);
+
+  void fault_step();
+  void recoveries();
+  void heal_all();
+  std::vector<SimNode*> up_nodes();
+  void run_until(Time t);
+  std::function<bool(const NodeId&, const NodeId&, const Message&)> drop_;
+
+  SimOptions o_;
+  std::mt19937_64 rng_;
+  Time now_ = 0;
+  uint64_t order_ = 0;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+  std::map<NodeId, SimNode> nodes_;
+  std::map<std::pair<NodeId, NodeId>, Link> links_;
+  std::map<NodeId, int> group_;  // partition: nodes talk only within a group
+  Time heal_at_ = 0;
+  int next_node_ = 1;
+
+  // checker state
+  std::map<uint64_t, HistoryEntry> history_;  // seqno -> message, as first delivered anywhere
+  std::map<std::string, uint64_t> seqno_of_;
+  std::set<std::string> accepted_;
+  struct Primary {
+    std::vector<NodeId> members;
+    uint64_t base;
+  };
+  std::map<gcs::ViewKey, Primary> primaries_;
+  std::map<gcs::ViewKey, gcs::ViewKey> successor_;
+  std::map<gcs::ViewKey, uint64_t> top_in_view_;  // highest seqno delivered in each view
+  std::deque<std::string> recent_;
+  SimResult result_;
+};
 
 }  // namespace tutti::sim
