@@ -105,10 +105,43 @@ void Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
   end_of_step();
 }
 
+void Member::set_flow_pause(bool pause) {
+  if (pause == flow_pause_) return;
+  flow_pause_ = pause;
+  // Say it at once rather than at the next heartbeat.
+  Message m = make(view_.id);
+  m.body = Heartbeat{held_,
+                     false,
+                     std::vector<NodeId>(known_.begin(), known_.end()),
+                     promised_,
+                     phase_ == Phase::idle,
+                     phase_ == Phase::installed,
+                     flow_pause_};
+  for (auto& n : known_) send(n, m);
+  if (pause) {
+    pausing_since_.try_emplace(self_, now_);
+  } else {
+    pausing_since_.erase(self_);
+    if (!flow_paused()) send_data(true);
+  }
+}
+
+std::vector<NodeId> Member::paused_by() const {
+  std::vector<NodeId> out;
+  for (const auto& [n, since] : pausing_since_)
+    if (std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
+      out.push_back(n);
+  return out;
+}
+
+bool Member::flow_paused() const {
+  return !paused_by().empty();
+}
+
 void Member::leave() {
   leaving_self_ = true;
   Message m = make(view_.id);
-  m.body = Heartbeat{held_, true, {}, promised_, phase_ == Phase::idle, false};
+  m.body = Heartbeat{held_, true, {}, promised_, phase_ == Phase::idle, false, false};
   for (auto& n : known_) send(n, m);
 }
 
@@ -181,7 +214,8 @@ void Member::tick(Time now) {
                        std::vector<NodeId>(known_.begin(), known_.end()),
                        promised_,
                        phase_ == Phase::idle,
-                       phase_ == Phase::installed};
+                       phase_ == Phase::installed,
+                       flow_pause_};
     for (auto& n : known_) send(n, m);
   }
   if (operational_primary()) retransmit();
@@ -229,6 +263,11 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   leaving_.erase(m.from);
   peer_view_[m.from] = std::max(m.view, h.promised);
   // A member that installed our view but still operates in an older one lost its Commit.
+  if (h.flow_pause) {
+    pausing_since_.try_emplace(m.from, now_);
+  } else if (pausing_since_.erase(m.from) && !flow_paused()) {
+    send_data(true);  // the group may go on: what waited goes out now
+  }
   if (h.idle) {
     idle_peers_.insert(m.from);
   } else {
@@ -354,6 +393,7 @@ void Member::send_data(bool everything_unordered) {
   }
   new_data_.clear();
   if (d.items.empty() || !operational_primary() || d_.needs_transfer) return;
+  if (flow_paused()) return;  // kept in own_: sent when the pause ends
   last_data_sent_ = now_;
   Message m = make(view_.id);
   m.body = std::move(d);
@@ -383,6 +423,14 @@ std::vector<NodeId> Member::alive_set() const {
 // The smallest live member coordinates: it proposes a view of every member it hears when that
 // differs from the current view, or when a view change has stalled.
 void Member::maybe_propose() {
+  // Flow control is bounded: a member that holds the group paused too long is evicted; it may
+  // come back once it has caught up.
+  if (phase_ == Phase::operational && is_sequencer()) {
+    for (const auto& [n, since] : pausing_since_)
+      if (n != self_ && now_ - since >= cfg_.max_flow_pause &&
+          std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
+        excluded_until_[n] = now_ + cfg_.exclude_time;
+  }
   std::vector<NodeId> alive = alive_set();
   if (alive.front() != self_) return;
   if (proposal_) {

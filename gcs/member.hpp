@@ -21,6 +21,7 @@ struct Config {
   Time install_timeout = 1500;  // a view change not done by then is tried again
   Time resend_timeout = 300;    // unacknowledged data and order are sent again
   Time exclude_time = 3000;     // a member that failed a view change is left out this long
+  Time max_flow_pause = 5000;   // a member holding the group paused longer is evicted
   Limits limits;
 };
 
@@ -63,6 +64,11 @@ class Member {
   // sender_high: the highest sender_seq delivered per sender up to seqno, from the donor.
   void transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high);
   void leave();
+  // Flow control: the application asks the group to stop originating messages until it catches
+  // up (its apply queue passed a limit), and lets it go on again.
+  void set_flow_pause(bool pause);
+  // The members of the view that currently hold the group paused.
+  std::vector<NodeId> paused_by() const;
 
   bool has_ready() const { return !ready_.empty(); }
   MemberReady take_ready();
@@ -115,6 +121,7 @@ class Member {
   void send_to_members(const Message& m);
   Message make(const ViewKey& view) const;
   bool is_sequencer() const { return !view_.members.empty() && view_.members.front() == self_; }
+  bool flow_paused() const;
   bool operational_primary() const { return phase_ == Phase::operational && view_.primary; }
 
   NodeId self_;
@@ -131,6 +138,8 @@ class Member {
   std::map<NodeId, ViewKey> peer_view_;  // the later of the view each peer operates in and the
                                          // view change it last promised
   bool leaving_self_ = false;
+  bool flow_pause_ = false;               // this member asks the group to pause
+  std::map<NodeId, Time> pausing_since_;  // members asking for a pause, since when
   Time last_heartbeat_ = 0;
 
   Phase phase_ = Phase::idle;

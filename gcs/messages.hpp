@@ -70,6 +70,7 @@ struct Heartbeat {
   ViewKey promised;           // a view change the sender takes part in, if above its view
   bool idle = false;          // the sender (re)started and belongs to no view yet
   bool installed = false;     // the sender installed `promised` and waits for its Commit
+  bool flow_pause = false;    // the sender asks the group to stop originating (flow control)
 };
 struct DataItem {
   uint64_t seq = 0;

@@ -240,3 +240,34 @@ TEST_CASE("gcs: broadcast refuses with a reason") {
   CHECK(lone.broadcast("12345").error == gcs::BroadcastError::too_large);
   CHECK(lone.broadcast("1234").ok());
 }
+
+TEST_CASE("gcs: flow control pauses the group for a slow member and names it") {
+  Cluster c(with_faults(11, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.flow_pause("n3", true);
+  c.run_for(300);
+  CHECK(c.member("n1").paused_by() == std::vector<gcs::NodeId>{"n3"});
+  CHECK(c.broadcast("n1", 10) == 10);  // accepted and queued, not sent
+  c.run_for(1000);
+  CHECK(c.member("n2").durable().delivered == 0);
+  c.flow_pause("n3", false);
+  REQUIRE(c.settle(10000).empty());
+  CHECK(c.member("n1").paused_by().empty());
+  CHECK(c.member("n2").durable().delivered == 10);
+}
+
+TEST_CASE("gcs: a member that holds the group paused past the bound is evicted and may return") {
+  Cluster c(with_faults(12, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.flow_pause("n3", true);
+  c.broadcast("n1", 10);
+  c.run_for(8000);  // past max_flow_pause (5 s)
+  CHECK(in_view(c, "n1", {"n1", "n2"}));
+  CHECK(c.member("n2").durable().delivered == 10);
+  c.flow_pause("n3", false);
+  REQUIRE(c.settle(20000).empty());
+  CHECK(in_view(c, "n3", {"n1", "n2", "n3"}));
+  CHECK(c.member("n3").durable().delivered == 10);
+}

@@ -61,6 +61,7 @@ void Cluster::start(SimNode& n) {
 
 void Cluster::crash_node(SimNode& n) {
   n.up = false;
+  n.flow_until = 0;
   n.member.reset();
   n.inbox.clear();
   n.pending.clear();  // a crashed sender's undelivered messages may be lost: not checked
@@ -306,6 +307,13 @@ void Cluster::fault_step() {
     }
     case Fault::pause:
       if (victim.paused) break;
+      if (chance(0.5)) {  // slow rather than frozen: it asks the group to wait for it
+        victim.flow_until = now_ + rand(200, 8000);
+        victim.member->set_flow_pause(true);
+        process(victim);
+        trace(victim.id, "\"event\":\"flow-pause\"", "flow control: pause");
+        break;
+      }
       victim.paused = true;
       victim.unpause_at = now_ + rand(200, 4000);
       trace(victim.id, "\"event\":\"pause\"", "pause");
@@ -336,6 +344,12 @@ void Cluster::fault_step() {
 
 void Cluster::recoveries() {
   for (auto& [_, n] : nodes_) {
+    if (n.up && n.flow_until && n.flow_until <= now_) {
+      n.flow_until = 0;
+      n.member->set_flow_pause(false);
+      process(n);
+      trace(n.id, "\"event\":\"flow-resume\"", "flow control: resume");
+    }
     if (!n.up && !n.left && n.restart_at && n.restart_at <= now_) {
       n.restart_at = 0;
       start(n);
@@ -362,6 +376,7 @@ void Cluster::heal_all() {
   for (auto& [_, n] : nodes_) {
     if (!n.up && !n.left) n.restart_at = now_;
     if (n.paused) n.unpause_at = now_;
+    if (n.flow_until) n.flow_until = now_;
   }
   for (auto& [_, l] : links_) l.broken_until = 0;
   heal_at_ = now_;
@@ -479,6 +494,12 @@ void Cluster::pause(const NodeId& id, Time ms) {
   n.paused = true;
   n.unpause_at = now_ + ms;
   trace(id, "\"event\":\"pause\"", "pause");
+}
+
+void Cluster::flow_pause(const NodeId& id, bool pause) {
+  SimNode& n = nodes_.at(id);
+  n.member->set_flow_pause(pause);
+  process(n);
 }
 
 void Cluster::partition(const std::vector<std::vector<NodeId>>& groups) {

@@ -62,6 +62,7 @@ struct SimNode {
   bool paused = false;
   Time restart_at = 0;
   Time unpause_at = 0;
+  Time flow_until = 0;  // a slow node: it holds the group paused (flow control) until then
   gcs::Durable durable;
   std::unique_ptr<gcs::Member> member;
   std::vector<NodeId> seeds;
@@ -106,6 +107,7 @@ class Cluster {
   void crash(const NodeId& id);
   void restart(const NodeId& id);
   void pause(const NodeId& id, Time ms);
+  void flow_pause(const NodeId& id, bool pause);
   void partition(const std::vector<std::vector<NodeId>>& groups);
   void heal();
   void join(const NodeId& id, std::vector<NodeId> seeds);
