@@ -134,6 +134,11 @@ std::vector<NodeId> Member::paused_by() const {
   return out;
 }
 
+uint64_t Member::weight(const NodeId& n) const {
+  auto it = cfg_.weights.find(n);
+  return it == cfg_.weights.end() ? 1 : it->second;
+}
+
 bool Member::flow_paused() const {
   return !paused_by().empty();
 }
@@ -559,9 +564,12 @@ void Member::decide_install() {
     if (eff && (!lp || lp->id < eff->id)) lp = eff;
   }
   auto majority_of = [&](const ViewInfo& v) {
-    size_t present = 0;
-    for (const auto& n : v.members) present += p.reports.count(n);
-    return 2 * present > v.members.size();
+    uint64_t present = 0, total = 0;
+    for (const auto& n : v.members) {
+      total += weight(n);
+      if (p.reports.count(n)) present += weight(n);
+    }
+    return 2 * present > total;
   };
   Install inst;
   inst.view = ViewInfo{p.id, p.members, false, 0};

@@ -22,6 +22,9 @@ struct Config {
   Time resend_timeout = 300;    // unacknowledged data and order are sent again
   Time exclude_time = 3000;     // a member that failed a view change is left out this long
   Time max_flow_pause = 5000;   // a member holding the group paused longer is evicted
+  // Member weights for the primary component (majority by weight); a member not listed
+  // weighs 1. Every member must be given the same weights.
+  std::map<NodeId, uint32_t> weights;
   Limits limits;
 };
 
@@ -122,6 +125,7 @@ class Member {
   Message make(const ViewKey& view) const;
   bool is_sequencer() const { return !view_.members.empty() && view_.members.front() == self_; }
   bool flow_paused() const;
+  uint64_t weight(const NodeId& n) const;
   bool operational_primary() const { return phase_ == Phase::operational && view_.primary; }
 
   NodeId self_;

@@ -271,3 +271,25 @@ TEST_CASE("gcs: a member that holds the group paused past the bound is evicted a
   CHECK(in_view(c, "n3", {"n1", "n2", "n3"}));
   CHECK(c.member("n3").durable().delivered == 10);
 }
+
+TEST_CASE("gcs: member weights decide the primary component") {
+  SimOptions o = with_faults(13, {});
+  o.weights = {{"n1", 3}};  // n1 weighs as much as n2..n4 together, plus one
+  Cluster c(o);
+  c.boot(4);
+  REQUIRE(c.settle(10000).empty());
+  c.partition({{"n1", "n2"}, {"n3", "n4"}});  // weight 4 of 6 against 2 of 6
+  c.run_for(5000);
+  CHECK(in_view(c, "n1", {"n1", "n2"}));
+  CHECK_FALSE(c.member("n3").view().primary);
+  c.heal();
+  REQUIRE(c.settle(20000).empty());
+}
+
+TEST_CASE("gcs: 100 weighted mixed-fault runs") {
+  for (uint64_t seed = 1000; seed < 1100; ++seed) {
+    SimOptions o = with_faults(seed, kAll);
+    o.weights = {{"n2", 2}, {"n4", 3}};
+    require_ok(run_simulation(o), seed);
+  }
+}

@@ -29,6 +29,7 @@ gcs::Config Cluster::config() const {
   c.install_timeout = 1500;
   c.resend_timeout = 300;
   c.exclude_time = 3000;
+  c.weights = o_.weights;
   return c;
 }
 
@@ -194,12 +195,15 @@ void Cluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
                                     gcs::to_string(*v.predecessor)));
       auto prev = primaries_.find(*v.predecessor);
       if (prev != primaries_.end()) {
-        size_t kept = 0;
-        for (auto& m : prev->second.members)
-          kept += std::count(v.view.members.begin(), v.view.members.end(), m);
-        if (2 * kept <= prev->second.members.size())
-          throw Violation(fmt::format("primary view {} holds {} of {} members of {}: no majority",
-                                      gcs::to_string(v.view.id), kept, prev->second.members.size(),
+        uint64_t kept = 0, total = 0;
+        for (auto& m : prev->second.members) {
+          const uint64_t w = o_.weights.count(m) ? o_.weights.at(m) : 1;
+          total += w;
+          if (std::count(v.view.members.begin(), v.view.members.end(), m)) kept += w;
+        }
+        if (2 * kept <= total)
+          throw Violation(fmt::format("primary view {} holds weight {} of {} of {}: no majority",
+                                      gcs::to_string(v.view.id), kept, total,
                                       gcs::to_string(*v.predecessor)));
       }
     }
@@ -333,6 +337,14 @@ void Cluster::fault_step() {
       // One graceful leave at a time, from a settled group: the group shrinks view by view and
       // keeps its majority. (Leaving faster is losing members, which crash covers.)
       if (up.size() <= 2 || !settled_problem().empty()) break;
+      {
+        // ... and only if the rest keep a majority of the view by weight.
+        uint64_t total = 0;
+        for (const auto& m : victim.member->view().members)
+          total += o_.weights.count(m) ? o_.weights.at(m) : 1;
+        const uint64_t gone = o_.weights.count(victim.id) ? o_.weights.at(victim.id) : 1;
+        if (2 * (total - gone) <= total) break;
+      }
       victim.member->leave();
       process(victim);
       trace(victim.id, "\"event\":\"leave\"", "leave");

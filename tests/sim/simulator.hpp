@@ -30,8 +30,9 @@ struct SimOptions {
   int steps = 2000;  // fault phase length, in 10 ms steps of virtual time
   std::set<Fault> faults = {Fault::crash, Fault::partition, Fault::loss,
                             Fault::pause, Fault::join,      Fault::leave};
-  gcs::Time liveness_limit = 60000;  // virtual ms allowed to settle after the faults stop
-  std::ostream* trace = nullptr;     // JSON lines of every event, when set
+  gcs::Time liveness_limit = 60000;         // virtual ms allowed to settle after the faults stop
+  std::ostream* trace = nullptr;            // JSON lines of every event, when set
+  std::map<gcs::NodeId, uint32_t> weights;  // member weights (default 1)
 };
 
 struct SimResult {
