@@ -108,16 +108,7 @@ void Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
 void Member::set_flow_pause(bool pause) {
   if (pause == flow_pause_) return;
   flow_pause_ = pause;
-  // Say it at once rather than at the next heartbeat.
-  Message m = make(view_.id);
-  m.body = Heartbeat{held_,
-                     false,
-                     std::vector<NodeId>(known_.begin(), known_.end()),
-                     promised_,
-                     phase_ == Phase::idle,
-                     phase_ == Phase::installed,
-                     flow_pause_};
-  for (auto& n : known_) send(n, m);
+  send_heartbeat();  // say it at once rather than at the next heartbeat
   if (pause) {
     pausing_since_.try_emplace(self_, now_);
   } else {
@@ -145,8 +136,18 @@ bool Member::flow_paused() const {
 
 void Member::leave() {
   leaving_self_ = true;
+  send_heartbeat();
+}
+
+void Member::send_heartbeat() {
   Message m = make(view_.id);
-  m.body = Heartbeat{held_, true, {}, promised_, phase_ == Phase::idle, false, false};
+  m.body = Heartbeat{held_,
+                     leaving_self_,
+                     std::vector<NodeId>(known_.begin(), known_.end()),
+                     promised_,
+                     phase_ == Phase::idle,
+                     phase_ == Phase::installed,
+                     flow_pause_ && !leaving_self_};
   for (auto& n : known_) send(n, m);
 }
 
@@ -213,15 +214,7 @@ void Member::tick(Time now) {
   if (leaving_self_) return;
   if (now_ - last_heartbeat_ >= cfg_.heartbeat_interval) {
     last_heartbeat_ = now_;
-    Message m = make(view_.id);
-    m.body = Heartbeat{held_,
-                       false,
-                       std::vector<NodeId>(known_.begin(), known_.end()),
-                       promised_,
-                       phase_ == Phase::idle,
-                       phase_ == Phase::installed,
-                       flow_pause_};
-    for (auto& n : known_) send(n, m);
+    send_heartbeat();
   }
   if (operational_primary()) retransmit();
   maybe_propose();
@@ -522,101 +515,108 @@ void Member::on_state(const Message& m, const StateReport& r) {
   if (proposal_->reports.size() == proposal_->members.size()) decide_install();
 }
 
-// The coordinator fixes the new view from every member's report:
-// - LP, the latest primary view any member persisted, is the lineage the view may continue;
-// - the view is primary iff it holds a strict majority of LP's members;
-// - its base (the end of LP's history) is the least seqno held by LP's reporting members: a
-//   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
-// - members that hold LP's history up to the base continue; the others join and need a transfer.
-void Member::decide_install() {
-  Proposal& p = *proposal_;
-  // A view some present member of it never persisted was never committed: nothing was delivered
-  // in it, and its partial install must not hold the group back. Its installers still continue
-  // the view it was built on.
-  auto maybe_committed = [&](const ViewInfo& v) {
-    // A later install built on a view before v: its coordinator saw that v never committed.
-    for (const auto& [n, r] : p.reports)
-      if (r.last_primary && v.id < r.last_primary->id && r.previous_primary &&
-          r.previous_primary->id < v.id)
-        return false;
-    for (const auto& m : v.members) {
-      auto other = p.reports.find(m);
-      if (other == p.reports.end()) continue;
-      const auto& installs = other->second.installs;
-      const bool covered = !installs.empty() && !(v.id < installs.front());
-      if ((installs.empty() || covered) &&
-          std::find(installs.begin(), installs.end(), v.id) == installs.end())
-        return false;
-    }
-    return true;
-  };
-  std::map<NodeId, const ViewInfo*> lineage;
-  const ViewInfo* lp = nullptr;
-  const ViewInfo* lcp = nullptr;
+// A view some present member of it never persisted was never committed (a commit needs every
+// member's install): nothing was delivered in it, and its partial install must not hold the group
+// back. Nor did a view commit when a later install was built on a view before it.
+bool Member::maybe_committed(const Proposal& p, const ViewInfo& v) {
+  for (const auto& [n, r] : p.reports)
+    if (r.last_primary && v.id < r.last_primary->id && r.previous_primary &&
+        r.previous_primary->id < v.id)
+      return false;
+  for (const auto& m : v.members) {
+    auto other = p.reports.find(m);
+    if (other == p.reports.end()) continue;
+    const auto& installs = other->second.installs;
+    const bool covered = !installs.empty() && !(v.id < installs.front());
+    if ((installs.empty() || covered) &&
+        std::find(installs.begin(), installs.end(), v.id) == installs.end())
+      return false;
+  }
+  return true;
+}
+
+// Each member's lineage is the latest primary view it persisted that may have committed; LP, the
+// lineage the new view continues, is the latest of those.
+Member::Lineage Member::choose_lineage(const Proposal& p) const {
+  Lineage out;
   for (const auto& [n, r] : p.reports) {
-    if (r.last_committed && (!lcp || lcp->id < r.last_committed->id)) lcp = &*r.last_committed;
+    if (r.last_committed && (!out.lcp || out.lcp->id < r.last_committed->id))
+      out.lcp = &*r.last_committed;
     const ViewInfo* eff = nullptr;
     for (const auto* v : {&r.last_primary, &r.previous_primary, &r.last_committed}) {
       if (!*v || (eff && !(eff->id < (*v)->id))) continue;
-      if (v == &r.last_committed || maybe_committed(**v)) eff = &**v;
+      if (v == &r.last_committed || maybe_committed(p, **v)) eff = &**v;
     }
-    lineage[n] = eff;
-    if (eff && (!lp || lp->id < eff->id)) lp = eff;
+    out.of[n] = eff;
+    if (eff && (!out.lp || out.lp->id < eff->id)) out.lp = eff;
   }
-  auto majority_of = [&](const ViewInfo& v) {
-    uint64_t present = 0, total = 0;
-    for (const auto& n : v.members) {
-      total += weight(n);
-      if (p.reports.count(n)) present += weight(n);
-    }
-    return 2 * present > total;
-  };
+  return out;
+}
+
+bool Member::majority_of(const Proposal& p, const ViewInfo& v) const {
+  uint64_t present = 0, total = 0;
+  for (const auto& n : v.members) {
+    total += weight(n);
+    if (p.reports.count(n)) present += weight(n);
+  }
+  return 2 * present > total;
+}
+
+// The coordinator fixes the new view from every member's report:
+// - it is primary iff it holds a strict majority of LP and of the last committed primary view
+//   (LP may never have committed, its install having reached only some members, and a group
+//   that does not know of it may form from the view before it: a joint majority, as in Raft),
+//   and some member continues LP;
+// - its base (the end of LP's history) is the least seqno held by LP's continuing members: a
+//   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
+// - members that continue LP deliver up to the base; the others join and need a transfer.
+void Member::decide_install() {
+  Proposal& p = *proposal_;
+  const Lineage lin = choose_lineage(p);
   Install inst;
   inst.view = ViewInfo{p.id, p.members, false, 0};
-  size_t continuing = 0;
+  std::vector<NodeId> continuing;
   uint64_t end = UINT64_MAX;
-  if (lp) {
-    inst.predecessor = lp->id;
-    inst.predecessor_view = *lp;
-    // Whatever was delivered in LP, every member of LP held first; a member waiting for a
-    // transfer has a gap in its log and proves nothing.
+  if (lin.lp) {
+    inst.predecessor = lin.lp->id;
+    inst.predecessor_view = *lin.lp;
+    // A member waiting for a transfer has a gap in its log: it proves nothing.
     for (const auto& [n, r] : p.reports) {
-      if (!lineage[n] || lineage[n]->id != lp->id || r.needs_transfer) continue;
+      if (!lin.of.at(n) || lin.of.at(n)->id != lin.lp->id || r.needs_transfer) continue;
       end = std::min(end, r.lineage_held);
-      ++continuing;
+      continuing.push_back(n);
     }
-    // LP may never have been committed (its install reached only some members), and a group
-    // that does not know of it may form from the view before it: so a new primary needs a
-    // majority of the last committed primary view as well, like Raft's joint consensus.
-    inst.view.primary = majority_of(*lp) && (!lcp || majority_of(*lcp)) && continuing > 0;
+    inst.view.primary =
+        majority_of(p, *lin.lp) && (!lin.lcp || majority_of(p, *lin.lcp)) && !continuing.empty();
   }
   if (inst.view.primary) {
     inst.view.base = end;
-    for (const auto& [n, r] : p.reports) {
-      const bool cont = lineage[n] && lineage[n]->id == lp->id && !r.needs_transfer;
-      if (!cont) inst.joiners.push_back(n);
-    }
-  }
-  last_decision_ =
-      fmt::format("{} lp={} lcp={} continuing={} primary={} base={} reports:", to_string(p.id),
-                  lp ? to_string(lp->id) : "-", lcp ? to_string(lcp->id) : "-", continuing,
-                  inst.view.primary, inst.view.base);
-  for (const auto& [n, r] : p.reports) {
-    std::string installs;
-    for (auto& i : r.installs) installs += to_string(i) + ",";
-    last_decision_ += fmt::format(
-        " {}(lp={} prev={} lc={} held={} del={} xfer={} installs={} lineage={})", n,
-        r.last_primary ? to_string(r.last_primary->id) : "-",
-        r.previous_primary ? to_string(r.previous_primary->id) : "-",
-        r.last_committed ? to_string(r.last_committed->id) : "-", r.lineage_held, r.delivered,
-        r.needs_transfer, installs, lineage[n] ? to_string(lineage[n]->id) : "-");
+    for (const auto& [n, r] : p.reports)
+      if (std::find(continuing.begin(), continuing.end(), n) == continuing.end())
+        inst.joiners.push_back(n);
   }
   for (const auto& [n, r] : p.reports) inst.delivered[n] = r.delivered;
+  describe_decision(p, lin, inst);
   p.install_sent = true;
   Message m = make(p.id);
   m.body = inst;
   for (const auto& n : p.members) send(n, m);
   on_install(m, inst);
+}
+
+void Member::describe_decision(const Proposal& p, const Lineage& lin, const Install& inst) {
+  auto id = [](const auto& v) { return v ? to_string(v->id) : std::string("-"); };
+  last_decision_ =
+      fmt::format("{} lp={} lcp={} primary={} base={} joiners={} reports:", to_string(p.id),
+                  id(lin.lp), id(lin.lcp), inst.view.primary, inst.view.base, inst.joiners.size());
+  for (const auto& [n, r] : p.reports) {
+    std::string installs;
+    for (auto& i : r.installs) installs += to_string(i) + ",";
+    last_decision_ +=
+        fmt::format(" {}(lp={} prev={} lc={} held={} del={} xfer={} installs={} lineage={})", n,
+                    id(r.last_primary), id(r.previous_primary), id(r.last_committed),
+                    r.lineage_held, r.delivered, r.needs_transfer, installs, id(lin.of.at(n)));
+  }
 }
 
 void Member::on_install(const Message& m, const Install& inst) {

@@ -101,7 +101,16 @@ class Member {
   void on_propose(const Message& m, const Propose& p);
   StateReport state_report() const;
   void on_state(const Message& m, const StateReport& r);
+  struct Lineage {
+    const ViewInfo* lp = nullptr;          // the primary view the next view continues
+    const ViewInfo* lcp = nullptr;         // the last primary view known committed
+    std::map<NodeId, const ViewInfo*> of;  // each reporter's own lineage
+  };
+  static bool maybe_committed(const Proposal& p, const ViewInfo& v);
+  Lineage choose_lineage(const Proposal& p) const;
+  bool majority_of(const Proposal& p, const ViewInfo& v) const;
   void decide_install();
+  void describe_decision(const Proposal& p, const Lineage& lin, const Install& inst);
   void on_install(const Message& m, const Install& inst);
   void on_installed(const Message& m);
   void on_commit(const Message& m);
@@ -120,6 +129,7 @@ class Member {
   void send_data(bool everything_unordered);
   void end_of_step();
 
+  void send_heartbeat();
   void send(const NodeId& to, Message m);
   void send_to_members(const Message& m);
   Message make(const ViewKey& view) const;
