@@ -74,7 +74,7 @@ TEST_CASE("gcs: seeds that once broke the protocol stay fixed") {
       {50, {Fault::pause}, 5}, {236, {Fault::pause}, 5}, {17, {Fault::crash}, 5},
       {28, {Fault::crash}, 5}, {144, {Fault::crash}, 5}, {427, {Fault::crash}, 5},
       {1, {Fault::join}, 5},   {2, {Fault::leave}, 5},   {1211, kAll, 5},
-      {5157, kAll, 7}};
+      {5157, kAll, 7},         {300502, kAll, 5}};
   for (const auto& p : pinned)
     require_ok(run_simulation(with_faults(p.seed, p.faults, p.nodes)), p.seed);
 }

@@ -464,9 +464,11 @@ SimResult Cluster::run() {
 
 void Cluster::boot(int count) {
   const int initial = std::clamp(count, 1, 7);
+  std::vector<NodeId> peers;  // every initial node is started with all of them as --peers
+  for (int i = 0; i < initial; ++i) peers.push_back(fmt::format("n{}", next_node_ + i));
   for (int i = 0; i < initial; ++i) {
     const NodeId id = fmt::format("n{}", next_node_++);
-    add_node(id, {"n1"});
+    add_node(id, peers);
     if (i == 0) {
       nodes_[id].member->bootstrap(fmt::format("history-{}", o_.seed));
       process(nodes_[id]);
