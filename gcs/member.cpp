@@ -630,8 +630,10 @@ void Member::on_install(const Message& m, const Install& inst) {
     d_.last_primary = inst.view;
     record_install(inst.view.id);
     d_.needs_transfer = joiner;
-    // What lies beyond is a tentative tail that the group did not keep.
-    const uint64_t keep = joiner ? d_.delivered : inst.view.base;
+    // What lies beyond the base is a tentative tail that the group did not keep. (A joiner keeps
+    // what it holds below: its transfer replaces it, and until then it may be the only copy this
+    // member has of what it acknowledged.)
+    const uint64_t keep = inst.view.base;
     if (!d_.log.empty() && d_.log.rbegin()->first > keep) {
       ready_.truncate_after = keep;
       std::erase_if(d_.log, [&](const auto& e) { return e.first > keep; });

@@ -61,6 +61,16 @@ void Cluster::start(SimNode& n) {
 }
 
 void Cluster::crash_node(SimNode& n) {
+  // fsync durability: what any member delivered in this node's primary view, this node
+  // acknowledged, so its persisted state must hold it now.
+  if (n.up && n.durable.last_committed) {
+    const gcs::ViewInfo& v = *n.durable.last_committed;
+    auto top = top_in_view_.find(v.id);
+    for (uint64_t seqno = v.base + 1; top != top_in_view_.end() && seqno <= top->second; ++seqno)
+      if (!n.durable.log.count(seqno) && n.durable.delivered < seqno)
+        throw Violation(fmt::format("{} crashes without seqno {}, delivered in its view {}", n.id,
+                                    seqno, gcs::to_string(v.id)));
+  }
   n.up = false;
   n.flow_until = 0;
   n.member.reset();
