@@ -18,5 +18,5 @@ run_suite() {
 
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DTUTTI_SANITIZE=ON
+  run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUTTI_SANITIZE=ON
 echo "== all tests passed (normal and ASan+UBSan builds)"
