@@ -21,7 +21,7 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.set_option(tcp::no_delay(true), ec);
   }
 
-  void start() { read_header(); }
+  void start() { read_more(); }
 
   void close() {
     if (closed_) return;
@@ -38,38 +38,50 @@ class Session : public std::enable_shared_from_this<Session> {
     send(response);
     if (paused_ && in_flight_ <= limits_.max_in_flight_per_connection / 2) {
       paused_ = false;
-      read_header();
+      process_input();
     }
   }
 
  private:
-  void read_header() {
-    asio::async_read(socket_, asio::buffer(header_),
-                     [self = shared_from_this()](asio::error_code ec, size_t) {
-                       if (ec) return self->close();
-                       self->on_header();
-                     });
+  bool reading_allowed() const { return !closed_ && !close_after_write_ && !paused_; }
+
+  // Reads what the socket holds; every complete frame in it is handled before the next read, so
+  // the requests a pipelining client sent together reach the same flush (one group commit).
+  void read_more() {
+    if (reading_ || !reading_allowed()) return;
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(chunk_),
+                            [self = shared_from_this()](asio::error_code ec, size_t n) {
+                              self->reading_ = false;
+                              if (ec) return self->close();
+                              self->in_.append(self->chunk_.data(), n);
+                              self->process_input();
+                            });
   }
 
-  void on_header() {
-    const uint32_t length = frame_length(std::string_view(header_.data(), header_.size()));
-    if (length > limits_.max_frame_bytes) {
-      return fail(ErrorCode::too_large,
-                  fmt::format("frame of {} bytes is over the limit of {} bytes", length,
-                              limits_.max_frame_bytes));
+  void process_input() {
+    while (reading_allowed() && in_.size() - in_pos_ >= kFrameHeaderBytes) {
+      const uint32_t length = frame_length(std::string_view(in_).substr(in_pos_));
+      if (length > limits_.max_frame_bytes)
+        return fail(ErrorCode::too_large,
+                    fmt::format("frame of {} bytes is over the limit of {} bytes", length,
+                                limits_.max_frame_bytes));
+      if (in_.size() - in_pos_ - kFrameHeaderBytes < length) break;  // the rest is on its way
+      const std::string_view payload(in_.data() + in_pos_ + kFrameHeaderBytes, length);
+      in_pos_ += kFrameHeaderBytes + length;
+      handle_frame(payload);
     }
-    body_.resize(length);
-    asio::async_read(socket_, asio::buffer(body_),
-                     [self = shared_from_this()](asio::error_code ec, size_t) {
-                       if (ec) return self->close();
-                       self->on_body();
-                     });
+    if (in_pos_ == in_.size() || in_pos_ > (1u << 20)) {
+      in_.erase(0, in_pos_);
+      in_pos_ = 0;
+    }
+    read_more();
   }
 
-  void on_body() {
+  void handle_frame(std::string_view payload) {
     Request request;
     try {
-      request = decode_request(body_);
+      request = decode_request(payload);
     } catch (const VersionError& e) {
       return fail(ErrorCode::unsupported_version, e.what());
     } catch (const DecodeError& e) {
@@ -80,12 +92,8 @@ class Session : public std::enable_shared_from_this<Session> {
     owner_.node_.handle(std::move(request), [weak](Response r) {
       if (auto self = weak.lock()) self->reply(r);
     });
-    if (closed_) return;
-    if (in_flight_ >= limits_.max_in_flight_per_connection) {
-      paused_ = true;  // the client must read its answers before it may send more
-    } else {
-      read_header();
-    }
+    // The client must read its answers before it may send more.
+    if (in_flight_ >= limits_.max_in_flight_per_connection) paused_ = true;
   }
 
   // A frame we cannot parse leaves the stream out of step: answer why, then close.
@@ -123,8 +131,10 @@ class Session : public std::enable_shared_from_this<Session> {
   ClientServer& owner_;
   ServerLimits limits_;
   std::string peer_;
-  std::array<char, kFrameHeaderBytes> header_{};
-  std::string body_;
+  std::array<char, 64 * 1024> chunk_{};
+  std::string in_;  // bytes read and not yet handled start at in_pos_
+  size_t in_pos_ = 0;
+  bool reading_ = false;
   std::deque<std::string> out_;
   std::string writing_buf_;
   size_t in_flight_ = 0;
