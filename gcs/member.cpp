@@ -501,6 +501,7 @@ StateReport Member::state_report() const {
   r.installs = d_.installs;
   r.delivered = d_.delivered;
   r.needs_transfer = d_.needs_transfer;
+  r.restarted = restarted_;
   if (!d_.needs_transfer) {
     uint64_t s = d_.delivered;  // what is applied is held; the log goes on from there
     while (d_.log.count(s + 1)) ++s;
@@ -583,11 +584,12 @@ void Member::decide_install() {
     // A member waiting for a transfer has a gap in its log: it proves nothing.
     for (const auto& [n, r] : p.reports) {
       if (!lin.of.at(n) || lin.of.at(n)->id != lin.lp->id || r.needs_transfer) continue;
-      end = std::min(end, r.lineage_held);
       continuing.push_back(n);
     }
-    inst.view.primary =
-        majority_of(p, *lin.lp) && (!lin.lcp || majority_of(p, *lin.lcp)) && !continuing.empty();
+    const bool quorum =
+        cfg_.persist_before_ack ? majority_of(p, *lin.lp) : memory_quorum(p, *lin.lp, continuing);
+    for (const auto& n : continuing) end = std::min(end, p.reports.at(n).lineage_held);
+    inst.view.primary = quorum && (!lin.lcp || majority_of(p, *lin.lcp)) && !continuing.empty();
   }
   if (inst.view.primary) {
     inst.view.base = end;
@@ -602,6 +604,23 @@ void Member::decide_install() {
   m.body = inst;
   for (const auto& n : p.members) send(n, m);
   on_install(m, inst);
+}
+
+// Memory durability: a restarted member may have acknowledged more than it persisted, so it
+// continues only beside a member that kept its memory; when none did (every member crashed), the
+// view re-forms only once all of the last primary view is back.
+bool Member::memory_quorum(const Proposal& p, const ViewInfo& lp,
+                           std::vector<NodeId>& continuing) const {
+  std::vector<NodeId> kept;
+  for (const auto& n : continuing)
+    if (!p.reports.at(n).restarted) kept.push_back(n);
+  if (!kept.empty()) {
+    continuing = std::move(kept);
+    return majority_of(p, lp);
+  }
+  for (const auto& n : lp.members)
+    if (!p.reports.count(n)) return false;
+  return true;
 }
 
 void Member::describe_decision(const Proposal& p, const Lineage& lin, const Install& inst) {
@@ -682,6 +701,8 @@ void Member::commit_view() {
   }
   view_ = inst.view;
   phase_ = Phase::operational;
+  if (view_.primary) restarted_ = false;
+  for (const auto& n : view_.members) idle_peers_.erase(n);  // they belong to this view now
   if (view_.primary) {
     d_.last_committed = view_;
     ready_.write_meta = true;

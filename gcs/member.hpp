@@ -25,6 +25,11 @@ struct Config {
   // Member weights for the primary component (majority by weight); a member not listed
   // weighs 1. Every member must be given the same weights.
   std::map<NodeId, uint32_t> weights;
+  // fsync durability: the driver persists before it acknowledges. false (memory durability):
+  // acknowledgements may leave before the entries reach disk, so a restarted member's log may
+  // miss what it acknowledged, and after a crash of every member the last primary view re-forms
+  // only once all of it is back.
+  bool persist_before_ack = true;
   Limits limits;
 };
 
@@ -109,6 +114,7 @@ class Member {
   static bool maybe_committed(const Proposal& p, const ViewInfo& v);
   Lineage choose_lineage(const Proposal& p) const;
   bool majority_of(const Proposal& p, const ViewInfo& v) const;
+  bool memory_quorum(const Proposal& p, const ViewInfo& lp, std::vector<NodeId>& continuing) const;
   void decide_install();
   void describe_decision(const Proposal& p, const Lineage& lin, const Install& inst);
   void on_install(const Message& m, const Install& inst);
@@ -164,6 +170,7 @@ class Member {
   std::optional<Install> installing_;
   std::optional<Proposal> proposal_;
   std::string last_decision_;  // why the last view this member coordinated is (not) primary
+  bool restarted_ = true;      // no view committed since this member (re)started
 
   // the current view's ordering state (positions start at 1)
   uint64_t next_pos_ = 1;                    // sequencer: next position to give

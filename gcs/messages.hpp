@@ -104,6 +104,7 @@ struct StateReport {
   uint64_t lineage_held = 0;  // highest seqno held contiguously from last_primary.base
   uint64_t delivered = 0;
   bool needs_transfer = false;
+  bool restarted = false;  // no view committed since it restarted: its log is what it persisted
 };
 struct Install {
   ViewInfo view;

@@ -30,6 +30,7 @@ gcs::Config Cluster::config() const {
   c.resend_timeout = 300;
   c.exclude_time = 3000;
   c.weights = o_.weights;
+  c.persist_before_ack = !o_.memory_durability;
   return c;
 }
 

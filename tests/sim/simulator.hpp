@@ -33,6 +33,7 @@ struct SimOptions {
   gcs::Time liveness_limit = 60000;         // virtual ms allowed to settle after the faults stop
   std::ostream* trace = nullptr;            // JSON lines of every event, when set
   std::map<gcs::NodeId, uint32_t> weights;  // member weights (default 1)
+  bool memory_durability = false;           // members run with persist_before_ack = false
 };
 
 struct SimResult {
