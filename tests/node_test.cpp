@@ -24,10 +24,10 @@ struct Harness {
     store = storage::Store::open(o);
     store->write([](storage::WriteTxn& t) { t.set_identity(random_uuid(), random_uuid()); });
     auto meta = store->read()->meta();
-    node = std::make_unique<Node>(
-        "n1", *store,
-        std::make_unique<gcs::SoloGroup>(gcs::MemberInfo{meta.node_uuid, "n1"}, meta.last_committed),
-        limits, [this] { ++flush_requests; });
+    node = std::make_unique<Node>("n1", *store,
+                                  std::make_unique<gcs::SoloGroup>(
+                                      gcs::MemberInfo{meta.node_uuid, "n1"}, meta.last_committed),
+                                  limits, [this] { ++flush_requests; });
     node->flush();
   }
 

@@ -81,8 +81,8 @@ int run(const Flags& f) {
 
   const auto meta = store->read()->meta();
   asio::io_context io;
-  auto group =
-      std::make_unique<gcs::SoloGroup>(gcs::MemberInfo{meta.node_uuid, f.name}, meta.last_committed);
+  auto group = std::make_unique<gcs::SoloGroup>(gcs::MemberInfo{meta.node_uuid, f.name},
+                                                meta.last_committed);
   core::Node* node_ptr = nullptr;
   core::Node node(f.name, *store, std::move(group), f.limits,
                   [&io, &node_ptr] { asio::post(io, [&node_ptr] { node_ptr->flush(); }); });
