@@ -53,6 +53,11 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.async_read_some(asio::buffer(chunk_),
                             [self = shared_from_this()](asio::error_code ec, size_t n) {
                               self->reading_ = false;
+                              if (ec == asio::error::eof) {
+                                // The client is done sending: answer what it asked, then close.
+                                self->close_after_write_ = true;
+                                return self->write_next();
+                              }
                               if (ec) return self->close();
                               self->in_.append(self->chunk_.data(), n);
                               self->process_input();
@@ -111,7 +116,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void write_next() {
     if (writing_ || closed_) return;
     if (out_.empty()) {
-      if (close_after_write_) close();
+      if (close_after_write_ && in_flight_ == 0) close();
       return;
     }
     writing_ = true;

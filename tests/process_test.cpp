@@ -237,6 +237,14 @@ TEST_CASE("malformed frames get an error or a closed connection - the node keeps
   CHECK(std::get<core::ErrorReply>(core::decode_response(versioned.substr(4)).body).code ==
         core::ErrorCode::unsupported_version);
 
+  // A client that sends a commit and closes its sending side still gets the answer.
+  core::Request put{5, core::CommitRequest{"half-close", {}, {core::WriteItem{"hc", "v"}}}};
+  auto answered = raw_exchange(port, core::frame(core::encode_request(put)));
+  REQUIRE(answered.size() > 4);
+  auto commit = core::decode_response(answered.substr(4));
+  CHECK(commit.id == 5);
+  CHECK(std::get<core::CommitReply>(commit.body).committed);
+
   CHECK(s.cli({"put", "still", "alive"}).code == 0);
   CHECK(s.cli({"get", "still"}).out == "alive\n");
   CHECK(s.node.process.running());
