@@ -45,7 +45,8 @@ uint64_t certification_hash(const storage::ReadView& view) {
   return raw ? load_u64(*raw) : 0;
 }
 
-Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload) {
+Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
+                           uint64_t txn_retention) {
   Outcome outcome;
   bool duplicate = false;
   WriteSet ws;
@@ -72,9 +73,10 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
           }
         }
       }
-      txn.record_txn(ws.txn_id, encode_outcome(outcome));
+      txn.record_txn(ws.txn_id, seqno, encode_outcome(outcome));
     }
   }
+  if (seqno > txn_retention) txn.forget_txns_before(seqno - txn_retention + 1);
   chain_outcome(txn, seqno, outcome);
   txn.set_last_committed(seqno);
   return Decision{std::move(ws.txn_id), std::move(outcome), duplicate};

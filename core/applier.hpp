@@ -21,7 +21,13 @@ struct Decision {
 // Certifies the write-set delivered at seqno and, if it commits, applies it in txn. The outcome of
 // a transaction id seen before is its recorded outcome (whose seqno is the first delivery's), and
 // nothing is applied again. Advances last_committed to seqno in every case.
-Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload);
+//
+// Transaction records are kept for the last txn_retention seqnos: a retry is recognised within that
+// window. The window must be the same on every node (outcomes depend on it), so it is a constant of
+// the history, not a per-node setting.
+inline constexpr uint64_t kTxnRetention = 1'000'000;
+Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
+                           uint64_t txn_retention = kTxnRetention);
 
 // Applies what the write-set log holds beyond last_committed (a crash between persisting and
 // applying). Returns how many write-sets it applied.

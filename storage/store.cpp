@@ -242,9 +242,26 @@ void WriteTxn::trim_log(uint64_t max_bytes) {
   }
 }
 
-void WriteTxn::record_txn(std::string_view txn_id, std::string_view outcome) {
+void WriteTxn::record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome) {
   MDB_val k = val(txn_id), d = val(outcome);
   check(mdb_put(txn_, dbis_.txns, &k, &d, 0), "record txn");
+  const size_t s = seqno;
+  MDB_val sk = seqno_key(s), id = val(txn_id);
+  check(mdb_put(txn_, dbis_.txn_seqnos, &sk, &id, 0), "record txn seqno");
+}
+
+void WriteTxn::forget_txns_before(uint64_t seqno) {
+  Cursor cursor(txn_, dbis_.txn_seqnos);
+  MDB_val k, d;
+  while (cursor.get(&k, &d, MDB_FIRST)) {
+    size_t s;
+    std::memcpy(&s, k.mv_data, sizeof s);
+    if (s >= seqno) break;
+    MDB_val id = d;
+    const int rc = mdb_del(txn_, dbis_.txns, &id, nullptr);
+    if (rc != MDB_NOTFOUND) check(rc, "forget txn");
+    cursor.del();
+  }
 }
 
 void WriteTxn::meta_put(std::string_view name, std::string_view bytes) {
@@ -360,6 +377,7 @@ void Store::open_env() {
   dbis_.meta = open_db("meta", 0);
   dbis_.wscache = open_db("wscache", MDB_INTEGERKEY);
   dbis_.txns = open_db("txns", 0);
+  dbis_.txn_seqnos = open_db("txn_seqnos", MDB_INTEGERKEY);
   check(mdb_txn_commit(txn), "commit database handles");
 }
 

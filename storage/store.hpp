@@ -5,6 +5,7 @@
 //   meta    name -> bytes: format version, identities, last committed seqno, content hash, ...
 //   wscache seqno -> write-set bytes: the node's durable replication log, bounded by bytes
 //   txns    client transaction id -> recorded outcome (opaque to storage)
+//   txn_seqnos seqno -> the transaction id recorded at it, to forget old records in order
 //
 // All writes go through Store::write(), one LMDB write transaction per call, so a batch of
 // applied write-sets, the log entries and the meta that describes them land together or not at
@@ -77,7 +78,7 @@ struct Meta {
 };
 
 struct Dbis {
-  MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0;
+  MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0, txn_seqnos = 0;
 };
 
 // Reads common to read and write transactions.
@@ -118,7 +119,9 @@ class WriteTxn : public ReadView {
   void log_append(uint64_t seqno, std::string_view bytes);
   // Drops log entries with seqno >= from (a tentative tail the group replaced).
   void log_truncate_from(uint64_t from);
-  void record_txn(std::string_view txn_id, std::string_view outcome);
+  void record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome);
+  // Forgets the transaction records made at seqnos below `seqno`.
+  void forget_txns_before(uint64_t seqno);
   void meta_put(std::string_view name, std::string_view bytes);
   void set_identity(std::string_view history_uuid, std::string_view node_uuid);
   void set_last_committed(uint64_t seqno);

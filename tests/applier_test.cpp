@@ -22,12 +22,14 @@ struct Fixture {
   }
 
   Decision deliver(const WriteSet& ws) { return deliver_bytes(encode_writeset(ws)); }
+  uint64_t retention = kTxnRetention;
+
   Decision deliver_bytes(const std::string& payload) {
     Decision d;
     const uint64_t s = ++seqno;
     store->write([&](storage::WriteTxn& t) {
       t.log_append(s, payload);
-      d = certify_and_apply(t, s, payload);
+      d = certify_and_apply(t, s, payload, retention);
     });
     return d;
   }
@@ -148,4 +150,18 @@ TEST_CASE("replay applies what the log holds beyond last committed - exactly onc
   CHECK(b->meta().last_committed == 600);
   CHECK(a->meta().content_hash == b->meta().content_hash);
   CHECK(certification_hash(*a) == certification_hash(*b));
+}
+
+TEST_CASE("transaction records are kept for a window of seqnos, the same on every node") {
+  Fixture f;
+  f.retention = 10;
+  for (int i = 1; i <= 30; ++i) f.deliver(put("t" + std::to_string(i), "k", std::to_string(i)));
+  auto r = f.store->read();
+  CHECK_FALSE(r->txn_outcome("t1"));
+  CHECK_FALSE(r->txn_outcome("t20"));
+  CHECK(r->txn_outcome("t21"));
+  CHECK(r->txn_outcome("t30"));
+  r.reset();
+  CHECK(f.deliver(put("t25", "k", "again")).duplicate);  // inside the window: answered
+  CHECK(f.get("k")->value == "30");
 }
