@@ -210,7 +210,7 @@ void Node::flush() {
         if (waiting_.count(decision.txn_id)) decided.push_back(std::move(decision));
       }
     });
-  } catch (const storage::StorageError& e) {
+  } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     group_->advance(ready, false);
     spdlog::error("could not persist {} write-sets, none committed: {}", ready.persist.size(),
                   e.what());

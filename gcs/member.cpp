@@ -11,12 +11,6 @@ std::string to_string(const ViewKey& id) {
   return fmt::format("{}.{}", id.epoch, id.coordinator);
 }
 
-const char* message_name(const Message& m) {
-  static const char* names[] = {"heartbeat", "data",    "order",     "ack",   "propose",
-                                "state",     "install", "installed", "commit"};
-  return names[m.body.index()];
-}
-
 const char* to_string(Phase phase) {
   switch (phase) {
     case Phase::idle:

@@ -85,7 +85,6 @@ class Member {
   const ViewInfo& view() const { return view_; }
   Phase phase() const { return phase_; }
   const Durable& durable() const { return d_; }
-  size_t pending_own() const { return own_.size(); }
   // One line of internal state, for failure reports.
   std::string debug_string() const;
 

@@ -124,6 +124,4 @@ struct Message {
   std::variant<Heartbeat, Data, Order, Ack, Propose, StateReport, Install, Installed, Commit> body;
 };
 
-const char* message_name(const Message& m);
-
 }  // namespace tutti::gcs

@@ -59,12 +59,14 @@ core::Response request_any(const Options& o, core::Request request) {
       if (e.kind() != core::ClientError::Kind::unreachable) maybe_sent = true;
     }
   }
-  if (refused) return *refused;
+  // A commit that may have reached a node that then went silent has an unknown outcome, whatever
+  // the other nodes said: they refused it, they did not decide it.
   if (is_commit && maybe_sent)
     throw Failure{kUnavailable,
                   fmt::format("outcome unknown: {}; retry with --txn-id {} to learn "
                               "the outcome without applying twice",
                               last_error, std::get<core::CommitRequest>(request.body).txn_id)};
+  if (refused) return *refused;
   throw Failure{kUnavailable, "unavailable: " + last_error};
 }
 
