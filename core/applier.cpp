@@ -58,7 +58,9 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
   }
   if (outcome.rejected.empty() && ws.txn_id.empty())
     outcome = Outcome{seqno, false, {}, "write-set has no transaction id"};
-  if (outcome.rejected.empty()) {
+  if (outcome.rejected.empty() && ws.marker) {
+    outcome = Outcome{seqno, true, {}, {}};  // a read marker: nothing to certify or write
+  } else if (outcome.rejected.empty()) {
     if (auto recorded = txn.txn_outcome(ws.txn_id)) {
       outcome = decode_outcome(*recorded);
       duplicate = true;
@@ -79,34 +81,7 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
   if (seqno > txn_retention) txn.forget_txns_before(seqno - txn_retention + 1);
   chain_outcome(txn, seqno, outcome);
   txn.set_last_committed(seqno);
-  return Decision{std::move(ws.txn_id), std::move(outcome), duplicate};
-}
-
-uint64_t replay_log(storage::Store& store) {
-  uint64_t applied = 0;
-  constexpr size_t kBatch = 256;
-  for (;;) {
-    const uint64_t from = store.read()->meta().last_committed + 1;
-    auto entries = store.read()->log_from(from, kBatch);
-    if (entries.empty()) return applied;
-    if (entries.front().seqno != from)
-      throw storage::StorageError(
-          storage::StorageError::Kind::corrupt,
-          fmt::format("write-set log resumes at seqno {} but seqno {} is the next to apply",
-                      entries.front().seqno, from));
-    store.write([&](storage::WriteTxn& txn) {
-      uint64_t expected = from;
-      for (const auto& e : entries) {
-        if (e.seqno != expected)
-          throw storage::StorageError(
-              storage::StorageError::Kind::corrupt,
-              fmt::format("write-set log has a gap: seqno {} follows {}", e.seqno, expected - 1));
-        certify_and_apply(txn, e.seqno, e.bytes);
-        ++expected;
-      }
-    });
-    applied += entries.size();
-  }
+  return Decision{std::move(ws.txn_id), ws.marker, std::move(outcome), duplicate};
 }
 
 }  // namespace tutti::core

@@ -14,6 +14,7 @@ namespace tutti::core {
 
 struct Decision {
   std::string txn_id;
+  bool marker = false;  // a read marker: txn_id is the marker's number at its origin
   Outcome outcome;
   bool duplicate = false;  // the txn id was decided before; outcome is that recorded decision
 };
@@ -28,10 +29,6 @@ struct Decision {
 inline constexpr uint64_t kTxnRetention = 1'000'000;
 Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
                            uint64_t txn_retention = kTxnRetention);
-
-// Applies what the write-set log holds beyond last_committed (a crash between persisting and
-// applying). Returns how many write-sets it applied.
-uint64_t replay_log(storage::Store& store);
 
 // Hash chain over every outcome, kept in meta, so two nodes can compare certification histories.
 uint64_t certification_hash(const storage::ReadView& view);

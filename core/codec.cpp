@@ -133,6 +133,10 @@ std::string encode_request(const Request& request) {
           commit.setTxnId(as_data(body.txn_id));
           set_read_items(commit.initReads(body.reads.size()), body.reads);
           set_write_items(commit.initWrites(body.writes.size()), body.writes);
+        } else if constexpr (std::is_same_v<T, MembersRequest>) {
+          root.setMembers();
+        } else if constexpr (std::is_same_v<T, WatchViewsRequest>) {
+          root.setWatchViews(body.after);
         } else {
           root.setStatus();
         }
@@ -161,6 +165,12 @@ Request decode_request(std::string_view payload) {
         break;
       }
       case wire::Request::STATUS:
+        break;
+      case wire::Request::MEMBERS:
+        out.body = MembersRequest{};
+        break;
+      case wire::Request::WATCH_VIEWS:
+        out.body = WatchViewsRequest{r.getWatchViews()};
         break;
       default:
         throw DecodeError("unknown request type");
@@ -228,13 +238,72 @@ void set_status(wire::Response::Status::Builder out, const StatusReply& s) {
   out.setNodeUuid(s.node_uuid);
   out.setDurability(s.durability);
   out.setViewId(s.view_id);
+  auto paused = out.initPausedBy(s.paused_by.size());
+  for (size_t i = 0; i < s.paused_by.size(); ++i) paused.set(i, s.paused_by[i]);
 }
 
 StatusReply status_from(wire::Response::Status::Reader s) {
-  return StatusReply{str(s.getName()),        str(s.getState()),    s.getPrimary(),
-                     s.getClusterSize(),      s.getLastCommitted(), str(s.getHistoryUuid()),
-                     str(s.getContentHash()), str(s.getNodeUuid()), str(s.getDurability()),
-                     str(s.getViewId())};
+  StatusReply out{str(s.getName()),
+                  str(s.getState()),
+                  s.getPrimary(),
+                  s.getClusterSize(),
+                  s.getLastCommitted(),
+                  str(s.getHistoryUuid()),
+                  str(s.getContentHash()),
+                  str(s.getNodeUuid()),
+                  str(s.getDurability()),
+                  str(s.getViewId()),
+                  {}};
+  for (auto p : s.getPausedBy()) out.paused_by.push_back(str(p));
+  return out;
+}
+
+void set_members(wire::Response::Members::Builder out, const MembersReply& m) {
+  out.setViewId(m.view_id);
+  out.setPrimary(m.primary);
+  auto list = out.initMembers(m.members.size());
+  for (size_t i = 0; i < m.members.size(); ++i) {
+    const MemberEntry& e = m.members[i];
+    list[i].setName(e.name);
+    list[i].setUuid(e.uuid);
+    list[i].setGcsAddr(e.gcs_addr);
+    list[i].setClientAddr(e.client_addr);
+    list[i].setState(e.state);
+    list[i].setLastCommitted(e.last_committed);
+    list[i].setPausing(e.pausing);
+  }
+}
+
+MembersReply members_from(wire::Response::Members::Reader r) {
+  MembersReply out{str(r.getViewId()), r.getPrimary(), {}};
+  for (auto e : r.getMembers())
+    out.members.push_back(MemberEntry{str(e.getName()), str(e.getUuid()), str(e.getGcsAddr()),
+                                      str(e.getClientAddr()), str(e.getState()),
+                                      e.getLastCommitted(), e.getPausing()});
+  return out;
+}
+
+void set_views(wire::Response::Views::Builder out, const ViewsReply& v) {
+  auto list = out.initChanges(v.changes.size());
+  for (size_t i = 0; i < v.changes.size(); ++i) {
+    const ViewChange& c = v.changes[i];
+    list[i].setNumber(c.number);
+    list[i].setViewId(c.view_id);
+    list[i].setPrimary(c.primary);
+    list[i].setLastCommitted(c.last_committed);
+    auto names = list[i].initMembers(c.members.size());
+    for (size_t j = 0; j < c.members.size(); ++j) names.set(j, c.members[j]);
+  }
+}
+
+ViewsReply views_from(wire::Response::Views::Reader r) {
+  ViewsReply out;
+  for (auto c : r.getChanges()) {
+    ViewChange change{c.getNumber(), str(c.getViewId()), c.getPrimary(), {}, c.getLastCommitted()};
+    for (auto n : c.getMembers()) change.members.push_back(str(n));
+    out.changes.push_back(std::move(change));
+  }
+  return out;
 }
 
 }  // namespace
@@ -275,6 +344,10 @@ std::string encode_response(const Response& response) {
           auto keys = c.initConflictKeys(body.conflict_keys.size());
           for (size_t i = 0; i < body.conflict_keys.size(); ++i)
             keys.set(i, as_data(body.conflict_keys[i]));
+        } else if constexpr (std::is_same_v<T, MembersReply>) {
+          set_members(root.initMembers(), body);
+        } else if constexpr (std::is_same_v<T, ViewsReply>) {
+          set_views(root.initViews(), body);
         } else {
           set_status(root.initStatus(), body);
         }
@@ -315,6 +388,12 @@ Response decode_response(std::string_view payload) {
       case wire::Response::STATUS:
         out.body = status_from(r.getStatus());
         break;
+      case wire::Response::MEMBERS:
+        out.body = members_from(r.getMembers());
+        break;
+      case wire::Response::VIEWS:
+        out.body = views_from(r.getViews());
+        break;
       default:
         throw DecodeError("unknown response type");
     }
@@ -332,6 +411,7 @@ std::string encode_writeset(const WriteSet& ws) {
   root.setTxnId(as_data(ws.txn_id));
   set_read_items(root.initReads(ws.reads.size()), ws.reads);
   set_write_items(root.initWrites(ws.writes.size()), ws.writes);
+  root.setMarker(ws.marker);
   return to_bytes(message);
 }
 
@@ -339,7 +419,7 @@ WriteSet decode_writeset(std::string_view bytes) {
   return with_reader<wire::WriteSet>(bytes, "write-set", [](wire::WriteSet::Reader r) {
     check_version(r.getFormatVersion(), kWriteSetFormat, "write-set");
     return WriteSet{str(r.getOrigin()), str(r.getTxnId()), read_items(r.getReads()),
-                    write_items(r.getWrites())};
+                    write_items(r.getWrites()), r.getMarker()};
   });
 }
 

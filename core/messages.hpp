@@ -33,6 +33,7 @@ struct WriteSet {
   std::string txn_id;
   std::vector<ReadItem> reads;
   std::vector<WriteItem> writes;
+  bool marker = false;  // a read marker (linearizable reads): certifies and writes nothing
   bool operator==(const WriteSet&) const = default;
 };
 
@@ -60,10 +61,17 @@ struct CommitRequest {
   std::vector<WriteItem> writes;
 };
 struct StatusRequest {};
+struct MembersRequest {};
+// Answered once this node installed a view change numbered above `after` (0: the current view).
+struct WatchViewsRequest {
+  uint64_t after = 0;
+};
 
 struct Request {
   uint64_t id = 0;
-  std::variant<GetRequest, ScanRequest, CommitRequest, StatusRequest> body;
+  std::variant<GetRequest, ScanRequest, CommitRequest, StatusRequest, MembersRequest,
+               WatchViewsRequest>
+      body;
 };
 
 enum class ErrorCode {
@@ -114,11 +122,38 @@ struct StatusReply {
   std::string node_uuid;
   std::string durability;
   std::string view_id;
+  std::vector<std::string> paused_by;  // names of members holding the group paused
+};
+struct MemberEntry {
+  std::string name;
+  std::string uuid;
+  std::string gcs_addr;
+  std::string client_addr;
+  std::string state;
+  uint64_t last_committed = 0;
+  bool pausing = false;  // flow control: this member holds the group paused
+};
+struct MembersReply {
+  std::string view_id;
+  bool primary = false;
+  std::vector<MemberEntry> members;
+};
+struct ViewChange {
+  uint64_t number = 0;
+  std::string view_id;
+  bool primary = false;
+  std::vector<std::string> members;
+  uint64_t last_committed = 0;
+};
+struct ViewsReply {
+  std::vector<ViewChange> changes;
 };
 
 struct Response {
   uint64_t id = 0;
-  std::variant<ErrorReply, ValueReply, ScanReply, CommitReply, StatusReply> body;
+  std::variant<ErrorReply, ValueReply, ScanReply, CommitReply, StatusReply, MembersReply,
+               ViewsReply>
+      body;
 };
 
 }  // namespace tutti::core

@@ -1,15 +1,18 @@
 #include "core/node.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
-#include "core/applier.hpp"
 #include "core/codec.hpp"
 #include "core/uuid.hpp"
 
 namespace tutti::core {
 namespace {
+
+constexpr size_t kViewsKept = 64;
+constexpr auto kPersistRetry = std::chrono::milliseconds(200);
 
 ErrorReply error(ErrorCode code, std::string message) {
   return ErrorReply{code, std::move(message)};
@@ -36,6 +39,10 @@ Response commit_response(uint64_t id, const Decision& d) {
       id, CommitReply{d.outcome.committed, d.outcome.seqno, d.outcome.conflict_keys, d.duplicate}};
 }
 
+std::string view_text(const gcs::ViewKey& id) {
+  return fmt::format("{}.{}", id.epoch, uuid_text(id.coordinator).substr(0, 8));
+}
+
 }  // namespace
 
 const char* to_string(NodeState state) {
@@ -52,25 +59,61 @@ const char* to_string(NodeState state) {
   return "UNKNOWN";
 }
 
-Node::Node(std::string name, storage::Store& store, std::unique_ptr<gcs::Group> group,
-           NodeLimits limits, std::function<void()> request_flush)
+gcs::Durable load_durable(const storage::Store& store) {
+  auto txn = store.read();
+  gcs::Durable d;
+  if (auto raw = txn->meta_get(kMetaGcsState)) d = gcs::decode_durable(*raw);
+  if (d.history.empty()) d.history = txn->meta().history_uuid;
+  // Delivered means applied: both are written in one storage transaction.
+  d.delivered = txn->meta().last_committed;
+  uint64_t from = d.delivered + 1;
+  for (;;) {
+    auto entries = txn->log_from(from, 1024);
+    if (entries.empty()) break;
+    for (const auto& e : entries) {
+      gcs::LogEntry entry = gcs::decode_log_entry(e.bytes);
+      d.log[entry.seqno] = std::move(entry);
+      from = e.seqno + 1;
+    }
+  }
+  return d;
+}
+
+Node::Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimits limits,
+           std::function<void()> request_flush, std::function<gcs::Directory()> directory)
     : name_(std::move(name)),
       store_(store),
-      group_(std::move(group)),
+      group_(group),
       limits_(limits),
-      request_flush_(std::move(request_flush)) {
-  if (group_->has_ready()) schedule_flush();
+      request_flush_(std::move(request_flush)),
+      directory_(std::move(directory)) {
+  const auto meta = store_.read()->meta();
+  node_uuid_ = meta.node_uuid;
+  last_committed_ = meta.last_committed;
+  if (group_.has_ready()) schedule_flush();
 }
 
 void Node::handle(Request request, ReplyFn reply) {
   const uint64_t id = request.id;
   try {
     if (auto* g = std::get_if<GetRequest>(&request.body)) {
+      if (auto e = validate_key(g->key)) return reply(Response{id, *e});
+      if (g->consistency == Consistency::linearizable)
+        return read_after_marker(std::move(request), std::move(reply));
       get(id, *g, reply);
     } else if (auto* s = std::get_if<ScanRequest>(&request.body)) {
+      if (s->prefix.size() > limits_.max_key_bytes)
+        return reply(
+            Response{id, error(ErrorCode::too_large, "prefix is longer than the key limit")});
+      if (s->consistency == Consistency::linearizable)
+        return read_after_marker(std::move(request), std::move(reply));
       scan(id, *s, reply);
     } else if (auto* c = std::get_if<CommitRequest>(&request.body)) {
       commit(id, std::move(*c), std::move(reply));
+    } else if (std::holds_alternative<MembersRequest>(request.body)) {
+      reply(Response{id, members()});
+    } else if (auto* w = std::get_if<WatchViewsRequest>(&request.body)) {
+      watch_views(id, w->after, std::move(reply));
     } else {
       reply(Response{id, status()});
     }
@@ -88,23 +131,15 @@ std::optional<ErrorReply> Node::validate_key(std::string_view key) const {
   return std::nullopt;
 }
 
-std::optional<ErrorReply> Node::check_readable(Consistency consistency) const {
-  if (consistency == Consistency::linearizable && !group_->view().primary)
-    return error(ErrorCode::not_primary,
-                 "not primary: this node is not in the primary component; a --local read "
-                 "answers from its (possibly stale) snapshot");
-  return std::nullopt;
+bool Node::stale(Consistency consistency) const {
+  return consistency == Consistency::local &&
+         (!group_.primary() || group_.view().members.size() > 1);
 }
 
-// A linearizable read must see everything committed cluster-wide before it arrived. In a group of
-// one every commit is applied before its client hears of it, so the node's snapshot already is.
 void Node::get(uint64_t id, const GetRequest& req, const ReplyFn& reply) {
-  if (auto e = validate_key(req.key)) return reply(Response{id, *e});
-  if (auto e = check_readable(req.consistency)) return reply(Response{id, *e});
   auto value = store_.read()->get(req.key);
   ValueReply out;
-  out.may_be_stale = req.consistency == Consistency::local &&
-                     (!group_->view().primary || group_->view().members.size() > 1);
+  out.may_be_stale = stale(req.consistency);
   if (value) {
     out.found = true;
     out.value = std::move(value->value);
@@ -114,15 +149,11 @@ void Node::get(uint64_t id, const GetRequest& req, const ReplyFn& reply) {
 }
 
 void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
-  if (req.prefix.size() > limits_.max_key_bytes)
-    return reply(Response{id, error(ErrorCode::too_large, "prefix is longer than the key limit")});
-  if (auto e = check_readable(req.consistency)) return reply(Response{id, *e});
   const uint32_t limit =
       req.limit == 0 ? limits_.max_scan_entries : std::min(req.limit, limits_.max_scan_entries);
   auto entries = store_.read()->scan(req.prefix, limit);
   ScanReply out;
-  out.may_be_stale = req.consistency == Consistency::local &&
-                     (!group_->view().primary || group_->view().members.size() > 1);
+  out.may_be_stale = stale(req.consistency);
   size_t bytes = 0;
   for (auto& e : entries) {
     bytes += e.key.size() + e.value.size() + 32;
@@ -134,6 +165,72 @@ void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
   }
   if (req.limit > limits_.max_scan_entries && entries.size() == limit) out.truncated = true;
   reply(Response{id, std::move(out)});
+}
+
+// A linearizable read must see everything committed cluster-wide before it arrived. Alone in a
+// primary view, every commit is applied before its client hears of it: the snapshot already
+// does. Otherwise the read waits for a marker this node sends through the total order after the
+// read arrived: once the marker is applied here, so is everything ordered before it.
+void Node::read_after_marker(Request request, ReplyFn reply) {
+  const uint64_t id = request.id;
+  if (!group_.primary())
+    return reply(Response{
+        id, error(ErrorCode::not_primary, not_primary_reason() +
+                                              "; a --local read answers from its (possibly stale) "
+                                              "snapshot")});
+  if (group_.view().members.size() == 1) {
+    if (auto* g = std::get_if<GetRequest>(&request.body)) return get(id, *g, reply);
+    return scan(id, std::get<ScanRequest>(request.body), reply);
+  }
+  if (reads_next_.size() + reads_marked_.size() >= limits_.max_waiting_reads)
+    return reply(Response{id, error(ErrorCode::busy, "too many linearizable reads waiting")});
+  reads_next_.push_back(PendingRead{std::move(request), std::move(reply)});
+  if (marker_out_.empty()) send_marker();
+}
+
+std::string Node::not_primary_reason() const {
+  if (group_.member().durable().needs_transfer)
+    return fmt::format(
+        "not primary: this node is behind the group (it applied up to seqno {}) and waits for a "
+        "state transfer",
+        last_committed_);
+  return fmt::format(
+      "not primary: this node is not in the primary component (its view has {} of the members)",
+      group_.view().members.size());
+}
+
+void Node::send_marker() {
+  if (reads_next_.empty()) return;
+  WriteSet ws{node_uuid_, fmt::format("marker-{}", ++marker_seq_), {}, {}, true};
+  auto sent = group_.broadcast(encode_writeset(ws));
+  if (!sent.ok()) return fail_reads(error(to_error_code(sent.error), sent.message));
+  marker_out_ = ws.txn_id;
+  reads_marked_ = std::move(reads_next_);
+  reads_next_.clear();
+  schedule_flush();
+}
+
+void Node::serve_marked_reads() {
+  auto reads = std::move(reads_marked_);
+  reads_marked_.clear();
+  marker_out_.clear();
+  for (auto& r : reads) {
+    if (auto* g = std::get_if<GetRequest>(&r.request.body)) {
+      get(r.request.id, *g, r.reply);
+    } else {
+      scan(r.request.id, std::get<ScanRequest>(r.request.body), r.reply);
+    }
+  }
+  send_marker();
+}
+
+void Node::fail_reads(const ErrorReply& e) {
+  auto reads = std::move(reads_marked_);
+  for (auto& r : reads_next_) reads.push_back(std::move(r));
+  reads_marked_.clear();
+  reads_next_.clear();
+  marker_out_.clear();
+  for (auto& r : reads) r.reply(Response{r.request.id, e});
 }
 
 std::optional<ErrorReply> Node::validate(const CommitRequest& req) const {
@@ -158,35 +255,79 @@ std::optional<ErrorReply> Node::validate(const CommitRequest& req) const {
   return std::nullopt;
 }
 
+// Refused before it is replicated: once ordered, a write-set must be persisted, so a node that
+// cannot write must not send one (it would stall or leave the group instead of answering).
+std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
+  if (!group_.primary()) return error(ErrorCode::not_primary, not_primary_reason());
+  if (!persist_error_.empty())
+    return error(ErrorCode::storage,
+                 "not committed: this node cannot write to its data dir: " + persist_error_);
+  // The write-set lands in the log and in the data, each page copied on write: a margin.
+  const uint64_t need = 4 * static_cast<uint64_t>(payload_bytes) + (1u << 20);
+  const uint64_t free = store_.free_bytes();
+  if (free < need)
+    return error(ErrorCode::storage,
+                 fmt::format("not committed: no space left on the data dir's disk ({} bytes "
+                             "free, this write needs about {})",
+                             free, need));
+  return std::nullopt;
+}
+
 void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
   if (auto e = validate(req)) return reply(Response{id, *e});
-  if (!group_->view().primary)
-    return reply(Response{id, error(ErrorCode::not_primary,
-                                    "not primary: this node is not in the primary component")});
-  if (auto recorded = store_.read()->txn_outcome(req.txn_id)) {
-    return reply(commit_response(id, Decision{req.txn_id, decode_outcome(*recorded), true}));
-  }
+  if (auto recorded = store_.read()->txn_outcome(req.txn_id))
+    return reply(commit_response(id, Decision{req.txn_id, false, decode_outcome(*recorded), true}));
   auto [it, first] = waiting_.try_emplace(req.txn_id);
   if (!first) {  // a retry of a transaction still in flight here: one answer serves both
     it->second.push_back(Waiter{id, std::move(reply)});
     return;
   }
-  WriteSet ws{store_.read()->meta().node_uuid, req.txn_id, std::move(req.reads),
-              std::move(req.writes)};
+  WriteSet ws{node_uuid_, req.txn_id, std::move(req.reads), std::move(req.writes)};
   std::string payload = encode_writeset(ws);
-  if (payload.size() > limits_.max_writeset_bytes) {
-    waiting_.erase(it);
-    return reply(
-        Response{id, error(ErrorCode::too_large,
-                           fmt::format("transaction of {} bytes is over the limit of {} bytes",
-                                       payload.size(), limits_.max_writeset_bytes))});
+  std::optional<ErrorReply> refused;
+  if (payload.size() > limits_.max_writeset_bytes)
+    refused = error(ErrorCode::too_large,
+                    fmt::format("transaction of {} bytes is over the limit of {} bytes",
+                                payload.size(), limits_.max_writeset_bytes));
+  if (!refused) refused = check_writable(payload.size());
+  if (!refused) {
+    auto sent = group_.broadcast(std::move(payload));
+    if (!sent.ok()) refused = error(to_error_code(sent.error), sent.message);
   }
-  auto sent = group_->broadcast(std::move(payload));
-  if (!sent.ok()) {
+  if (refused) {
     waiting_.erase(it);
-    return reply(Response{id, error(to_error_code(sent.error), sent.message)});
+    return reply(Response{id, *refused});
   }
   it->second.push_back(Waiter{id, std::move(reply)});
+  schedule_flush();
+}
+
+void Node::watch_views(uint64_t id, uint64_t after, ReplyFn reply) {
+  if (view_watchers_.size() >= limits_.max_view_watchers)
+    return reply(Response{id, error(ErrorCode::busy, "too many view watchers")});
+  view_watchers_.emplace_back(Waiter{id, std::move(reply)}, after);
+  answer_views();
+}
+
+void Node::answer_views() {
+  if (views_.empty()) return;
+  std::erase_if(view_watchers_, [&](auto& w) {
+    const uint64_t after = w.second == 0 ? views_.back().number - 1 : w.second;
+    if (after >= views_.back().number) return false;
+    ViewsReply out;
+    for (const auto& v : views_)
+      if (v.number > after) out.changes.push_back(v);
+    w.first.reply(Response{w.first.request_id, std::move(out)});
+    return true;
+  });
+}
+
+void Node::group_changed() {
+  if (group_.has_ready()) schedule_flush();
+}
+
+void Node::directory_changed() {
+  directory_dirty_ = true;
   schedule_flush();
 }
 
@@ -198,61 +339,189 @@ void Node::schedule_flush() {
 
 void Node::flush() {
   flush_requested_ = false;
-  if (!group_->has_ready()) return;
-  gcs::Ready ready = group_->ready();
+  if (!group_.has_ready() && !directory_dirty_) return;
+  // After a failed persist, try again now and then rather than at every tick.
+  if (!persist_error_.empty() &&
+      std::chrono::steady_clock::now() - persist_failed_at_ < kPersistRetry)
+    return;
+  gcs::MemberReady ready = group_.ready();
+  const size_t backlog = ready.append.size();
   std::vector<Decision> decided;
   try {
-    store_.write([&](storage::WriteTxn& txn) {
-      decided.clear();
-      for (const auto& d : ready.persist) txn.log_append(d.seqno, d.payload);
-      for (const auto& d : ready.deliver) {
-        Decision decision = certify_and_apply(txn, d.seqno, d.payload);
-        if (waiting_.count(decision.txn_id)) decided.push_back(std::move(decision));
-      }
-    });
+    persist(ready, decided);
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
-    group_->advance(ready, false);
-    spdlog::error("could not persist {} write-sets, none committed: {}", ready.persist.size(),
-                  e.what());
-    for (const auto& d : ready.deliver) {
-      try {
-        auto it = waiting_.find(decode_writeset(d.payload).txn_id);
-        if (it == waiting_.end()) continue;
-        for (auto& w : it->second)
-          w.reply(Response{w.request_id,
-                           error(ErrorCode::storage, std::string("not committed: ") + e.what())});
-        waiting_.erase(it);
-      } catch (const DecodeError&) {
-      }
-    }
+    if (persist_error_.empty())
+      spdlog::error(
+          "could not persist {} log entries: {}; this node acknowledges nothing more and "
+          "retries every {} ms",
+          ready.append.size(), e.what(), kPersistRetry.count());
+    persist_error_ = e.what();
+    persist_failed_at_ = std::chrono::steady_clock::now();
+    group_.advance(std::move(ready), false);
     return;
   }
-  group_->advance(ready, true);
+  if (!persist_error_.empty()) spdlog::info("persisting works again");
+  persist_error_.clear();
+  auto events = std::move(ready.events);
+  ready.events.clear();
+  group_.advance(std::move(ready), true);
+  after_persist(std::move(events), std::move(decided));
+  adjust_flow(backlog);
+  if (group_.has_ready()) schedule_flush();
+}
+
+// One storage transaction: the log's changes, the certified deliveries, the member's state.
+void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
+  const bool deliveries = std::any_of(ready.events.begin(), ready.events.end(), [](auto& e) {
+    return std::holds_alternative<gcs::Delivery>(e);
+  });
+  if (!ready.truncate_after && !ready.write_meta && ready.append.empty() && !deliveries &&
+      ready.events.empty() && !directory_dirty_)
+    return;
+  const auto& durable = group_.member().durable();
+  store_.write([&](storage::WriteTxn& txn) {
+    decided.clear();
+    if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
+    for (const auto& e : ready.append) txn.log_append(e.seqno, gcs::encode_log_entry(e));
+    for (const auto& ev : ready.events) {
+      auto* d = std::get_if<gcs::Delivery>(&ev);
+      if (!d) continue;
+      Decision decision = certify_and_apply(txn, d->seqno, d->payload);
+      if (d->origin == node_uuid_) decided.push_back(std::move(decision));
+    }
+    txn.meta_put(kMetaGcsState, gcs::encode_durable(durable));
+    if (txn.meta().history_uuid != durable.history) txn.set_identity(durable.history, node_uuid_);
+    if (directory_dirty_ && directory_)
+      txn.meta_put(kMetaGcsPeers, gcs::encode_frame(directory_()));
+  });
+  directory_dirty_ = false;
+}
+
+void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided) {
+  last_committed_ = group_.member().durable().needs_transfer ? last_committed_
+                                                             : group_.member().durable().delivered;
+  last_committed_ = std::max(last_committed_, store_.read()->meta().last_committed);
+  for (const auto& ev : events)
+    if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) on_view(*v);
   for (const Decision& d : decided) {
+    if (d.marker) {
+      if (d.txn_id == marker_out_) serve_marked_reads();
+      continue;
+    }
     auto it = waiting_.find(d.txn_id);
     if (it == waiting_.end()) continue;
     for (auto& w : it->second) w.reply(commit_response(w.request_id, d));
     waiting_.erase(it);
   }
-  if (group_->has_ready()) schedule_flush();
+}
+
+void Node::on_view(const gcs::ViewEvent& ev) {
+  std::vector<std::string> names;
+  for (const auto& m : ev.view.members) names.push_back(member_name(m));
+  if (ev.view.primary) {
+    spdlog::info("view {} installed: primary, {} members [{}], seqno {}", view_text(ev.view.id),
+                 names.size(), fmt::join(names, ", "), ev.view.base);
+  } else {
+    spdlog::warn(
+        "view {} installed: NON-PRIMARY, {} members [{}]: writes and linearizable reads "
+        "are refused until a primary component forms",
+        view_text(ev.view.id), names.size(), fmt::join(names, ", "));
+  }
+  if (ev.self_needs_transfer)
+    spdlog::warn(
+        "this node needs a state transfer: it applied up to seqno {}, the group is at seqno {}. "
+        "This version does not build state transfer yet: the node delivers nothing and refuses "
+        "writes and linearizable reads until it has one, so it cannot diverge",
+        last_committed_, ev.view.base);
+  for (const auto& j : ev.joiners)
+    if (j != node_uuid_)
+      spdlog::info("member '{}' joins and needs a state transfer up to seqno {}", member_name(j),
+                   ev.view.base);
+  if (!ev.view.primary || ev.self_needs_transfer)
+    fail_reads(error(ErrorCode::not_primary,
+                     "not primary: this node left the primary component while the read waited"));
+  views_.push_back(
+      ViewChange{++view_count_, view_text(ev.view.id), ev.view.primary, names, last_committed_});
+  if (views_.size() > kViewsKept) views_.pop_front();
+  answer_views();
+}
+
+// Flow control: when the node falls behind (more write-sets waiting for its disk than the bound),
+// it asks the group to pause rather than fall further behind.
+void Node::adjust_flow(size_t backlog) {
+  auto& member = group_.member();
+  const bool paused = !member.paused_by().empty() &&
+                      std::find(member.paused_by().begin(), member.paused_by().end(), node_uuid_) !=
+                          member.paused_by().end();
+  if (!paused && backlog > limits_.flow_pause_backlog) {
+    spdlog::warn("{} write-sets waited for this node's disk: asking the group to pause", backlog);
+    member.set_flow_pause(true);
+    schedule_flush();
+  } else if (paused && backlog < limits_.flow_pause_backlog / 4) {
+    spdlog::info("caught up: letting the group go on");
+    member.set_flow_pause(false);
+    schedule_flush();
+  }
+}
+
+std::string Node::member_name(const gcs::NodeId& id) const {
+  if (id == node_uuid_) return name_;
+  if (directory_)
+    for (const auto& p : directory_())
+      if (p.uuid == id && !p.name.empty()) return p.name;
+  return uuid_text(id).substr(0, 8);
+}
+
+NodeState Node::state() const {
+  return group_.primary() ? NodeState::synced : NodeState::joining;
 }
 
 StatusReply Node::status() const {
   auto txn = store_.read();
   const auto& meta = txn->meta();
-  const auto& view = group_->view();
+  const auto& view = group_.view();
   StatusReply s;
   s.name = name_;
-  s.state = to_string(state_);
-  s.primary = view.primary;
+  s.state = to_string(state());
+  s.primary = group_.primary();
   s.cluster_size = static_cast<uint32_t>(view.members.size());
   s.last_committed = meta.last_committed;
-  s.history_uuid = uuid_text(meta.history_uuid);
+  s.history_uuid = meta.history_uuid.empty() ? "" : uuid_text(meta.history_uuid);
   s.content_hash = meta.content_hash.hex();
   s.node_uuid = uuid_text(meta.node_uuid);
   s.durability = store_.options().durability == storage::Durability::fsync ? "fsync" : "memory";
-  s.view_id = fmt::format("{}.{}", view.id.epoch, uuid_text(view.id.coordinator).substr(0, 8));
+  s.view_id = view_text(view.id);
+  for (const auto& p : group_.member().paused_by()) s.paused_by.push_back(member_name(p));
   return s;
+}
+
+MembersReply Node::members() const {
+  MembersReply out;
+  const auto& view = group_.view();
+  out.view_id = view_text(view.id);
+  out.primary = view.primary && group_.member().phase() == gcs::Phase::operational;
+  const auto paused = group_.member().paused_by();
+  const gcs::Directory dir = directory_ ? directory_() : gcs::Directory{};
+  for (const auto& id : view.members) {
+    MemberEntry e;
+    e.uuid = uuid_text(id);
+    e.pausing = std::find(paused.begin(), paused.end(), id) != paused.end();
+    for (const auto& p : dir)
+      if (p.uuid == id) {
+        e.name = p.name;
+        e.gcs_addr = p.gcs_addr;
+        e.client_addr = p.client_addr;
+        e.state = p.state;
+        e.last_committed = p.last_committed;
+      }
+    if (id == node_uuid_) {
+      e.name = name_;
+      e.state = to_string(state());
+      e.last_committed = last_committed_;
+    }
+    out.members.push_back(std::move(e));
+  }
+  return out;
 }
 
 }  // namespace tutti::core

@@ -1,16 +1,20 @@
 // A tutti node's replication logic: client requests in, write-sets through the group, certified
 // deliveries applied to storage, replies out (DESIGN.md §2). No sockets or timers here: the
-// server (core/server.hpp) feeds it requests and calls flush() when asked to.
+// server (core/server.hpp) feeds it requests, the driver (tuttid) feeds the group messages and
+// ticks, and flush() carries out what the group has ready: persist, then send, then answer.
 #pragma once
 
+#include <chrono>
+#include <deque>
 #include <functional>
-#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "core/applier.hpp"
 #include "core/messages.hpp"
 #include "gcs/group.hpp"
+#include "gcs/wire.hpp"
 #include "storage/store.hpp"
 
 namespace tutti::core {
@@ -22,6 +26,11 @@ struct NodeLimits {
   size_t max_writeset_bytes = 16u << 20;
   uint32_t max_scan_entries = 100000;
   size_t max_scan_reply_bytes = 16u << 20;
+  size_t max_waiting_reads = 65536;
+  size_t max_view_watchers = 1024;
+  // Flow control: past this many write-sets waiting to be persisted, the node asks the group to
+  // pause; it lets it go on below a quarter of it.
+  size_t flow_pause_backlog = 4096;
 };
 
 enum class NodeState { joining, joined, synced, donor };
@@ -29,17 +38,34 @@ const char* to_string(NodeState state);
 
 using ReplyFn = std::function<void(Response)>;
 
+// Storage meta names the node keeps beside storage's own.
+inline constexpr std::string_view kMetaGcsState = "gcs_state";
+inline constexpr std::string_view kMetaGcsPeers = "gcs_peers";
+inline constexpr std::string_view kMetaClusterName = "cluster_name";
+
+// What a member persisted, as the group protocol needs it at a restart: its durable state and the
+// tentative tail of its log (beyond what it applied).
+gcs::Durable load_durable(const storage::Store& store);
+
 class Node {
  public:
   // request_flush is called (at most once until flush() runs) when the group has work ready.
-  Node(std::string name, storage::Store& store, std::unique_ptr<gcs::Group> group,
-       NodeLimits limits, std::function<void()> request_flush);
+  // directory: the members the transport knows of (names, addresses, reported progress).
+  Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimits limits,
+       std::function<void()> request_flush, std::function<gcs::Directory()> directory = {});
 
   void handle(Request request, ReplyFn reply);
-  // Persists and applies what the group has ready, then answers the commits it decided.
+  // Persists and applies what the group has ready, sends its messages, answers what it decided.
   void flush();
-  StatusReply status() const;
+  // The group received a message or a tick: flush when it has something ready.
+  void group_changed();
+  // The directory of members changed: persisted with the next flush.
+  void directory_changed();
 
+  StatusReply status() const;
+  MembersReply members() const;
+  NodeState state() const;
+  uint64_t last_committed() const { return last_committed_; }
   const std::string& name() const { return name_; }
 
  private:
@@ -47,25 +73,59 @@ class Node {
     uint64_t request_id;
     ReplyFn reply;
   };
+  struct PendingRead {
+    Request request;
+    ReplyFn reply;
+  };
 
   void get(uint64_t id, const GetRequest& req, const ReplyFn& reply);
   void scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply);
+  void read_after_marker(Request request, ReplyFn reply);
+  void send_marker();
+  void serve_marked_reads();
+  void fail_reads(const ErrorReply& error);
   void commit(uint64_t id, CommitRequest req, ReplyFn reply);
+  void watch_views(uint64_t id, uint64_t after, ReplyFn reply);
   std::optional<ErrorReply> validate(const CommitRequest& req) const;
   std::optional<ErrorReply> validate_key(std::string_view key) const;
-  std::optional<ErrorReply> check_readable(Consistency consistency) const;
-  void answer(const std::string& txn_id, const Response& body_template);
+  std::optional<ErrorReply> check_writable(size_t payload_bytes) const;
+  bool stale(Consistency consistency) const;
+  std::string not_primary_reason() const;
+  void persist(gcs::MemberReady& ready, std::vector<Decision>& decided);
+  void after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided);
+  void on_view(const gcs::ViewEvent& event);
+  void answer_views();
+  void adjust_flow(size_t backlog);
   void schedule_flush();
+  std::string member_name(const gcs::NodeId& id) const;
 
   std::string name_;
   storage::Store& store_;
-  std::unique_ptr<gcs::Group> group_;
+  gcs::Group& group_;
   NodeLimits limits_;
   std::function<void()> request_flush_;
+  std::function<gcs::Directory()> directory_;
   bool flush_requested_ = false;
-  NodeState state_ = NodeState::synced;
+  bool directory_dirty_ = false;
+  std::string node_uuid_;
+  uint64_t last_committed_ = 0;
+  std::string persist_error_;  // why the last persist failed; empty once one succeeds
+  std::chrono::steady_clock::time_point persist_failed_at_;
+
   // Commits broadcast by this node that await their delivery, by transaction id.
   std::unordered_map<std::string, std::vector<Waiter>> waiting_;
+
+  // Linearizable reads in a group of several: served once a marker this node sends through the
+  // total order comes back applied. Reads that arrive while a marker is out wait for the next.
+  std::vector<PendingRead> reads_next_;
+  std::vector<PendingRead> reads_marked_;
+  uint64_t marker_seq_ = 0;
+  std::string marker_out_;  // the txn id of the marker in flight, empty when none
+
+  // View changes installed since the node started, the latest few, for `gcs-tool watch`.
+  std::deque<ViewChange> views_;
+  uint64_t view_count_ = 0;
+  std::vector<std::pair<Waiter, uint64_t>> view_watchers_;
 };
 
 }  // namespace tutti::core

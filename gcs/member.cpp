@@ -215,8 +215,14 @@ void Member::tick(Time now) {
   end_of_step();
 }
 
+void Member::meet(const NodeId& peer) {
+  if (peer != self_) known_.insert(peer);
+}
+
 // Sends what this step produced that is sent once per step: new data, acknowledgements.
 void Member::end_of_step() {
+  // What is delivered is applied: the log in memory keeps only the tentative tail.
+  while (!d_.log.empty() && d_.log.begin()->first <= d_.delivered) d_.log.erase(d_.log.begin());
   if (!new_data_.empty()) send_data(false);
   if (phase_ == Phase::operational && view_.primary && held_ > acked_sent_) {
     acked_sent_ = held_;
@@ -587,8 +593,11 @@ void Member::decide_install() {
   }
   if (inst.view.primary) {
     inst.view.base = end;
+    // A member that delivered exactly up to the base already holds the lineage's state (there is
+    // one primary lineage per history, so its seqnos are the lineage's): it needs no transfer.
     for (const auto& [n, r] : p.reports)
-      if (std::find(continuing.begin(), continuing.end(), n) == continuing.end())
+      if (std::find(continuing.begin(), continuing.end(), n) == continuing.end() &&
+          (r.needs_transfer || r.delivered != end))
         inst.joiners.push_back(n);
   }
   for (const auto& [n, r] : p.reports) inst.delivered[n] = r.delivered;

@@ -10,7 +10,6 @@
 #include <map>
 #include <set>
 
-#include "gcs/group.hpp"
 #include "gcs/messages.hpp"
 
 namespace tutti::gcs {
@@ -72,6 +71,8 @@ class Member {
   // sender_high: the highest sender_seq delivered per sender up to seqno, from the donor.
   void transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high);
   void leave();
+  // The driver learnt of a peer (a link to it came up): heartbeats go to it from now on.
+  void meet(const NodeId& peer);
   // Flow control: the application asks the group to stop originating messages until it catches
   // up (its apply queue passed a limit), and lets it go on again.
   void set_flow_pause(bool pause);

@@ -1,6 +1,6 @@
 // gcs/: the group protocol's messages and persisted state (docs/gcs.md describes the protocol).
 // Plain values: the state machine (gcs/member.hpp) consumes and produces them; the transport
-// (a later issue) encodes them with Cap'n Proto.
+// (gcs/wire.hpp) encodes them with Cap'n Proto.
 #pragma once
 
 #include <compare>
@@ -59,6 +59,28 @@ struct Durable {
   uint64_t incarnation = 0;       // bumped at every start: keeps sender_seqs unique
   std::map<NodeId, uint64_t> sender_high;  // highest sender_seq delivered, per sender
   std::map<uint64_t, LogEntry> log;        // seqno -> entry (a tentative tail may follow delivered)
+};
+
+// One message in the total order of the cluster history, as delivered to the application.
+struct Delivery {
+  uint64_t seqno = 0;
+  NodeId origin;  // sender's uuid
+  std::string payload;
+  uint64_t sender_seq = 0;  // the sender's own numbering: (origin, sender_seq) names a message
+};
+
+struct Limits {
+  size_t max_message_bytes = 32u << 20;
+  size_t max_queued_messages = 65536;
+};
+
+enum class BroadcastError { none, not_primary, too_large, queue_full };
+
+struct BroadcastResult {
+  BroadcastError error = BroadcastError::none;
+  std::string message;      // why, when error != none
+  uint64_t sender_seq = 0;  // when accepted: the message's number from this sender
+  bool ok() const { return error == BroadcastError::none; }
 };
 
 // ---- messages ----

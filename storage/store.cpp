@@ -472,6 +472,12 @@ void Store::fail_io(int rc) const {
   fail(rc, "commit");
 }
 
+uint64_t Store::free_bytes() const {
+  struct statvfs fs;
+  if (::statvfs(options_.dir.c_str(), &fs) != 0) return UINT64_MAX;  // unknown: do not refuse
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
 void Store::sync() {
   check(mdb_env_sync(env_, 1), "sync");
 }

@@ -28,7 +28,7 @@
 
 namespace tutti::storage {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 
 enum class Durability { fsync, memory };
 
@@ -158,6 +158,8 @@ class Store {
 
   const Options& options() const { return options_; }
   uint64_t map_bytes() const { return map_bytes_; }
+  // Bytes available to this process on the data dir's file system.
+  uint64_t free_bytes() const;
 
  private:
   Store(const Options& options, int lock_fd);

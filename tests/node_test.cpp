@@ -3,7 +3,7 @@
 
 #include "core/node.hpp"
 #include "core/uuid.hpp"
-#include "gcs/solo_group.hpp"
+#include "gcs/group.hpp"
 #include "temp_dir.hpp"
 
 using namespace tutti;
@@ -12,9 +12,16 @@ using tutti::test::TempDir;
 
 namespace {
 
+// A group that never has peers: what it sends goes nowhere.
+struct NoPeers : gcs::Outbox {
+  void send(const gcs::NodeId&, const gcs::Message&) override {}
+};
+
 struct Harness {
   TempDir dir;
   std::unique_ptr<storage::Store> store;
+  NoPeers outbox;
+  std::unique_ptr<gcs::Group> group;
   std::unique_ptr<Node> node;
   int flush_requests = 0;
   std::vector<Response> replies;
@@ -22,12 +29,14 @@ struct Harness {
   explicit Harness(storage::Options o = {}, NodeLimits limits = {}) {
     o.dir = dir.path();
     store = storage::Store::open(o);
-    store->write([](storage::WriteTxn& t) { t.set_identity(random_uuid(), random_uuid()); });
+    store->write([](storage::WriteTxn& t) { t.set_identity("", random_uuid()); });
     auto meta = store->read()->meta();
-    node = std::make_unique<Node>("n1", *store,
-                                  std::make_unique<gcs::SoloGroup>(
-                                      gcs::MemberInfo{meta.node_uuid, "n1"}, meta.last_committed),
-                                  limits, [this] { ++flush_requests; });
+    group = std::make_unique<gcs::Group>(
+        std::make_unique<gcs::Member>(meta.node_uuid, load_durable(*store), gcs::Config{},
+                                      std::vector<gcs::NodeId>{}, 0),
+        outbox);
+    group->member().bootstrap(random_uuid());
+    node = std::make_unique<Node>("n1", *store, *group, limits, [this] { ++flush_requests; });
     node->flush();
   }
 
@@ -147,25 +156,28 @@ TEST_CASE("bad input gets a clear error and changes nothing") {
   CHECK(h.store->read()->meta().last_committed == 0);
 }
 
-TEST_CASE("a full database fails the commit clearly - reads and later commits go on") {
+TEST_CASE("a database that cannot grow refuses commits clearly - reads go on") {
   storage::Options o;
   o.initial_map_bytes = 1 << 20;
   o.max_map_bytes = 2 << 20;
   Harness h(o);
   h.put("small", "k", "v");
   const std::string value(512 << 10, 'x');
-  bool failed = false;
-  for (int i = 0; i < 8 && !failed; ++i) {
-    auto r = h.put("big" + std::to_string(i), "big" + std::to_string(i), value);
-    if (auto* e = std::get_if<ErrorReply>(&r.body)) {
-      CHECK(e->code == ErrorCode::storage);
-      CHECK_THAT(e->message, Catch::Contains("not committed"));
-      failed = true;
-    }
+  std::optional<ErrorReply> refused;
+  for (int i = 0; i < 8 && !refused; ++i) {
+    h.send(Request{
+        1,
+        CommitRequest{"big" + std::to_string(i), {}, {WriteItem{"b" + std::to_string(i), value}}}});
+    h.node->flush();
+    for (auto& r : h.replies)
+      if (auto* e = std::get_if<ErrorReply>(&r.body)) refused = *e;
+    h.replies.clear();
   }
-  REQUIRE(failed);
-  const auto last = h.store->read()->meta().last_committed;
+  // The batch that could not be persisted was never acknowledged: it waits to be persisted again,
+  // and meanwhile the node refuses to take more.
+  REQUIRE(refused);
+  CHECK(refused->code == ErrorCode::storage);
+  CHECK_THAT(refused->message, Catch::Contains("not committed"));
+  CHECK(h.group->stuck());
   CHECK(std::get<ValueReply>(h.call(Request{1, GetRequest{"k"}}).body).value == "v");
-  auto next = std::get<CommitReply>(h.put("after", "k", "w").body);
-  CHECK(next.seqno == last + 1);  // the failed batch's seqnos were never given out
 }

@@ -203,13 +203,17 @@ TEST_CASE("a data dir needs --bootstrap once - is refused while in use and resum
   CHECK(run({TUTTI_BIN, "--node", n.client_addr(), "put", "k2", "v"}).out == "2\n");
 }
 
-TEST_CASE("tuttid refuses flags it does not support with a clear message") {
+TEST_CASE("tuttid refuses bad flags with a clear message") {
   TempDir dir;
   NodeProcess n{"n1", dir / "n1"};
-  REQUIRE_THROWS(n.start({"--bootstrap", "--peers", "127.0.0.1:1"}));
-  CHECK_THAT(n.log_text(), Catch::Contains("not built yet"));
+  REQUIRE_THROWS(n.start({"--peers", "nowhere"}));
+  CHECK_THAT(n.log_text(), Catch::Contains("HOST:PORT"));
   NodeProcess m{"m1", dir / "m1"};
   REQUIRE_THROWS(m.start({"--bootstrap", "--durability", "sometimes"}));
+  NodeProcess o{"o1", dir / "o1"};
+  REQUIRE_THROWS(
+      o.start({"--bootstrap", "--suspect-timeout", "100", "--heartbeat-interval", "100"}));
+  CHECK_THAT(o.log_text(), Catch::Contains("--suspect-timeout"));
 }
 
 TEST_CASE("malformed frames get an error or a closed connection - the node keeps serving") {

@@ -136,8 +136,7 @@ int cmd_get(const Options& o, const std::string& key, bool local) {
   core::GetRequest g{key, local ? core::Consistency::local : core::Consistency::linearizable};
   const auto v = expect<core::ValueReply>(request_any(o, core::Request{0, g}));
   if (v.may_be_stale)
-    std::cerr << "tutti: warning: local read from a node outside the primary component; it may "
-                 "be stale\n";
+    std::cerr << "tutti: warning: local read from the node's own snapshot; it may be stale\n";
   if (o.json) {
     json j{{"key", key}, {"version", v.version}};
     if (v.found) {
@@ -247,7 +246,8 @@ int cmd_status(const Options& o) {
            {"content_hash", s.content_hash},
            {"node_uuid", s.node_uuid},
            {"durability", s.durability},
-           {"view_id", s.view_id}};
+           {"view_id", s.view_id},
+           {"paused_by", s.paused_by}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "name:           " << s.name << "\n"
@@ -259,7 +259,11 @@ int cmd_status(const Options& o) {
               << "content hash:   " << s.content_hash << "\n"
               << "node uuid:      " << s.node_uuid << "\n"
               << "durability:     " << s.durability << "\n"
-              << "view:           " << s.view_id << "\n";
+              << "view:           " << s.view_id << "\n"
+              << "paused by:      "
+              << (s.paused_by.empty() ? std::string("-")
+                                      : fmt::format("{}", fmt::join(s.paused_by, ", ")))
+              << "\n";
   }
   return kOk;
 }

@@ -8,24 +8,27 @@
 #include <iostream>
 
 #include "core/address.hpp"
-#include "core/applier.hpp"
 #include "core/node.hpp"
 #include "core/server.hpp"
 #include "core/uuid.hpp"
-#include "gcs/solo_group.hpp"
+#include "gcs/group.hpp"
+#include "gcs/transport.hpp"
 #include "storage/store.hpp"
 
 namespace {
 
 using namespace tutti;
+using Clock = std::chrono::steady_clock;
 
 struct Flags {
   std::string name, data_dir, client_addr, gcs_addr, peers;
+  std::string cluster_name = "tutti";
   bool bootstrap = false;
   std::string durability = "fsync";
   std::string log_level = "info";
   core::NodeLimits limits;
   uint64_t wscache_mib = 256;
+  gcs::Config gcs;
 };
 
 void setup_logging(const Flags& f) {
@@ -36,23 +39,36 @@ void setup_logging(const Flags& f) {
   spdlog::set_default_logger(logger);
 }
 
-// A fresh data dir gets its identities here, and only with --bootstrap: a node must never start
-// a new cluster history by accident.
-void ensure_identity(storage::Store& store, const Flags& f) {
-  const auto meta = store.read()->meta();
-  if (!meta.history_uuid.empty()) {
-    spdlog::info("data dir {}: history {}, last committed seqno {}", f.data_dir,
-                 core::uuid_text(meta.history_uuid), meta.last_committed);
+// A fresh data dir gets its node identity here, and only when the operator said where it
+// belongs: --bootstrap (a new cluster) or --peers (an existing one). A data dir keeps the cluster
+// name it was first started with.
+void check_identity(storage::Store& store, const Flags& f) {
+  auto txn = store.read();
+  const auto meta = txn->meta();
+  const auto name = txn->meta_get(core::kMetaClusterName);
+  txn.reset();
+  if (name && *name != f.cluster_name)
+    throw std::runtime_error(
+        fmt::format("data dir {} belongs to cluster '{}', not '{}' (--cluster-name)", f.data_dir,
+                    *name, f.cluster_name));
+  if (!meta.node_uuid.empty()) {
+    spdlog::info("data dir {}: node uuid {}, history {}, last committed seqno {}", f.data_dir,
+                 core::uuid_text(meta.node_uuid),
+                 meta.history_uuid.empty() ? "none yet" : core::uuid_text(meta.history_uuid),
+                 meta.last_committed);
     return;
   }
-  if (!f.bootstrap)
+  if (!f.bootstrap && f.peers.empty())
     throw std::runtime_error(fmt::format(
-        "data dir {} belongs to no cluster yet: start with --bootstrap to form a new cluster",
+        "data dir {} belongs to no cluster yet: start with --bootstrap to form a new cluster, "
+        "or with --peers HOST:PORT,... to join one",
         f.data_dir));
-  const std::string history = core::random_uuid(), node = core::random_uuid();
-  store.write([&](storage::WriteTxn& txn) { txn.set_identity(history, node); });
-  spdlog::info("bootstrapped a new cluster history {} (node uuid {})", core::uuid_text(history),
-               core::uuid_text(node));
+  const std::string node = core::random_uuid();
+  store.write([&](storage::WriteTxn& t) {
+    t.set_identity("", node);
+    t.meta_put(core::kMetaClusterName, f.cluster_name);
+  });
+  spdlog::info("new data dir {}: node uuid {}", f.data_dir, core::uuid_text(node));
 }
 
 asio::ip::tcp::endpoint resolve(asio::io_context& io, const core::HostPort& hp) {
@@ -61,64 +77,148 @@ asio::ip::tcp::endpoint resolve(asio::io_context& io, const core::HostPort& hp) 
   return results.begin()->endpoint();
 }
 
-int run(const Flags& f) {
-  if (!f.peers.empty())
-    throw std::runtime_error(
-        "--peers: joining an existing cluster is not built yet in this version (the group of "
-        "one is); start a single node with --bootstrap");
-  const auto client_hp = core::parse_host_port(f.client_addr);
-  const auto gcs_hp = core::parse_host_port(f.gcs_addr);
+gcs::Directory remembered_peers(const storage::Store& store) {
+  auto raw = store.read()->meta_get(core::kMetaGcsPeers);
+  if (!raw) return {};
+  try {
+    auto frame = gcs::decode_frame(*raw);
+    if (auto* dir = std::get_if<gcs::Directory>(&frame)) return *dir;
+  } catch (const gcs::WireError& e) {
+    spdlog::warn("ignoring the remembered member addresses: {}", e.what());
+  }
+  return {};
+}
 
+// Everything one node runs, on one io_context: storage, the group protocol over the transport,
+// the node logic and the client server.
+class Daemon {
+ public:
+  Daemon(const Flags& f, storage::Store& store)
+      : f_(f), store_(store), started_(Clock::now()), tick_timer_(io_), sync_timer_(io_) {}
+
+  int run();
+
+ private:
+  gcs::Time now() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+  }
+  void tick();
+  void background_sync();
+  void shut_down(int signo);
+
+  const Flags& f_;
+  storage::Store& store_;
+  Clock::time_point started_;
+  asio::io_context io_;
+  asio::steady_timer tick_timer_, sync_timer_;
+  std::unique_ptr<gcs::Transport> transport_;
+  std::unique_ptr<gcs::Group> group_;
+  std::unique_ptr<core::Node> node_;
+  std::unique_ptr<core::ClientServer> server_;
+};
+
+int Daemon::run() {
+  const auto client_hp = core::parse_host_port(f_.client_addr);
+  const auto meta = store_.read()->meta();
+  gcs::TransportConfig tc;
+  tc.cluster_name = f_.cluster_name;
+  tc.self = gcs::PeerInfo{meta.node_uuid, f_.name, f_.gcs_addr, f_.client_addr, "JOINING", 0};
+  if (!f_.peers.empty())
+    for (const auto& p : core::parse_host_port_list(f_.peers)) tc.seeds.push_back(p.text());
+  tc.known = remembered_peers(store_);
+  auto member = std::make_unique<gcs::Member>(meta.node_uuid, core::load_durable(store_), f_.gcs,
+                                              std::vector<gcs::NodeId>{}, now());
+  gcs::Member* m = member.get();
+  transport_ = std::make_unique<gcs::Transport>(io_, tc, [m] { return m->durable().history; });
+  group_ = std::make_unique<gcs::Group>(std::move(member), *transport_);
+  node_ = std::make_unique<core::Node>(
+      f_.name, store_, *group_, f_.limits, [this] { asio::post(io_, [this] { node_->flush(); }); },
+      [this] { return transport_->directory(); });
+  transport_->on_message = [this, m](gcs::Message msg) {
+    m->receive(msg, now());
+    node_->group_changed();
+  };
+  transport_->on_peer = [this, m](const gcs::NodeId& id) {
+    m->meet(id);
+    node_->group_changed();
+  };
+  transport_->on_directory_change = [this] { node_->directory_changed(); };
+  if (f_.bootstrap) {
+    if (!m->durable().history.empty())
+      spdlog::warn(
+          "--bootstrap on a data dir of history {}: this node forms a new primary "
+          "component on its own, from its state at seqno {} (an operator decision)",
+          core::uuid_text(m->durable().history), meta.last_committed);
+    m->bootstrap(core::random_uuid());
+    node_->group_changed();
+  }
+  server_ = std::make_unique<core::ClientServer>(io_, resolve(io_, client_hp), *node_,
+                                                 core::ServerLimits{});
+  transport_->start();
+  spdlog::info(
+      "serving clients on {}, group communication on {}{}; durability {}, last committed "
+      "seqno {}",
+      client_hp.text(), f_.gcs_addr, f_.peers.empty() ? "" : " (peers " + f_.peers + ")",
+      f_.durability, meta.last_committed);
+  tick();
+  if (store_.options().durability == storage::Durability::memory) background_sync();
+  asio::signal_set signals(io_, SIGINT, SIGTERM);
+  signals.async_wait([&](asio::error_code ec, int signo) {
+    if (!ec) shut_down(signo);
+  });
+  io_.run();
+  store_.sync();
+  spdlog::info("stopped cleanly at seqno {}", store_.read()->meta().last_committed);
+  return 0;
+}
+
+void Daemon::tick() {
+  group_->member().tick(now());
+  transport_->set_progress(core::to_string(node_->state()), node_->last_committed());
+  node_->group_changed();
+  tick_timer_.expires_after(std::chrono::milliseconds(10));
+  tick_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) tick();
+  });
+}
+
+void Daemon::background_sync() {
+  sync_timer_.expires_after(std::chrono::milliseconds(100));
+  sync_timer_.async_wait([this](asio::error_code ec) {
+    if (ec) return;
+    store_.sync();
+    background_sync();
+  });
+}
+
+// A clean stop: finish what is queued, tell the group this member leaves (so the others go on
+// at once rather than after suspecting it), give that a moment to go out, then close.
+void Daemon::shut_down(int signo) {
+  spdlog::info("signal {}: finishing queued commits, leaving the group and shutting down", signo);
+  tick_timer_.cancel();
+  node_->flush();
+  group_->member().leave();
+  node_->flush();
+  sync_timer_.expires_after(std::chrono::milliseconds(200));
+  sync_timer_.async_wait([this](asio::error_code) {
+    server_->stop();
+    transport_->stop();
+  });
+}
+
+int run(const Flags& f) {
+  core::parse_host_port(f.client_addr);
+  core::parse_host_port(f.gcs_addr);
+  if (!f.peers.empty()) core::parse_host_port_list(f.peers);
   storage::Options options;
   options.dir = f.data_dir;
   options.durability =
       f.durability == "memory" ? storage::Durability::memory : storage::Durability::fsync;
   options.wscache_bytes = f.wscache_mib << 20;
   auto store = storage::Store::open(options);
-  ensure_identity(*store, f);
-  if (const uint64_t replayed = core::replay_log(*store))
-    spdlog::info("applied {} write-sets from the write-set log after a crash", replayed);
-
-  const auto meta = store->read()->meta();
-  asio::io_context io;
-  auto group = std::make_unique<gcs::SoloGroup>(gcs::MemberInfo{meta.node_uuid, f.name},
-                                                meta.last_committed);
-  core::Node* node_ptr = nullptr;
-  core::Node node(f.name, *store, std::move(group), f.limits,
-                  [&io, &node_ptr] { asio::post(io, [&node_ptr] { node_ptr->flush(); }); });
-  node_ptr = &node;
-  core::ClientServer server(io, resolve(io, client_hp), node, core::ServerLimits{});
-  spdlog::info(
-      "serving clients on {} as a group of one (gcs address {} reserved: the "
-      "multi-node transport is not built yet); durability {}, last committed seqno {}",
-      client_hp.text(), gcs_hp.text(), f.durability, meta.last_committed);
-
-  asio::steady_timer sync_timer(io);
-  std::function<void()> background_sync = [&] {
-    sync_timer.expires_after(std::chrono::milliseconds(100));
-    sync_timer.async_wait([&](asio::error_code ec) {
-      if (ec) return;
-      store->sync();
-      background_sync();
-    });
-  };
-  if (options.durability == storage::Durability::memory) background_sync();
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](asio::error_code ec, int signo) {
-    if (ec) return;
-    spdlog::info("signal {}: finishing queued commits and shutting down", signo);
-    node.flush();
-    // Let the answers already queued reach their clients before the connections close.
-    asio::post(io, [&] {
-      server.stop();
-      sync_timer.cancel();
-    });
-  });
-  io.run();
-  store->sync();
-  spdlog::info("stopped cleanly at seqno {}", store->read()->meta().last_committed);
-  return 0;
+  check_identity(*store, f);
+  Daemon daemon(f, *store);
+  return daemon.run();
 }
 
 }  // namespace
@@ -127,15 +227,19 @@ int main(int argc, char** argv) {
   Flags f;
   CLI::App app{
       "tuttid: a tutti node, a member of a synchronously replicated key-value cluster.\n"
-      "Start the first node of a new cluster with --bootstrap; restart it on the same\n"
-      "--data-dir without it. This version runs a group of one node."};
+      "Start the first node of a new cluster with --bootstrap, the others with --peers\n"
+      "(any running member's --gcs-addr). Restart any node on the same --data-dir without\n"
+      "either: it rejoins the members it remembers."};
   app.add_option("--name", f.name, "node name, shown in logs and status")->required();
   app.add_option("--data-dir", f.data_dir, "directory of the node's LMDB environment")->required();
   app.add_option("--client-addr", f.client_addr, "HOST:PORT to serve clients on")->required();
   app.add_option("--gcs-addr", f.gcs_addr, "HOST:PORT for group communication")->required();
   app.add_option("--peers", f.peers,
-                 "HOST:PORT,... gcs addresses of members to join through "
-                 "(not built yet in this version)");
+                 "HOST:PORT,... gcs addresses of members to join through (any one that answers "
+                 "will do)");
+  app.add_option("--cluster-name", f.cluster_name,
+                 "name of the cluster: members of another cluster are refused at the handshake")
+      ->capture_default_str();
   app.add_flag("--bootstrap", f.bootstrap,
                "form a new primary component (a new cluster history "
                "when the data dir is empty)");
@@ -159,11 +263,40 @@ int main(int argc, char** argv) {
                  "write-set cache (replication log) size in MiB; older applied entries are trimmed")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--heartbeat-interval", f.gcs.heartbeat_interval,
+                 "milliseconds between heartbeats to every member")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 10000));
+  app.add_option("--suspect-timeout", f.gcs.suspect_timeout,
+                 "milliseconds of silence after which a member is suspected and a view without it "
+                 "is formed")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  app.add_option("--view-change-timeout", f.gcs.install_timeout,
+                 "milliseconds a view change may take before it is tried again without the "
+                 "members that did not answer")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  app.add_option("--max-flow-pause", f.gcs.max_flow_pause,
+                 "milliseconds a member may hold the group paused (flow control) before it is "
+                 "evicted")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 3600000));
+  app.add_option("--flow-pause-backlog", f.limits.flow_pause_backlog,
+                 "write-sets waiting for this node's disk past which it asks the group to pause")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1 << 24));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (f.gcs.suspect_timeout <= 2 * f.gcs.heartbeat_interval) {
+    std::cerr << "--suspect-timeout must be more than twice --heartbeat-interval\n";
+    return 2;
+  }
+  f.gcs.persist_before_ack = f.durability == "fsync";
+  f.gcs.limits.max_message_bytes = f.limits.max_writeset_bytes;
   std::signal(SIGPIPE, SIG_IGN);
   setup_logging(f);
   try {

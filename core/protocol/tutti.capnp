@@ -24,6 +24,7 @@ struct WriteSet {
   txnId @2 :Data;        # client-chosen, unique per transaction
   reads @3 :List(ReadItem);
   writes @4 :List(WriteItem);
+  marker @5 :Bool;       # a read marker: certifies and writes nothing, only takes its place
 }
 
 # What certification decided for a transaction id, kept so a retry gets the same answer.
@@ -48,6 +49,8 @@ struct Request {
     scan @3 :Scan;
     commit @4 :Commit;
     status @5 :Void;
+    members @6 :Void;
+    watchViews @7 :UInt64;   # answered once a view change later than this number is installed
   }
 
   struct Get {
@@ -86,6 +89,8 @@ struct Response {
     entries @4 :Entries;
     commit @5 :CommitResult;
     status @6 :Status;
+    members @7 :Members;
+    views @8 :Views;
   }
 
   struct Error {
@@ -125,5 +130,30 @@ struct Response {
     nodeUuid @7 :Text;
     durability @8 :Text;
     viewId @9 :Text;
+    pausedBy @10 :List(Text);   # names of the members holding the group paused (flow control)
+  }
+  struct Member {
+    name @0 :Text;
+    uuid @1 :Text;
+    gcsAddr @2 :Text;
+    clientAddr @3 :Text;
+    state @4 :Text;
+    lastCommitted @5 :UInt64;
+    pausing @6 :Bool;
+  }
+  struct Members {
+    viewId @0 :Text;
+    primary @1 :Bool;
+    members @2 :List(Member);
+  }
+  struct ViewChange {
+    number @0 :UInt64;         # counts the view changes this node installed since it started
+    viewId @1 :Text;
+    primary @2 :Bool;
+    members @3 :List(Text);    # names
+    lastCommitted @4 :UInt64;
+  }
+  struct Views {
+    changes @0 :List(ViewChange);
   }
 }

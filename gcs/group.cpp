@@ -1,0 +1,47 @@
+#include "gcs/group.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+namespace tutti::gcs {
+
+Group::Group(std::unique_ptr<Member> member, Outbox& outbox)
+    : member_(std::move(member)), outbox_(outbox) {
+  assert(member_);
+}
+
+bool Group::primary() const {
+  return member_->phase() == Phase::operational && member_->view().primary &&
+         !member_->durable().needs_transfer;
+}
+
+MemberReady Group::ready() {
+  MemberReady out = member_->take_ready();
+  if (!held_) return out;
+  MemberReady merged = std::move(*held_);
+  held_.reset();
+  merge_ready(merged, std::move(out));
+  return merged;
+}
+
+void Group::advance(MemberReady ready, bool persisted) {
+  if (!persisted) {
+    held_ = std::move(ready);
+    return;
+  }
+  for (const auto& [to, message] : ready.send) outbox_.send(to, message);
+}
+
+void merge_ready(MemberReady& a, MemberReady b) {
+  if (b.truncate_after) {
+    const uint64_t t = *b.truncate_after;
+    std::erase_if(a.append, [t](const LogEntry& e) { return e.seqno > t; });
+    a.truncate_after = a.truncate_after ? std::min(*a.truncate_after, t) : t;
+  }
+  a.write_meta = a.write_meta || b.write_meta;
+  for (auto& e : b.append) a.append.push_back(std::move(e));
+  for (auto& s : b.send) a.send.push_back(std::move(s));
+  for (auto& e : b.events) a.events.push_back(std::move(e));
+}
+
+}  // namespace tutti::gcs

@@ -1,0 +1,448 @@
+#include "gcs/transport.hpp"
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace tutti::gcs {
+namespace {
+
+constexpr size_t kHeaderBytes = 4;
+constexpr size_t kReadChunk = 64u << 10;
+
+std::string framed(const Frame& frame) {
+  std::string body = encode_frame(frame);
+  std::string out(kHeaderBytes, '\0');
+  const uint32_t len = static_cast<uint32_t>(body.size());
+  for (size_t i = 0; i < kHeaderBytes; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+  return out + body;
+}
+
+uint32_t frame_length(const char* p) {
+  uint32_t len = 0;
+  for (size_t i = 0; i < kHeaderBytes; ++i)
+    len |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return len;
+}
+
+std::string hex8(const std::string& uuid) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < uuid.size() && i < 4; ++i) {
+    out += digits[static_cast<unsigned char>(uuid[i]) >> 4];
+    out += digits[static_cast<unsigned char>(uuid[i]) & 15];
+  }
+  return out;
+}
+
+asio::ip::tcp::endpoint resolve(asio::io_context& io, const std::string& addr) {
+  const auto colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size())
+    throw std::invalid_argument("address " + addr + " is not HOST:PORT");
+  asio::ip::tcp::resolver resolver(io);
+  auto results = resolver.resolve(addr.substr(0, colon), addr.substr(colon + 1));
+  if (results.empty()) throw std::invalid_argument("address " + addr + " does not resolve");
+  return results.begin()->endpoint();
+}
+
+}  // namespace
+
+// One TCP link: the frame reader, the batching writer and the handshake deadline.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  enum class Kind { inbound, outbound };
+  Connection(Transport& t, asio::ip::tcp::socket socket, Kind kind, std::string label)
+      : t_(&t), socket_(std::move(socket)), deadline_(t.io_), kind_(kind), label_(label) {}
+
+  Kind kind() const { return kind_; }
+  const std::string& label() const { return label_; }
+  NodeId peer;
+  bool welcomed = false;
+  asio::ip::tcp::socket& socket() { return socket_; }
+
+  void start() {
+    asio::error_code ec;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    arm_deadline();
+    read();
+  }
+  void arm_deadline() {
+    deadline_.expires_after(t_->cfg_.handshake_timeout);
+    deadline_.async_wait([self = shared_from_this()](asio::error_code ec) {
+      if (!ec && !self->welcomed) self->close("no handshake within the deadline");
+    });
+  }
+  void handshake_done() {
+    welcomed = true;
+    deadline_.cancel();
+  }
+
+  // false: the link's queue is full, the bytes were dropped.
+  bool send(std::string bytes) {
+    if (closed_) return false;
+    if (pending_.size() + bytes.size() > t_->cfg_.max_queued_bytes) return false;
+    pending_ += bytes;
+    if (!writing_) write();
+    return true;
+  }
+  void close_after_write() {
+    close_when_drained_ = true;
+    if (!writing_) close("handshake refused");
+  }
+
+  void close(const std::string& reason) {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    socket_.close(ec);
+    deadline_.cancel();
+    if (t_) t_->on_closed(*this, reason);
+  }
+  void detach() {
+    t_ = nullptr;
+    close("transport stopped");
+  }
+
+ private:
+  void write() {
+    writing_ = true;
+    out_ = std::move(pending_);
+    pending_.clear();
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](asio::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (ec) return self->close(ec.message());
+                        if (!self->pending_.empty()) return self->write();
+                        if (self->close_when_drained_) self->close("handshake refused");
+                      });
+  }
+
+  void read() {
+    chunk_.resize(kReadChunk);
+    socket_.async_read_some(
+        asio::buffer(chunk_), [self = shared_from_this()](asio::error_code ec, size_t n) {
+          if (ec) {
+            return self->close(ec == asio::error::eof ? std::string("closed by the peer")
+                                                      : ec.message());
+          }
+          self->in_.append(self->chunk_.data(), n);
+          self->parse();
+          if (!self->closed_) self->read();
+        });
+  }
+
+  void parse() {
+    size_t at = 0;
+    while (!closed_ && in_.size() - at >= kHeaderBytes) {
+      const uint32_t len = frame_length(in_.data() + at);
+      if (len == 0 || len > t_->cfg_.max_frame_bytes)
+        return close(fmt::format("frame of {} bytes (limit {})", len, t_->cfg_.max_frame_bytes));
+      if (in_.size() - at < kHeaderBytes + len) break;
+      Frame frame;
+      try {
+        frame = decode_frame(std::string_view(in_).substr(at + kHeaderBytes, len));
+      } catch (const WireError& e) {
+        return close(e.what());
+      }
+      at += kHeaderBytes + len;
+      if (t_) t_->on_frame(*this, std::move(frame));
+    }
+    in_.erase(0, at);
+  }
+
+  Transport* t_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer deadline_;
+  Kind kind_;
+  std::string label_;
+  std::string in_, chunk_, pending_, out_;
+  bool writing_ = false, closed_ = false, close_when_drained_ = false;
+};
+
+Transport::Transport(asio::io_context& io, TransportConfig config,
+                     std::function<std::string()> history)
+    : io_(io),
+      cfg_(std::move(config)),
+      history_(std::move(history)),
+      acceptor_(io),
+      gossip_timer_(io) {
+  for (const auto& p : cfg_.known)
+    if (p.uuid != cfg_.self.uuid) directory_[p.uuid] = p;
+}
+
+Transport::~Transport() {
+  stop();
+}
+
+void Transport::start() {
+  const auto endpoint = resolve(io_, cfg_.self.gcs_addr);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen();
+  accept();
+  for (const auto& s : cfg_.seeds) dial(s);
+  for (const auto& [uuid, p] : directory_) dial(p.gcs_addr);
+  gossip();
+}
+
+void Transport::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  asio::error_code ec;
+  acceptor_.close(ec);
+  gossip_timer_.cancel();
+  auto inbound = std::move(inbound_);
+  for (auto& c : inbound) c->detach();
+  for (auto& [addr, d] : dials_) {
+    if (d.retry) d.retry->cancel();
+    if (d.conn) d.conn->detach();
+  }
+  dials_.clear();
+}
+
+uint16_t Transport::local_port() const {
+  return acceptor_.local_endpoint().port();
+}
+
+void Transport::accept() {
+  acceptor_.async_accept([this](asio::error_code ec, asio::ip::tcp::socket socket) {
+    if (stopped_) return;
+    if (ec) {
+      if (ec != asio::error::operation_aborted) spdlog::warn("gcs accept: {}", ec.message());
+    } else {
+      asio::error_code e2;
+      auto remote = socket.remote_endpoint(e2);
+      auto c = std::make_shared<Connection>(
+          *this, std::move(socket), Connection::Kind::inbound,
+          e2 ? std::string("?")
+             : remote.address().to_string() + ":" + std::to_string(remote.port()));
+      inbound_.insert(c);
+      c->start();
+    }
+    accept();
+  });
+}
+
+void Transport::dial(const std::string& addr) {
+  if (stopped_ || addr.empty() || addr == cfg_.self.gcs_addr) return;
+  auto [it, fresh] = dials_.try_emplace(addr);
+  Dial& d = it->second;
+  if (!fresh && (d.conn || d.self || d.retry_pending)) return;
+  asio::ip::tcp::endpoint endpoint;
+  try {
+    endpoint = resolve(io_, addr);
+  } catch (const std::exception& e) {
+    spdlog::warn("gcs: cannot dial {}: {}", addr, e.what());
+    return redial_later(addr);
+  }
+  auto c = std::make_shared<Connection>(*this, asio::ip::tcp::socket(io_),
+                                        Connection::Kind::outbound, addr);
+  d.conn = c;
+  c->arm_deadline();
+  c->socket().async_connect(endpoint, [this, c](asio::error_code ec) {
+    if (stopped_) return;
+    if (ec) return c->close(ec.message());
+    c->start();
+    Hello hello{kGcsProtocolVersion, cfg_.cluster_name, history_(), cfg_.self};
+    c->send(framed(hello));
+  });
+}
+
+void Transport::redial_later(const std::string& addr) {
+  auto it = dials_.find(addr);
+  if (stopped_ || it == dials_.end() || it->second.self) return;
+  Dial& d = it->second;
+  d.backoff = std::min(cfg_.max_backoff, std::max(std::chrono::milliseconds(100), d.backoff * 2));
+  if (!d.retry) d.retry = std::make_unique<asio::steady_timer>(io_);
+  d.retry_pending = true;
+  d.retry->expires_after(d.backoff);
+  d.retry->async_wait([this, addr](asio::error_code ec) {
+    if (ec || stopped_) return;
+    auto it = dials_.find(addr);
+    if (it == dials_.end()) return;
+    it->second.retry_pending = false;
+    dial(addr);
+  });
+}
+
+std::string Transport::refusal(uint16_t version, const std::string& cluster,
+                               const std::string& history, const PeerInfo& peer) const {
+  if (version != kGcsProtocolVersion)
+    return fmt::format("it speaks gcs protocol version {}, this node speaks {}", version,
+                       kGcsProtocolVersion);
+  if (cluster != cfg_.cluster_name)
+    return fmt::format("it belongs to cluster '{}', this node to cluster '{}'", cluster,
+                       cfg_.cluster_name);
+  if (peer.uuid.size() != 16) return "its node uuid is malformed";
+  const std::string mine = history_();
+  if (!history.empty() && !mine.empty() && history != mine)
+    return fmt::format(
+        "it belongs to another cluster history ({}..., this node's is {}...): a data dir of "
+        "another cluster",
+        hex8(history), hex8(mine));
+  return "";
+}
+
+void Transport::on_frame(Connection& c, Frame frame) {
+  if (auto* hello = std::get_if<Hello>(&frame)) {
+    if (c.kind() == Connection::Kind::inbound && !c.welcomed) return on_hello(c, *hello);
+  } else if (auto* welcome = std::get_if<Welcome>(&frame)) {
+    if (c.kind() == Connection::Kind::outbound && !c.welcomed) return on_welcome(c, *welcome);
+  } else if (c.welcomed) {
+    if (auto* dir = std::get_if<Directory>(&frame)) {
+      for (size_t i = 0; i < dir->size(); ++i) learn((*dir)[i], i == 0 && (*dir)[i].uuid == c.peer);
+      return;
+    }
+    auto& m = std::get<Message>(frame);
+    if (m.from != c.peer) return c.close("a message signed by another member");
+    if (on_message) on_message(std::move(m));
+    return;
+  }
+  c.close("unexpected frame for the link's state");
+}
+
+void Transport::on_hello(Connection& c, Hello& hello) {
+  std::string why =
+      hello.self.uuid == cfg_.self.uuid
+          ? std::string("it is this node itself")
+          : refusal(hello.protocol_version, hello.cluster_name, hello.history, hello.self);
+  Welcome w{kGcsProtocolVersion, why.empty(), why, cfg_.self, history_()};
+  c.send(framed(w));
+  if (!why.empty()) {
+    if (hello.self.uuid != cfg_.self.uuid)
+      spdlog::error("gcs: refused a link from {} ('{}' at {}): {}", c.label(), hello.self.name,
+                    hello.self.gcs_addr, why);
+    return c.close_after_write();
+  }
+  c.peer = hello.self.uuid;
+  c.handshake_done();
+  learn(hello.self, true);
+  if (on_peer) on_peer(c.peer);
+}
+
+void Transport::on_welcome(Connection& c, Welcome& w) {
+  auto it = dials_.find(c.label());
+  if (it == dials_.end() || it->second.conn.get() != &c) return c.close("stale link");
+  Dial& d = it->second;
+  if (w.self.uuid == cfg_.self.uuid) {
+    d.self = true;  // a --peers entry naming this very node
+    return c.close("this node's own address");
+  }
+  std::string why = w.accepted ? refusal(w.protocol_version, cfg_.cluster_name, w.history, w.self)
+                               : "it refused this node: " + w.reason;
+  if (!why.empty()) {
+    if (why != d.last_refusal)
+      spdlog::error("gcs: no link to {} ('{}'): {}", c.label(), w.self.name, why);
+    d.last_refusal = why;
+    d.backoff = cfg_.max_backoff;
+    return c.close("refused");
+  }
+  d.last_refusal.clear();
+  d.uuid = w.self.uuid;
+  d.up = true;
+  d.backoff = std::chrono::milliseconds(0);
+  c.peer = w.self.uuid;
+  c.handshake_done();
+  route_[d.uuid] = c.label();
+  spdlog::info("gcs: link to '{}' ({}) is up", w.self.name, c.label());
+  learn(w.self, true);
+  Directory dir = directory();
+  c.send(framed(dir));
+  if (on_peer) on_peer(d.uuid);
+}
+
+void Transport::on_closed(Connection& c, const std::string& reason) {
+  if (c.kind() == Connection::Kind::inbound) {
+    for (auto it = inbound_.begin(); it != inbound_.end(); ++it)
+      if (it->get() == &c) {
+        if (c.welcomed)
+          spdlog::debug("gcs: link from {} closed: {}", c.label(), reason);
+        else if (reason != "handshake refused")
+          spdlog::warn("gcs: dropped a connection from {} before its handshake: {}", c.label(),
+                       reason);
+        inbound_.erase(it);
+        return;
+      }
+    return;
+  }
+  auto it = dials_.find(c.label());
+  if (it == dials_.end() || it->second.conn.get() != &c) return;
+  Dial& d = it->second;
+  if (d.up) {
+    const PeerInfo* p = find(d.uuid);
+    spdlog::warn("gcs: link to '{}' ({}) lost: {}", p ? p->name : hex8(d.uuid), c.label(), reason);
+    auto r = route_.find(d.uuid);
+    if (r != route_.end() && r->second == c.label()) route_.erase(r);
+  } else {
+    spdlog::debug("gcs: dial {} failed: {}", c.label(), reason);
+  }
+  d.up = false;
+  d.conn.reset();
+  redial_later(c.label());
+}
+
+void Transport::learn(const PeerInfo& peer, bool authoritative) {
+  if (peer.uuid == cfg_.self.uuid || peer.uuid.size() != 16) return;
+  auto [it, fresh] = directory_.try_emplace(peer.uuid, peer);
+  bool changed = fresh;
+  if (!fresh && authoritative) {
+    changed = it->second.gcs_addr != peer.gcs_addr || it->second.client_addr != peer.client_addr ||
+              it->second.name != peer.name;
+    it->second = peer;
+  }
+  if (!peer.gcs_addr.empty()) dial(it->second.gcs_addr);
+  if (changed && on_directory_change) on_directory_change();
+}
+
+void Transport::gossip() {
+  if (stopped_) return;
+  const std::string bytes = framed(directory());
+  for (auto& [addr, d] : dials_)
+    if (d.up && d.conn) d.conn->send(bytes);
+  gossip_timer_.expires_after(cfg_.gossip_interval);
+  gossip_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) gossip();
+  });
+}
+
+// On the link this member dialed to the peer; until that one is up, back on the link the peer
+// dialed here, so that the first answers of a handshake (a view change under way, say) are not
+// lost while the other direction connects.
+void Transport::send(const NodeId& to, const Message& message) {
+  Connection* link = nullptr;
+  if (auto r = route_.find(to); r != route_.end()) {
+    auto d = dials_.find(r->second);
+    if (d != dials_.end() && d->second.up && d->second.conn) link = d->second.conn.get();
+  }
+  if (!link)
+    for (const auto& c : inbound_)
+      if (c->welcomed && c->peer == to) link = c.get();
+  if (link && !link->send(framed(message)))
+    spdlog::warn("gcs: the link to {} has {} bytes queued: a message was dropped", link->label(),
+                 cfg_.max_queued_bytes);
+}
+
+void Transport::set_progress(const std::string& state, uint64_t last_committed) {
+  const bool changed = state != cfg_.self.state;
+  cfg_.self.state = state;
+  cfg_.self.last_committed = last_committed;
+  if (!changed || stopped_) return;
+  const std::string bytes = framed(directory());  // a state change is news: tell it at once
+  for (auto& [addr, d] : dials_)
+    if (d.up && d.conn) d.conn->send(bytes);
+}
+
+Directory Transport::directory() const {
+  Directory out{cfg_.self};
+  for (const auto& [uuid, p] : directory_) out.push_back(p);
+  return out;
+}
+
+const PeerInfo* Transport::find(const NodeId& uuid) const {
+  if (uuid == cfg_.self.uuid) return &cfg_.self;
+  auto it = directory_.find(uuid);
+  return it == directory_.end() ? nullptr : &it->second;
+}
+
+}  // namespace tutti::gcs

@@ -1,0 +1,375 @@
+// Three tuttid processes on loopback as a cluster: replication, certification across nodes,
+// failover, membership and the gcs handshake, driven the way operators and clients drive them.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "core/client.hpp"
+#include "process.hpp"
+#include "temp_dir.hpp"
+
+using namespace tutti;
+using namespace tutti::test;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Cluster {
+  TempDir dir;
+  std::vector<NodeProcess> nodes;
+
+  explicit Cluster(int n = 3) {
+    for (int i = 1; i <= n; ++i) {
+      NodeProcess p;
+      p.name = "n" + std::to_string(i);
+      p.data_dir = dir / p.name;
+      p.client_port = free_port();
+      p.gcs_port = free_port();
+      nodes.push_back(std::move(p));
+    }
+    nodes[0].start({"--bootstrap"});
+    for (size_t i = 1; i < nodes.size(); ++i) nodes[i].start({"--peers", gcs_addr(0)});
+    wait_until([&] { return primary_size(0) == static_cast<int>(nodes.size()); }, "all joined");
+  }
+  std::string gcs_addr(size_t i) const { return "127.0.0.1:" + std::to_string(nodes[i].gcs_port); }
+  CliResult cli(size_t i, std::vector<std::string> args) {
+    args.insert(args.begin(), {TUTTI_BIN, "--timeout", "5", "--node", nodes[i].client_addr()});
+    return run(args);
+  }
+  json status(size_t i) {
+    auto r = cli(i, {"--json", "status"});
+    return r.code == 0 ? json::parse(r.out) : json{};
+  }
+  json members(size_t i) {
+    auto r = run({GCS_TOOL_BIN, "--node", nodes[i].client_addr(), "members", "--json"});
+    return r.code == 0 ? json::parse(r.out) : json{};
+  }
+  // The size of node i's view when it is primary and its node is synced, else 0.
+  int primary_size(size_t i) {
+    auto s = status(i);
+    if (s.empty() || !s["primary"].get<bool>()) return 0;
+    return s["cluster_size"].get<int>();
+  }
+  template <typename Pred>
+  void wait_until(Pred pred, const std::string& what,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = Clock::now() + timeout;
+    while (!pred()) {
+      if (Clock::now() > deadline) {
+        std::string logs;
+        for (auto& n : nodes) logs += "--- " + n.name + "\n" + n.log_text();
+        FAIL("timed out waiting for: " << what << "\n" << logs);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+};
+
+// Puts streamed through one node over a pipelined connection; every acknowledged put recorded.
+struct Writer {
+  std::mutex mu;
+  std::map<std::string, std::string> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<int> surprises{0};
+  std::atomic<Clock::rep> last_ack{0};
+
+  void run(core::HostPort node, const std::string& prefix) {
+    uint64_t n = 0;
+    while (!stop && n < 100000) {
+      try {
+        core::Client client(std::chrono::seconds(5));
+        client.connect(node);
+        std::map<uint64_t, std::pair<std::string, std::string>> pending;
+        while (!stop && n < 100000) {
+          while (pending.size() < 8) {
+            const std::string key = prefix + std::to_string(n);
+            const std::string value = "v" + std::to_string(n++);
+            pending[client.send(core::Request{
+                0, core::CommitRequest{key, {}, {core::WriteItem{key, value}}}})] = {key, value};
+          }
+          auto r = client.receive();
+          auto it = pending.find(r.id);
+          if (it == pending.end()) return (void)++surprises;
+          if (auto* c = std::get_if<core::CommitReply>(&r.body); c && c->committed) {
+            std::lock_guard lock(mu);
+            acked[it->second.first] = it->second.second;
+            last_ack = Clock::now().time_since_epoch().count();
+          }  // an error (not primary during a view change) is an honest refusal
+          pending.erase(it);
+        }
+      } catch (const core::ClientError&) {
+        // The node died or stalled: what was in flight is unknown, and not checked.
+        if (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return;
+      }
+    }
+  }
+  size_t count() {
+    std::lock_guard lock(mu);
+    return acked.size();
+  }
+};
+
+// Every acknowledged put must be readable through node i with its value.
+void check_acked_present(Cluster& c, size_t i, Writer& w) {
+  core::Client client(std::chrono::seconds(10));
+  client.connect(core::parse_host_port(c.nodes[i].client_addr()));
+  auto scan =
+      std::get<core::ScanReply>(client.call(core::Request{0, core::ScanRequest{"w", 0}}).body);
+  std::map<std::string, std::string> stored;
+  for (auto& e : scan.entries) stored[e.key] = e.value;
+  size_t missing = 0;
+  for (const auto& [k, v] : w.acked)
+    if (stored.count(k) == 0 || stored[k] != v) ++missing;
+  INFO("node " << c.nodes[i].name << ": acknowledged " << w.acked.size() << ", stored "
+               << stored.size());
+  CHECK(missing == 0);
+}
+
+// Once the nodes are quiet, they hold the same seqno and the same content.
+void check_converged(Cluster& c, const std::vector<size_t>& which) {
+  c.wait_until(
+      [&] {
+        std::set<std::string> seen;
+        for (size_t i : which) {
+          auto s = c.status(i);
+          if (s.empty()) return false;
+          seen.insert(std::to_string(s["last_committed"].get<uint64_t>()) + "/" +
+                      s["content_hash"].get<std::string>());
+        }
+        return seen.size() == 1;
+      },
+      "equal seqnos and content hashes");
+}
+
+}  // namespace
+
+TEST_CASE("3 nodes: a write through any node is read through every other - members are listed") {
+  Cluster c;
+  for (size_t i = 0; i < 3; ++i)
+    REQUIRE(c.cli(i, {"put", "k" + std::to_string(i), "v" + std::to_string(i)}).code == 0);
+  // Default reads are linearizable: no waiting, no retry, the write is there.
+  for (size_t reader = 0; reader < 3; ++reader)
+    for (size_t i = 0; i < 3; ++i)
+      CHECK(c.cli(reader, {"get", "k" + std::to_string(i)}).out == "v" + std::to_string(i) + "\n");
+  auto local = c.cli(1, {"get", "--local", "k0"});
+  CHECK(local.out == "v0\n");
+  CHECK_THAT(local.err, Catch::Contains("may be stale"));
+
+  auto m = c.members(2);
+  REQUIRE_FALSE(m.empty());
+  CHECK(m["view"]["primary"] == true);
+  CHECK(m["view"]["size"] == 3);
+  CHECK(m["view"]["id"].is_string());
+  REQUIRE(m["members"].size() == 3);
+  std::set<std::string> names;
+  for (auto& e : m["members"]) {
+    names.insert(e["name"].get<std::string>());
+    CHECK(e["uuid"].get<std::string>().size() == 36);
+    CHECK(e["gcs_addr"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+    CHECK(e["client_addr"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+    CHECK(e["state"] == "SYNCED");
+    CHECK(e["last_committed"].is_number_unsigned());
+  }
+  CHECK(names == std::set<std::string>{"n1", "n2", "n3"});
+  auto table = run({GCS_TOOL_BIN, "--node", c.nodes[0].client_addr(), "members"});
+  CHECK(table.code == 0);
+  CHECK_THAT(table.out, Catch::Contains("PRIMARY") && Catch::Contains("SYNCED"));
+  check_converged(c, {0, 1, 2});
+}
+
+TEST_CASE("3 nodes: concurrent cas on one key through different nodes - exactly one wins") {
+  Cluster c;
+  for (int round = 0; round < 5; ++round) {
+    auto put = c.cli(0, {"put", "k", "start"});
+    REQUIRE(put.code == 0);
+    const std::string version = put.out.substr(0, put.out.size() - 1);
+    std::vector<CliResult> results(3);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < 3; ++i)
+      threads.emplace_back([&, i] {
+        results[i] = c.cli(i, {"cas", "k", version, "by-n" + std::to_string(i + 1)});
+      });
+    for (auto& t : threads) t.join();
+    int won = 0, lost = 0;
+    std::string winner;
+    for (size_t i = 0; i < 3; ++i) {
+      if (results[i].code == 0) {
+        ++won;
+        winner = "by-n" + std::to_string(i + 1);
+      }
+      if (results[i].code == 2) ++lost;
+    }
+    CHECK(won == 1);
+    CHECK(lost == 2);
+    for (size_t i = 0; i < 3; ++i) CHECK(c.cli(i, {"get", "k"}).out == winner + "\n");
+  }
+}
+
+TEST_CASE("3 nodes: kill -9 of one under load - the others go on and lose nothing acknowledged") {
+  Cluster c;
+  Writer w;
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < 3; ++i)
+    threads.emplace_back([&, i] {
+      w.run(core::parse_host_port(c.nodes[i].client_addr()), "w" + std::to_string(i) + "/");
+    });
+  c.wait_until([&] { return w.count() > 300; }, "writes flowing");
+  c.nodes[2].process.kill9();
+  const auto killed = Clock::now();
+  const size_t at_kill = w.count();
+  c.wait_until([&] { return w.count() > at_kill + 300; }, "writes after the kill",
+               std::chrono::seconds(10));
+  const auto resumed = Clock::now();
+  w.stop = true;
+  for (auto& t : threads) t.join();
+  const auto pause =
+      std::chrono::duration_cast<std::chrono::milliseconds>(resumed - killed).count();
+  INFO("writes went on " << pause << " ms after the kill");
+  CHECK(pause < 3000);
+  CHECK(w.surprises == 0);
+  CHECK(c.primary_size(0) == 2);
+  check_converged(c, {0, 1});
+  check_acked_present(c, 0, w);
+  check_acked_present(c, 1, w);
+}
+
+TEST_CASE("3 nodes: two killed - the last refuses writes - back again a primary forms") {
+  Cluster c;
+  REQUIRE(c.cli(0, {"put", "before", "1"}).code == 0);
+  c.nodes[1].process.kill9();
+  c.nodes[2].process.kill9();
+  c.wait_until([&] { return c.status(0).value("primary", true) == false; }, "n1 non-primary");
+  auto put = c.cli(0, {"put", "alone", "1"});
+  CHECK(put.code == 3);
+  CHECK_THAT(put.err, Catch::Contains("not primary"));
+  auto get = c.cli(0, {"get", "before"});
+  CHECK(get.code == 3);
+  CHECK_THAT(get.err, Catch::Contains("not primary"));
+  auto local = c.cli(0, {"get", "--local", "before"});
+  CHECK(local.code == 0);
+  CHECK_THAT(local.err, Catch::Contains("may be stale"));
+
+  c.nodes[1].start();
+  c.nodes[2].start();
+  c.wait_until([&] { return c.primary_size(0) == 3; }, "a primary of three again");
+  for (size_t i = 0; i < 3; ++i) CHECK(c.cli(i, {"get", "before"}).out == "1\n");
+  CHECK(c.cli(2, {"put", "after", "2"}).code == 0);
+  check_converged(c, {0, 1, 2});
+}
+
+TEST_CASE(
+    "3 nodes: a member restarted at the group's seqno rejoins - one behind says it needs a "
+    "state transfer") {
+  Cluster c;
+  REQUIRE(c.cli(0, {"put", "a", "1"}).code == 0);
+  check_converged(c, {0, 1, 2});
+  c.nodes[2].process.signal(SIGTERM);
+  CHECK(c.nodes[2].process.wait() == 0);
+  c.nodes[2].start();
+  c.wait_until([&] { return c.primary_size(2) == 3; }, "n3 back and synced");
+  CHECK(c.cli(2, {"put", "b", "2"}).code == 0);
+  CHECK(c.cli(0, {"get", "b"}).out == "2\n");
+
+  c.nodes[2].process.kill9();
+  c.wait_until([&] { return c.primary_size(0) == 2; }, "n1 and n2 go on");
+  REQUIRE(c.cli(0, {"put", "c", "3"}).code == 0);
+  c.nodes[2].start();
+  c.wait_until(
+      [&] { return c.nodes[2].log_text().find("needs a state transfer") != std::string::npos; },
+      "n3 says it needs a state transfer");
+  auto st = c.status(2);
+  CHECK(st["state"] == "JOINING");
+  auto put = c.cli(2, {"put", "d", "4"});
+  CHECK(put.code == 3);
+  CHECK_THAT(put.err, Catch::Contains("state transfer"));
+  CHECK(c.cli(2, {"get", "--local", "c"}).code == 1);  // it never applied what it missed
+  CHECK(c.cli(0, {"put", "e", "5"}).code == 0);        // the group goes on beside it
+}
+
+TEST_CASE(
+    "gcs: another cluster is refused at the handshake - garbage and silence on the gcs port "
+    "change nothing") {
+  Cluster c(2);
+  NodeProcess stranger;
+  stranger.name = "x1";
+  stranger.data_dir = c.dir / "x1";
+  stranger.start({"--peers", c.gcs_addr(0), "--cluster-name", "other"});
+  c.wait_until(
+      [&] {
+        return c.nodes[0].log_text().find("cluster 'other'") != std::string::npos &&
+               stranger.log_text().find("cluster 'tutti'") != std::string::npos;
+      },
+      "both sides log the refusal");
+
+  // A different history (a data dir bootstrapped on its own) is refused too.
+  NodeProcess other;
+  other.name = "y1";
+  other.data_dir = c.dir / "y1";
+  other.start({"--bootstrap", "--peers", c.gcs_addr(0)});
+  c.wait_until(
+      [&] { return other.log_text().find("another cluster history") != std::string::npos; },
+      "the other history is refused");
+
+  const uint16_t port = c.nodes[0].gcs_port;
+  auto connect = [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    return fd;
+  };
+  const int silent = connect();
+  for (const std::string& junk : {std::string("\x10\0\0\0garbage-garbage!", 20),
+                                  std::string("\xff\xff\xff\x7f", 4), std::string(3, '\1')}) {
+    const int fd = connect();
+    (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+  }
+  // The silent connection is closed once the handshake deadline passes.
+  timeval tv{8, 0};
+  ::setsockopt(silent, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[16];
+  const auto t0 = Clock::now();
+  CHECK(::recv(silent, buf, sizeof buf, 0) == 0);
+  CHECK(Clock::now() - t0 < std::chrono::seconds(6));
+  ::close(silent);
+  CHECK(c.primary_size(0) == 2);
+  CHECK(c.cli(1, {"put", "still", "ok"}).code == 0);
+  CHECK(c.cli(0, {"get", "still"}).out == "ok\n");
+}
+
+TEST_CASE("gcs-tool watch prints each view change as it is installed") {
+  Cluster c;
+  Process watch({GCS_TOOL_BIN, "--node", c.nodes[0].client_addr(), "watch"}, c.dir / "watch.log");
+  auto log = [&] {
+    std::ifstream in(c.dir / "watch.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  c.wait_until([&] { return log().find("PRIMARY  [") != std::string::npos; }, "the current view");
+  c.nodes[2].process.signal(SIGTERM);
+  c.wait_until([&] { return c.primary_size(0) == 2; }, "a view of two");
+  c.wait_until(
+      [&] {
+        return log().find("[n1, n2]") != std::string::npos ||
+               log().find("[n2, n1]") != std::string::npos;
+      },
+      "watch shows the view of two");
+  watch.signal(SIGTERM);
+  watch.wait();
+}
