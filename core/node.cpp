@@ -347,6 +347,7 @@ void Node::flush() {
   gcs::MemberReady ready = group_.ready();
   const size_t backlog = ready.append.size();
   std::vector<Decision> decided;
+  const auto started = std::chrono::steady_clock::now();
   try {
     persist(ready, decided);
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
@@ -366,7 +367,7 @@ void Node::flush() {
   ready.events.clear();
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(decided));
-  adjust_flow(backlog);
+  adjust_flow(backlog, std::chrono::steady_clock::now() - started);
   if (group_.has_ready()) schedule_flush();
 }
 
@@ -437,6 +438,20 @@ void Node::on_view(const gcs::ViewEvent& ev) {
     if (j != node_uuid_)
       spdlog::info("member '{}' joins and needs a state transfer up to seqno {}", member_name(j),
                    ev.view.base);
+  for (const auto& p : pausing_)
+    if (std::find(ev.view.members.begin(), ev.view.members.end(), p) == ev.view.members.end())
+      spdlog::warn(
+          "member '{}' left the view while it held the group paused (flow control): "
+          "evicted, or gone",
+          member_name(p));
+  // Evicted: the group went on in a primary view without this node while it held it paused.
+  if (paused_in_view_ && (!ev.view.primary || ev.predecessor != last_primary_view_))
+    spdlog::warn(
+        "this node held the group paused (flow control) for too long and the group went "
+        "on without it: evicted for falling behind; it rejoins once it catches up");
+  if (ev.view.primary) last_primary_view_ = ev.view.id;
+  pausing_ = group_.member().paused_by();
+  paused_in_view_ = flow_paused_ && ev.view.primary && !ev.self_needs_transfer;
   if (!ev.view.primary || ev.self_needs_transfer)
     fail_reads(error(ErrorCode::not_primary,
                      "not primary: this node left the primary component while the read waited"));
@@ -446,19 +461,31 @@ void Node::on_view(const gcs::ViewEvent& ev) {
   answer_views();
 }
 
-// Flow control: when the node falls behind (more write-sets waiting for its disk than the bound),
-// it asks the group to pause rather than fall further behind.
-void Node::adjust_flow(size_t backlog) {
+// Flow control: a node whose disk falls behind (a batch found more write-sets waiting than the
+// bound, or took longer than the bound to write) asks the group to pause rather than fall further
+// behind, and lets it go on once it has been quick again for as long as the slow write took.
+void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time) {
   auto& member = group_.member();
-  const bool paused = !member.paused_by().empty() &&
-                      std::find(member.paused_by().begin(), member.paused_by().end(), node_uuid_) !=
-                          member.paused_by().end();
-  if (!paused && backlog > limits_.flow_pause_backlog) {
-    spdlog::warn("{} write-sets waited for this node's disk: asking the group to pause", backlog);
+  const auto pausing = member.paused_by();
+  for (const auto& p : pausing)
+    if (p != node_uuid_ && std::find(pausing_.begin(), pausing_.end(), p) == pausing_.end())
+      spdlog::info("member '{}' asks the group to pause (flow control)", member_name(p));
+  pausing_ = pausing;
+  const auto now = std::chrono::steady_clock::now();
+  if (backlog > limits_.flow_pause_backlog || write_time > limits_.flow_pause_write_time) {
+    pause_until_ = now + std::max<std::chrono::steady_clock::duration>(
+                             write_time, limits_.flow_pause_write_time);
+    if (flow_paused_) return;
+    spdlog::warn("{} write-sets took {} ms to reach this node's disk: asking the group to pause",
+                 backlog,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(write_time).count());
+    flow_paused_ = true;
+    paused_in_view_ = paused_in_view_ || group_.primary();
     member.set_flow_pause(true);
     schedule_flush();
-  } else if (paused && backlog < limits_.flow_pause_backlog / 4) {
+  } else if (flow_paused_ && now >= pause_until_) {
     spdlog::info("caught up: letting the group go on");
+    flow_paused_ = false;
     member.set_flow_pause(false);
     schedule_flush();
   }

@@ -28,9 +28,10 @@ struct NodeLimits {
   size_t max_scan_reply_bytes = 16u << 20;
   size_t max_waiting_reads = 65536;
   size_t max_view_watchers = 1024;
-  // Flow control: past this many write-sets waiting to be persisted, the node asks the group to
-  // pause; it lets it go on below a quarter of it.
+  // Flow control: past this many write-sets waiting to be persisted at once, or when writing a
+  // batch takes longer than flow_pause_write_time, the node asks the group to pause.
   size_t flow_pause_backlog = 4096;
+  std::chrono::milliseconds flow_pause_write_time{500};
 };
 
 enum class NodeState { joining, joined, synced, donor };
@@ -95,7 +96,7 @@ class Node {
   void after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided);
   void on_view(const gcs::ViewEvent& event);
   void answer_views();
-  void adjust_flow(size_t backlog);
+  void adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time);
   void schedule_flush();
   std::string member_name(const gcs::NodeId& id) const;
 
@@ -109,7 +110,12 @@ class Node {
   bool directory_dirty_ = false;
   std::string node_uuid_;
   uint64_t last_committed_ = 0;
-  std::string persist_error_;  // why the last persist failed; empty once one succeeds
+  bool flow_paused_ = false;     // this node asks the group to pause
+  bool paused_in_view_ = false;  // it did so in the current view
+  std::optional<gcs::ViewKey> last_primary_view_;
+  std::chrono::steady_clock::time_point pause_until_;
+  std::vector<gcs::NodeId> pausing_;  // members holding the group paused, last seen
+  std::string persist_error_;         // why the last persist failed; empty once one succeeds
   std::chrono::steady_clock::time_point persist_failed_at_;
 
   // Commits broadcast by this node that await their delivery, by transaction id.

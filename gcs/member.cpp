@@ -48,7 +48,9 @@ void Member::bootstrap(const std::string& new_history) {
   const uint64_t base = d_.delivered;
   Install inst{ViewInfo{id, {self_}, true, base},
                {},
-               d_.last_primary ? std::optional(d_.last_primary->id) : std::nullopt};
+               d_.last_primary ? std::optional(d_.last_primary->id) : std::nullopt,
+               std::nullopt,
+               {}};
   d_.previous_primary = d_.last_primary;
   d_.last_primary = inst.view;
   record_install(id);
@@ -422,8 +424,9 @@ std::vector<NodeId> Member::alive_set() const {
 // differs from the current view, or when a view change has stalled.
 void Member::maybe_propose() {
   // Flow control is bounded: a member that holds the group paused too long is evicted; it may
-  // come back once it has caught up.
-  if (phase_ == Phase::operational && is_sequencer()) {
+  // come back once it has caught up. Every member judges so (the pauser may be the coordinator),
+  // and the next coordinator proposes a view without it.
+  if (phase_ == Phase::operational && view_.primary) {
     for (const auto& [n, since] : pausing_since_)
       if (n != self_ && now_ - since >= cfg_.max_flow_pause &&
           std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
@@ -474,6 +477,10 @@ void Member::propose(std::vector<NodeId> members) {
 
 void Member::on_propose(const Message& m, const Propose& p) {
   if (!(promised_ < m.view)) return;
+  // A coordinator this member evicted (flow control) does not lead it back into a view with it
+  // until the exclusion ends: like a lost proposal, which the protocol survives.
+  if (auto ex = excluded_until_.find(m.from); ex != excluded_until_.end() && ex->second > now_)
+    return;
   if (std::find(p.members.begin(), p.members.end(), self_) == p.members.end()) return;
   if (proposal_ && proposal_->id < m.view) proposal_.reset();  // a higher proposal wins
   // Promise: never take part in a lower view change again, even after a restart.
@@ -706,6 +713,8 @@ void Member::commit_view() {
   phase_ = Phase::operational;
   if (view_.primary) restarted_ = false;
   for (const auto& n : view_.members) idle_peers_.erase(n);  // they belong to this view now
+  // A pause holds this view only from its start: one asked for earlier is not held against it.
+  for (auto& [n, since] : pausing_since_) since = std::max(since, now_);
   if (view_.primary) {
     d_.last_committed = view_;
     ready_.write_meta = true;

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
+
 #include <unistd.h>
+#include <thread>
 
 #include <cerrno>
 #include <cstring>
@@ -427,6 +429,8 @@ std::unique_ptr<ReadTxn> Store::read() const {
 }
 
 void Store::write(const std::function<void(WriteTxn&)>& fn) {
+  if (options_.fault_write_delay.count() > 0)
+    std::this_thread::sleep_for(options_.fault_write_delay);
   for (;;) {
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");

@@ -14,6 +14,7 @@
 
 #include <lmdb.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -38,6 +39,8 @@ struct Options {
   uint64_t wscache_bytes = 256ull << 20;  // log entries above this are trimmed once applied
   uint64_t initial_map_bytes = 64ull << 20;
   uint64_t max_map_bytes = 1ull << 40;  // the map doubles on demand up to this
+  // Fault injection for tests: every write transaction first waits this long (a slow disk).
+  std::chrono::milliseconds fault_write_delay{0};
 };
 
 class StorageError : public std::runtime_error {

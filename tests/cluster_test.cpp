@@ -84,15 +84,19 @@ struct Writer {
   std::atomic<bool> stop{false};
   std::atomic<int> surprises{0};
   std::atomic<Clock::rep> last_ack{0};
+  std::string last_error;  // the last refusal or connection failure, for failure reports
 
+  // Bounded: stops by itself after 2 minutes or a million requests.
   void run(core::HostPort node, const std::string& prefix) {
     uint64_t n = 0;
-    while (!stop && n < 100000) {
+    const auto deadline = Clock::now() + std::chrono::minutes(2);
+    auto more = [&] { return !stop && n < 1000000 && Clock::now() < deadline; };
+    while (more()) {
       try {
         core::Client client(std::chrono::seconds(5));
         client.connect(node);
         std::map<uint64_t, std::pair<std::string, std::string>> pending;
-        while (!stop && n < 100000) {
+        while (more()) {
           while (pending.size() < 8) {
             const std::string key = prefix + std::to_string(n);
             const std::string value = "v" + std::to_string(n++);
@@ -101,24 +105,51 @@ struct Writer {
           }
           auto r = client.receive();
           auto it = pending.find(r.id);
-          if (it == pending.end()) return (void)++surprises;
+          if (it == pending.end()) {
+            std::lock_guard lock(mu);
+            last_error = "an answer to no request, id " + std::to_string(r.id);
+            return (void)++surprises;
+          }
           if (auto* c = std::get_if<core::CommitReply>(&r.body); c && c->committed) {
             std::lock_guard lock(mu);
             acked[it->second.first] = it->second.second;
             last_ack = Clock::now().time_since_epoch().count();
-          }  // an error (not primary during a view change) is an honest refusal
+          } else {  // an error (not primary during a view change) is an honest refusal
+            {
+              std::lock_guard lock(mu);
+              last_error = std::get_if<core::ErrorReply>(&r.body)
+                               ? std::get<core::ErrorReply>(r.body).message
+                               : std::string("not committed");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // do not hammer
+          }
           pending.erase(it);
         }
-      } catch (const core::ClientError&) {
-        // The node died or stalled: what was in flight is unknown, and not checked.
+      } catch (const core::ClientError& e) {
+        {
+          std::lock_guard lock(mu);
+          last_error = e.what();
+        }
+        // The node died or stalled: what was in flight is unknown, and not checked. Connect
+        // again (a dead node refuses at once) until told to stop.
         if (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        return;
       }
     }
   }
   size_t count() {
     std::lock_guard lock(mu);
     return acked.size();
+  }
+};
+
+// Stops the writer and joins its threads however the test ends (a failed wait throws).
+struct StopAndJoin {
+  Writer& w;
+  std::vector<std::thread>& threads;
+  ~StopAndJoin() {
+    w.stop = true;
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
   }
 };
 
@@ -222,6 +253,7 @@ TEST_CASE("3 nodes: kill -9 of one under load - the others go on and lose nothin
   Cluster c;
   Writer w;
   std::vector<std::thread> threads;
+  StopAndJoin join{w, threads};
   for (size_t i = 0; i < 3; ++i)
     threads.emplace_back([&, i] {
       w.run(core::parse_host_port(c.nodes[i].client_addr()), "w" + std::to_string(i) + "/");
@@ -372,4 +404,79 @@ TEST_CASE("gcs-tool watch prints each view change as it is installed") {
       "watch shows the view of two");
   watch.signal(SIGTERM);
   watch.wait();
+}
+
+TEST_CASE(
+    "flow control: a slow node pauses the group - status and gcs-tool name it - past the "
+    "bound it is evicted and says so") {
+  TempDir dir;
+  std::vector<NodeProcess> nodes(3);
+  const std::vector<std::string> common{
+      "--suspect-timeout", "4000", "--view-change-timeout",   "4000",
+      "--max-flow-pause",  "600",  "--flow-pause-write-time", "200"};
+  for (int i = 0; i < 3; ++i) {
+    nodes[i].name = "n" + std::to_string(i + 1);
+    nodes[i].data_dir = dir / nodes[i].name;
+    nodes[i].client_port = free_port();
+    nodes[i].gcs_port = free_port();
+  }
+  const std::string seed = "127.0.0.1:" + std::to_string(nodes[0].gcs_port);
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  nodes[0].start(with({"--bootstrap"}));
+  nodes[1].start(with({"--peers", seed}));
+  auto view_size = [&](size_t i) {
+    auto r = run({GCS_TOOL_BIN, "--node", nodes[i].client_addr(), "members", "--json"});
+    if (r.code != 0) return 0;
+    auto j = json::parse(r.out);
+    return j["view"]["primary"].get<bool>() ? j["view"]["size"].get<int>() : 0;
+  };
+  auto wait = [&](auto pred, const char* what) {
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (!pred()) {
+      if (Clock::now() > deadline)
+        FAIL(what << "\n" << nodes[0].log_text() << nodes[1].log_text() << nodes[2].log_text());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  wait([&] { return view_size(0) == 2; }, "two members");
+  // Every write on this disk takes longer than 200 ms, and longer than the group may stay
+  // paused.
+  nodes[2].start(with({"--peers", seed, "--fault-slow-disk", "1000"}));
+  wait([&] { return view_size(0) == 3; }, "three members");
+
+  Writer w;
+  std::vector<std::thread> writer;
+  StopAndJoin join{w, writer};
+  writer.emplace_back([&] { w.run(core::parse_host_port(nodes[0].client_addr()), "w/"); });
+  bool seen_in_status = false, seen_in_members = false;
+  wait(
+      [&] {
+        auto st = run({TUTTI_BIN, "--node", nodes[0].client_addr(), "--json", "status"});
+        if (st.code == 0 && json::parse(st.out)["paused_by"].dump() == R"(["n3"])")
+          seen_in_status = true;
+        auto m = run({GCS_TOOL_BIN, "--node", nodes[0].client_addr(), "members", "--json"});
+        const json members = m.code == 0 ? json::parse(m.out) : json{{"members", json::array()}};
+        for (const auto& e : members["members"])
+          if (e["name"] == "n3" && e["flow_control_pausing"] == true) seen_in_members = true;
+        return seen_in_status && seen_in_members;
+      },
+      "the pause shown by status and gcs-tool");
+  wait([&] { return nodes[2].log_text().find("evicted for falling behind") != std::string::npos; },
+       "n3 evicted and saying so");
+  wait([&] { return nodes[0].log_text().find("held the group paused") != std::string::npos; },
+       "n1 says n3 left while it held the group paused");
+  const size_t at_eviction = w.count();
+  wait(
+      [&] {
+        std::lock_guard lock(w.mu);
+        UNSCOPED_INFO("acknowledged " << w.acked.size() << ", last error: " << w.last_error);
+        return w.acked.size() > at_eviction + 200;
+      },
+      "the others go on without it");
+  w.stop = true;
+  writer[0].join();
+  CHECK(w.surprises == 0);
 }

@@ -29,6 +29,7 @@ struct Flags {
   core::NodeLimits limits;
   uint64_t wscache_mib = 256;
   gcs::Config gcs;
+  std::chrono::milliseconds fault_write_delay{0};
 };
 
 void setup_logging(const Flags& f) {
@@ -215,6 +216,10 @@ int run(const Flags& f) {
   options.durability =
       f.durability == "memory" ? storage::Durability::memory : storage::Durability::fsync;
   options.wscache_bytes = f.wscache_mib << 20;
+  options.fault_write_delay = f.fault_write_delay;
+  if (f.fault_write_delay.count() > 0)
+    spdlog::warn("fault injection: every storage write waits {} ms (--fault-slow-disk)",
+                 f.fault_write_delay.count());
   auto store = storage::Store::open(options);
   check_identity(*store, f);
   Daemon daemon(f, *store);
@@ -283,9 +288,22 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(100, 3600000));
   app.add_option("--flow-pause-backlog", f.limits.flow_pause_backlog,
-                 "write-sets waiting for this node's disk past which it asks the group to pause")
+                 "write-sets waiting for this node's disk at once past which it asks the group to "
+                 "pause")
       ->capture_default_str()
-      ->check(CLI::Range(16, 1 << 24));
+      ->check(CLI::Range(1, 1 << 24));
+  int64_t slow_write_ms = f.limits.flow_pause_write_time.count();
+  app.add_option("--flow-pause-write-time", slow_write_ms,
+                 "milliseconds: a batch that takes longer to write to this node's disk makes it "
+                 "ask the group to pause")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  int64_t slow_disk_ms = 0;
+  app.add_option("--fault-slow-disk", slow_disk_ms,
+                 "testing only: every storage write first waits this many milliseconds, as on a "
+                 "slow disk (to see flow control at work)")
+      ->group("Fault injection")
+      ->check(CLI::Range(0, 60000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -296,6 +314,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   f.gcs.persist_before_ack = f.durability == "fsync";
+  f.fault_write_delay = std::chrono::milliseconds(slow_disk_ms);
+  f.limits.flow_pause_write_time = std::chrono::milliseconds(slow_write_ms);
   f.gcs.limits.max_message_bytes = f.limits.max_writeset_bytes;
   std::signal(SIGPIPE, SIG_IGN);
   setup_logging(f);
