@@ -373,11 +373,8 @@ void Node::flush() {
 
 // One storage transaction: the log's changes, the certified deliveries, the member's state.
 void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
-  const bool deliveries = std::any_of(ready.events.begin(), ready.events.end(), [](auto& e) {
-    return std::holds_alternative<gcs::Delivery>(e);
-  });
-  if (!ready.truncate_after && !ready.write_meta && ready.append.empty() && !deliveries &&
-      ready.events.empty() && !directory_dirty_)
+  if (!ready.truncate_after && !ready.write_meta && ready.append.empty() && ready.events.empty() &&
+      !directory_dirty_)
     return;
   const auto& durable = group_.member().durable();
   store_.write([&](storage::WriteTxn& txn) {

@@ -194,6 +194,8 @@ TEST_CASE("a data dir needs --bootstrap once - is refused while in use and resum
   n.process.signal(SIGTERM);
   CHECK(n.process.wait() == 0);
   CHECK_THAT(n.log_text(), Catch::Contains("stopped cleanly"));
+  REQUIRE_THROWS(n.start({"--bootstrap"}));  // a second bootstrap could fork the history
+  CHECK_THAT(n.log_text(), Catch::Contains("already belongs to cluster history"));
   n.start();  // no --bootstrap: it resumes its history
   const auto after =
       json::parse(run({TUTTI_BIN, "--node", n.client_addr(), "--json", "status"}).out);

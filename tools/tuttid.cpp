@@ -24,6 +24,7 @@ struct Flags {
   std::string name, data_dir, client_addr, gcs_addr, peers;
   std::string cluster_name = "tutti";
   bool bootstrap = false;
+  bool force = false;
   std::string durability = "fsync";
   std::string log_level = "info";
   core::NodeLimits limits;
@@ -52,6 +53,13 @@ void check_identity(storage::Store& store, const Flags& f) {
     throw std::runtime_error(
         fmt::format("data dir {} belongs to cluster '{}', not '{}' (--cluster-name)", f.data_dir,
                     *name, f.cluster_name));
+  if (f.bootstrap && !meta.history_uuid.empty() && !f.force)
+    throw std::runtime_error(fmt::format(
+        "data dir {} already belongs to cluster history {} (last committed seqno {}): restart "
+        "it without --bootstrap and it rejoins the members it remembers. Only if the rest of the "
+        "cluster is lost for good, add --force to form a primary component of this node alone "
+        "(commits that only other members hold would be lost)",
+        f.data_dir, core::uuid_text(meta.history_uuid), meta.last_committed));
   if (!meta.node_uuid.empty()) {
     spdlog::info("data dir {}: node uuid {}, history {}, last committed seqno {}", f.data_dir,
                  core::uuid_text(meta.node_uuid),
@@ -147,7 +155,7 @@ int Daemon::run() {
   if (f_.bootstrap) {
     if (!m->durable().history.empty())
       spdlog::warn(
-          "--bootstrap on a data dir of history {}: this node forms a new primary "
+          "--bootstrap --force on a data dir of history {}: this node forms a new primary "
           "component on its own, from its state at seqno {} (an operator decision)",
           core::uuid_text(m->durable().history), meta.last_committed);
     m->bootstrap(core::random_uuid());
@@ -246,8 +254,11 @@ int main(int argc, char** argv) {
                  "name of the cluster: members of another cluster are refused at the handshake")
       ->capture_default_str();
   app.add_flag("--bootstrap", f.bootstrap,
-               "form a new primary component (a new cluster history "
-               "when the data dir is empty)");
+               "form a new cluster: a new history and a primary component of this node, on an "
+               "empty data dir");
+  app.add_flag("--force", f.force,
+               "with --bootstrap on a data dir that already has a history: form a primary "
+               "component of this node alone (when the rest of the cluster is lost for good)");
   app.add_option("--durability", f.durability,
                  "fsync: a commit is on disk before it is acknowledged (default); memory: in "
                  "memory, flushed in the background every 100 ms")
