@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -21,6 +22,20 @@ std::string str(capnp::Data::Reader d) {
 }
 std::string str(capnp::Text::Reader t) {
   return std::string(t.cStr(), t.size());
+}
+
+// Cap'n Proto's default first segment is 8 KiB, zeroed, for every message: most of ours are a
+// few hundred bytes. Start near the expected size; the builder grows if it must.
+unsigned first_segment_words(size_t payload_bytes) {
+  return static_cast<unsigned>(
+      std::min<size_t>(payload_bytes / sizeof(capnp::word) + 64, 1u << 17));
+}
+
+size_t writeset_bytes(const std::vector<ReadItem>& reads, const std::vector<WriteItem>& writes) {
+  size_t n = 0;
+  for (const auto& r : reads) n += r.key.size() + 24;
+  for (const auto& w : writes) n += w.key.size() + (w.value ? w.value->size() : 0) + 32;
+  return n;
 }
 
 std::string to_bytes(capnp::MessageBuilder& message) {
@@ -112,7 +127,10 @@ Consistency from_wire(wire::Consistency c) {
 // ---- requests ----
 
 std::string encode_request(const Request& request) {
-  capnp::MallocMessageBuilder message;
+  size_t hint = 0;
+  if (auto* c = std::get_if<CommitRequest>(&request.body))
+    hint = c->txn_id.size() + writeset_bytes(c->reads, c->writes);
+  capnp::MallocMessageBuilder message(first_segment_words(hint));
   auto root = message.initRoot<wire::Request>();
   root.setProtocolVersion(kProtocolVersion);
   root.setId(request.id);
@@ -309,7 +327,11 @@ ViewsReply views_from(wire::Response::Views::Reader r) {
 }  // namespace
 
 std::string encode_response(const Response& response) {
-  capnp::MallocMessageBuilder message;
+  size_t hint = 0;
+  if (auto* v = std::get_if<ValueReply>(&response.body)) hint = v->value.size();
+  if (auto* e = std::get_if<ScanReply>(&response.body))
+    for (const auto& kv : e->entries) hint += kv.key.size() + kv.value.size() + 32;
+  capnp::MallocMessageBuilder message(first_segment_words(hint));
   auto root = message.initRoot<wire::Response>();
   root.setProtocolVersion(kProtocolVersion);
   root.setId(response.id);
@@ -404,7 +426,8 @@ Response decode_response(std::string_view payload) {
 // ---- write-sets and outcomes ----
 
 std::string encode_writeset(const WriteSet& ws) {
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(
+      first_segment_words(ws.txn_id.size() + writeset_bytes(ws.reads, ws.writes)));
   auto root = message.initRoot<wire::WriteSet>();
   root.setFormatVersion(kWriteSetFormat);
   root.setOrigin(as_data(ws.origin));
@@ -424,7 +447,7 @@ WriteSet decode_writeset(std::string_view bytes) {
 }
 
 std::string encode_outcome(const Outcome& outcome) {
-  capnp::MallocMessageBuilder message;
+  capnp::MallocMessageBuilder message(first_segment_words(0));
   auto root = message.initRoot<wire::TxnOutcome>();
   root.setFormatVersion(kOutcomeFormat);
   root.setSeqno(outcome.seqno);

@@ -90,6 +90,7 @@ class Node {
   std::optional<ErrorReply> validate(const CommitRequest& req) const;
   std::optional<ErrorReply> validate_key(std::string_view key) const;
   std::optional<ErrorReply> check_writable(size_t payload_bytes) const;
+  uint64_t free_bytes(uint64_t reserve) const;
   bool stale(Consistency consistency) const;
   std::string not_primary_reason() const;
   void persist(gcs::MemberReady& ready, std::vector<Decision>& decided);
@@ -117,6 +118,8 @@ class Node {
   std::vector<gcs::NodeId> pausing_;  // members holding the group paused, last seen
   std::string persist_error_;         // why the last persist failed; empty once one succeeds
   std::chrono::steady_clock::time_point persist_failed_at_;
+  mutable uint64_t free_cache_ = 0;  // free bytes on the data dir's disk, as last estimated
+  mutable std::chrono::steady_clock::time_point free_checked_at_;
 
   // Commits broadcast by this node that await their delivery, by transaction id.
   std::unordered_map<std::string, std::vector<Waiter>> waiting_;

@@ -468,7 +468,7 @@ void Member::maybe_propose() {
 
 void Member::propose(std::vector<NodeId> members) {
   const ViewKey id{std::max(promised_.epoch, seen_epoch_) + 1, self_};
-  proposal_ = Proposal{id, members, now_, {}, {}, false};
+  proposal_ = Proposal{id, members, now_, {}, {}, {}, false};
   Message m = make(id);
   m.body = Propose{members};
   for (const auto& n : members) send(n, m);
@@ -520,6 +520,7 @@ StateReport Member::state_report() const {
 void Member::on_state(const Message& m, const StateReport& r) {
   if (!proposal_ || proposal_->id != m.view || proposal_->install_sent) return;
   proposal_->reports[m.from] = r;
+  if (!m.history.empty()) proposal_->histories[m.from] = m.history;
   if (proposal_->reports.size() == proposal_->members.size()) decide_install();
 }
 
@@ -600,6 +601,11 @@ void Member::decide_install() {
   }
   if (inst.view.primary) {
     inst.view.base = end;
+    // A coordinator that joined without a history takes the lineage's, so its Install (and
+    // every member that learns the history from it) carries the right one.
+    if (d_.history.empty())
+      for (const auto& n : continuing)
+        if (auto h = p.histories.find(n); h != p.histories.end()) d_.history = h->second;
     // A member that delivered exactly up to the base already holds the lineage's state (there is
     // one primary lineage per history, so its seqnos are the lineage's): it needs no transfer.
     for (const auto& [n, r] : p.reports)

@@ -95,6 +95,7 @@ class Member {
     std::vector<NodeId> members;
     Time started = 0;
     std::map<NodeId, StateReport> reports;
+    std::map<NodeId, std::string> histories;  // each reporter's history, when it has one
     std::set<NodeId> installed;
     bool install_sent = false;
   };

@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -21,6 +22,22 @@ std::string str(capnp::Data::Reader d) {
 }
 std::string str(capnp::Text::Reader t) {
   return std::string(t.cStr(), t.size());
+}
+
+// Cap'n Proto's default first segment is 8 KiB, zeroed, for every message: start near the
+// expected size instead; the builder grows if it must.
+unsigned first_segment_words(size_t payload_bytes) {
+  return static_cast<unsigned>(
+      std::min<size_t>(payload_bytes / sizeof(capnp::word) + 128, 1u << 17));
+}
+
+size_t payload_bytes(const Message& m) {
+  size_t n = 0;
+  if (auto* d = std::get_if<Data>(&m.body))
+    for (const auto& i : d->items) n += i.payload.size() + 16;
+  if (auto* o = std::get_if<Order>(&m.body))
+    for (const auto& i : o->items) n += i.payload.size() + i.sender.size() + 32;
+  return n;
 }
 
 std::string to_bytes(capnp::MessageBuilder& message) {
@@ -274,7 +291,8 @@ Message message(wire::Message::Reader r) {
 }  // namespace
 
 std::string encode_frame(const Frame& frame) {
-  capnp::MallocMessageBuilder mb;
+  const auto* m = std::get_if<Message>(&frame);
+  capnp::MallocMessageBuilder mb(first_segment_words(m ? payload_bytes(*m) : 1024));
   auto out = mb.initRoot<wire::Frame>();
   std::visit(
       [&](const auto& f) {
@@ -330,7 +348,7 @@ Frame decode_frame(std::string_view bytes) {
 }
 
 std::string encode_log_entry(const LogEntry& e) {
-  capnp::MallocMessageBuilder mb;
+  capnp::MallocMessageBuilder mb(first_segment_words(e.payload.size() + e.sender.size()));
   auto out = mb.initRoot<wire::LogRecord>();
   out.setFormatVersion(kLogFormatVersion);
   out.setSeqno(e.seqno);
@@ -352,7 +370,7 @@ LogEntry decode_log_entry(std::string_view bytes) {
 }
 
 std::string encode_durable(const Durable& d) {
-  capnp::MallocMessageBuilder mb;
+  capnp::MallocMessageBuilder mb(first_segment_words(d.sender_high.size() * 40 + 512));
   auto out = mb.initRoot<wire::DurableState>();
   out.setFormatVersion(kLogFormatVersion);
   out.setHistory(as_data(d.history));

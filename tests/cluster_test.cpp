@@ -169,7 +169,7 @@ void check_acked_present(Cluster& c, size_t i, Writer& w) {
   CHECK(missing == 0);
 }
 
-// Once the nodes are quiet, they hold the same seqno and the same content.
+// Once the nodes are quiet, they hold the same seqno, the same content and the same history.
 void check_converged(Cluster& c, const std::vector<size_t>& which) {
   c.wait_until(
       [&] {
@@ -177,8 +177,10 @@ void check_converged(Cluster& c, const std::vector<size_t>& which) {
         for (size_t i : which) {
           auto s = c.status(i);
           if (s.empty()) return false;
+          if (s["history_uuid"].get<std::string>().empty()) return false;
           seen.insert(std::to_string(s["last_committed"].get<uint64_t>()) + "/" +
-                      s["content_hash"].get<std::string>());
+                      s["content_hash"].get<std::string>() + "/" +
+                      s["history_uuid"].get<std::string>());
         }
         return seen.size() == 1;
       },
