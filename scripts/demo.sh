@@ -1,108 +1,80 @@
-#!/ usr / bin / env bash
-#The main job : installs what is missing, builds, starts a 3 - node tutti cluster on loopback
-#(n1 with -- bootstrap, n2 and n3 joining through n1), writes through each node and reads through
-#the others, shows `gcs - tool members`, kills one node and shows the others go on, brings it back,
-#then stops the cluster cleanly.
-set - euo pipefail cd "$(dirname " $0 ")/.."./ scripts / install - deps.sh cmake - S.- B build -
-    G Ninja - DCMAKE_BUILD_TYPE =
-    RelWithDebInfo > / dev / null cmake-- build build - j "$(nproc)" --target tuttid tutti gcs -
-                         tool
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds, starts a 3-node tutti cluster on loopback
+# (n1 with --bootstrap, n2 and n3 joining through n1), writes through each node and reads through
+# the others, shows `gcs-tool members`, kills one node and shows the others go on, brings it back,
+# then stops the cluster cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$(nproc)" --target tuttid tutti gcs-tool
 
-                             work = $(mktemp - d / tmp / tutti - demo.XXXXXX) base =
-${TUTTI_DEMO_PORT : -7101} declare - A pids = () client() {
-  echo "127.0.0.1:$((base + $1 - 1))";
-}
-gcs() {
-  echo "127.0.0.1:$((base + 100 + $1 - 1))";
-}
+work=$(mktemp -d /tmp/tutti-demo.XXXXXX)
+base=${TUTTI_DEMO_PORT:-7101}
+declare -A pids=()
+client() { echo "127.0.0.1:$((base + $1 - 1))"; }
+gcs() { echo "127.0.0.1:$((base + 100 + $1 - 1))"; }
 cleanup() {
-  for
-    i in "${!pids[@]}";
-  do
-    if kill
-      -0 "${pids[$i]}" 2 > / dev / null;
-  then kill "${pids[$i]}";
-  wait "${pids[$i]}" || true;
-  fi done rm - rf "$work"
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then kill "${pids[$i]}"; wait "${pids[$i]}" || true; fi
+  done
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
-say() {
-  printf '\n\033[1m$ %s\033[0m\n' "$*";
-}
-tutti() {
-  local i = $1;
-  shift;
-  ./ build / tools /
-      tutti-- node "$(client " $i
-                   ")"
-                   "$@";
-}
-members() {
-  ./ build / tools / gcs - tool-- node "$(client " $1 ")" members "${@:2}";
-}
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+tutti() { local i=$1; shift; ./build/tools/tutti --node "$(client "$i")" "$@"; }
+members() { ./build/tools/gcs-tool --node "$(client "$1")" members "${@:2}"; }
 start() {
-  local i = $1; shift
+  local i=$1; shift
   ./build/tools/tuttid --name "n$i" --data-dir "$work/n$i" --client-addr "$(client "$i")" \
     --gcs-addr "$(gcs "$i")" "$@" >>"$work/n$i.log" 2>&1 &
   pids[$i]=$!
-  for _ in $(seq 100);
-  do tutti "$i" status > / dev / null 2 > &1 && return;
-  sleep 0.1;
-  done echo "n$i did not start; its log:";
-  cat "$work/n$i.log";
-  exit 1
+  for _ in $(seq 100); do tutti "$i" status >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "n$i did not start; its log:"; cat "$work/n$i.log"; exit 1
 }
-wait_primary_of() {
-#node, size for _ in $(seq 100);
-  do
-    members "$1" --json 2 > / dev / null | grep - q "\"primary\":true,\"size\":$2" &&
-        return sleep 0.1 done echo "no primary view of $2 at n$1";
-  members "$1";
-  exit 1
+wait_primary_of() {  # node, size
+  for _ in $(seq 100); do
+    members "$1" --json 2>/dev/null | grep -q "\"primary\":true,\"size\":$2" && return
+    sleep 0.1
+  done
+  echo "no primary view of $2 at n$1"; members "$1"; exit 1
 }
-stop() {
-  kill "${pids[$1]}";
-  wait "${pids[$1]}" || true;
-  unset "pids[$1]";
-}
+stop() { kill "${pids[$1]}"; wait "${pids[$1]}" || true; unset "pids[$1]"; }
 
-say "tuttid --name n1 --bootstrap ...; tuttid --name n2|n3 --peers $(gcs 1) ...  (logs in "
-    "$work)" start 1 --bootstrap start 2 --peers "$(gcs 1)" start 3 --peers
-    "$(gcs 1)" wait_primary_of 1 3 say "gcs-tool --node $(client 1) members"; members 1
+say "tuttid --name n1 --bootstrap ...; tuttid --name n2|n3 --peers $(gcs 1) ...  (logs in $work)"
+start 1 --bootstrap
+start 2 --peers "$(gcs 1)"
+start 3 --peers "$(gcs 1)"
+wait_primary_of 1 3
+say "gcs-tool --node $(client 1) members"; members 1
 
-for i in 1 2 3;
-do say "tutti --node $(client " $i ") put key$i 'written through n$i'"; tutti "$i" put "key$i" "written through n$i"
+for i in 1 2 3; do
+  say "tutti --node $(client "$i") put key$i 'written through n$i'"; tutti "$i" put "key$i" "written through n$i"
 done
-for i in 1 2 3;
-do
-  say "tutti --node $(client " $i ") scan key   (linearizable: sees every write above)" tutti
-      "$i" scan key done say
-      "tutti --node $(client 2) cas key1 1 'changed through n2'  (key1 is at version 1: "
-      "commits)" tutti 2 cas key1 1 'changed through n2' say
-      "tutti --node $(client 3) cas key1 1 'changed through n3'  (version 1 is gone: "
-      "conflict)" tutti 3 cas key1 1 'changed through n3' ||
-      echo "exit code $?: conflict, nothing written" say "tutti --node $(client 3) --json get key2";
-tutti 3 --json get key2
+for i in 1 2 3; do
+  say "tutti --node $(client "$i") scan key   (linearizable: sees every write above)"
+  tutti "$i" scan key
+done
+say "tutti --node $(client 2) cas key1 1 'changed through n2'  (version 1 is no longer current)"
+tutti 2 cas key1 1 'changed through n2' || echo "exit code $?: conflict, nothing written"
+say "tutti --node $(client 3) --json get key2"; tutti 3 --json get key2
 
-        say "kill -9 n3; the others go on" kill -
-    9 "${pids[3]}";
-wait "${pids[3]}" 2 > / dev / null || true;
-unset "pids[3]" wait_primary_of 1 2 say "tutti --node $(client 2) put after-kill yes";
-tutti 2 put after - kill yes say "gcs-tool --node $(client 2) members --json";
-members 2 --json
+say "kill -9 n3; the others go on"
+kill -9 "${pids[3]}"; wait "${pids[3]}" 2>/dev/null || true; unset "pids[3]"
+wait_primary_of 1 2
+say "tutti --node $(client 2) put after-kill yes"; tutti 2 put after-kill yes
+say "gcs-tool --node $(client 2) members --json"; members 2 --json
 
-    say "n1 and n2 stop cleanly, then come back: a primary of the two re-forms by itself" stop 2;
-stop 1 start 1;
-start 2 wait_primary_of 1 2 say "tutti --node $(client 1) get after-kill"; tutti 1 get after-kill
-for i in 1 2;
-do say "tutti --node $(client " $i ") --json status";
-tutti "$i" --json status;
-done say "n3 comes back behind the group: it says it needs a state transfer (not built "
-         "yet)" start 3 sleep 1 grep -
-            h
-            "state transfer"
-            "$work/n3.log" |
-        tail - 1 ||
-    true tutti 3 put late no || echo "exit code $?" say "node logs";
-tail - n 8 "$work" / n*.log
+say "n1 and n2 stop cleanly, then come back: a primary of the two re-forms by itself"
+stop 2; stop 1
+start 1; start 2
+wait_primary_of 1 2
+say "tutti --node $(client 1) get after-kill"; tutti 1 get after-kill
+for i in 1 2; do say "tutti --node $(client "$i") --json status"; tutti "$i" --json status; done
+say "n3 comes back behind the group: it says it needs a state transfer (not built yet)"
+start 3
+sleep 1
+grep -h "state transfer" "$work/n3.log" | tail -1 || true
+tutti 3 put late no || echo "exit code $?"
+say "node logs"; tail -n 8 "$work"/n*.log
