@@ -56,8 +56,10 @@ for i in 1 2 3; do
   say "tutti --node $(client "$i") scan key   (linearizable: sees every write above)"
   tutti "$i" scan key
 done
-say "tutti --node $(client 2) cas key1 1 'changed through n2'  (version 1 is no longer current)"
-tutti 2 cas key1 1 'changed through n2' || echo "exit code $?: conflict, nothing written"
+say "tutti --node $(client 2) cas key1 1 'changed through n2'  (key1 is at version 1: commits)"
+tutti 2 cas key1 1 'changed through n2'
+say "tutti --node $(client 3) cas key1 1 'changed through n3'  (version 1 is gone: conflict)"
+tutti 3 cas key1 1 'changed through n3' || echo "exit code $?: conflict, nothing written"
 say "tutti --node $(client 3) --json get key2"; tutti 3 --json get key2
 
 say "kill -9 n3; the others go on"
