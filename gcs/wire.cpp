@@ -1,34 +1,21 @@
 #include "gcs/wire.hpp"
 
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <kj/exception.h>
-
-#include <algorithm>
-#include <cstring>
-
 #include <fmt/format.h>
 
+#include "gcs/capnp_bytes.hpp"
 #include "gcs/protocol/gcs.capnp.h"
 
 namespace tutti::gcs {
 namespace {
 
-capnp::Data::Reader as_data(std::string_view s) {
-  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
-}
-std::string str(capnp::Data::Reader d) {
-  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
-}
-std::string str(capnp::Text::Reader t) {
-  return std::string(t.cStr(), t.size());
-}
+using capnp_bytes::as_data;
+using capnp_bytes::first_segment_words;
+using capnp_bytes::str;
+using capnp_bytes::to_bytes;
 
-// Cap'n Proto's default first segment is 8 KiB, zeroed, for every message: start near the
-// expected size instead; the builder grows if it must.
-unsigned first_segment_words(size_t payload_bytes) {
-  return static_cast<unsigned>(
-      std::min<size_t>(payload_bytes / sizeof(capnp::word) + 128, 1u << 17));
+template <typename Root, typename Fn>
+auto with_reader(std::string_view bytes, std::string_view what, Fn&& fn) {
+  return capnp_bytes::with_reader<WireError, Root>(bytes, what, std::forward<Fn>(fn));
 }
 
 size_t payload_bytes(const Message& m) {
@@ -38,33 +25,6 @@ size_t payload_bytes(const Message& m) {
   if (auto* o = std::get_if<Order>(&m.body))
     for (const auto& i : o->items) n += i.payload.size() + i.sender.size() + 32;
   return n;
-}
-
-std::string to_bytes(capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  kj::ArrayPtr<const char> chars = words.asChars();
-  return std::string(chars.begin(), chars.size());
-}
-
-template <typename Root, typename Fn>
-auto with_reader(std::string_view bytes, std::string_view what, Fn&& fn) {
-  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
-    throw WireError(
-        fmt::format("malformed {}: {} bytes is not a whole number of words", what, bytes.size()));
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  try {
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = words.size() * 4 + 1024;
-    capnp::FlatArrayMessageReader reader(words, options);
-    return fn(reader.getRoot<Root>());
-  } catch (const WireError&) {
-    throw;
-  } catch (const kj::Exception& e) {
-    throw WireError(fmt::format("malformed {}: {}", what, e.getDescription().cStr()));
-  } catch (const std::exception& e) {
-    throw WireError(fmt::format("malformed {}: {}", what, e.what()));
-  }
 }
 
 // ---- builders ----

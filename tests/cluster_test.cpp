@@ -358,19 +358,10 @@ TEST_CASE(
       "the other history is refused");
 
   const uint16_t port = c.nodes[0].gcs_port;
-  auto connect = [&] {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    return fd;
-  };
-  const int silent = connect();
+  const int silent = connect_loopback(port);
   for (const std::string& junk : {std::string("\x10\0\0\0garbage-garbage!", 20),
                                   std::string("\xff\xff\xff\x7f", 4), std::string(3, '\1')}) {
-    const int fd = connect();
+    const int fd = connect_loopback(port);
     (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
     ::shutdown(fd, SHUT_WR);
     ::close(fd);

@@ -60,5 +60,7 @@ struct NodeProcess {
 };
 
 bool wait_for_port(uint16_t port, std::chrono::milliseconds timeout);
+// A TCP connection to 127.0.0.1:port, as a file descriptor the caller closes; throws on failure.
+int connect_loopback(uint16_t port);
 
 }  // namespace tutti::test

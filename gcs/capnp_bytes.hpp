@@ -1,0 +1,64 @@
+// Cap'n Proto <-> bytes helpers shared by every wire and disk format (gcs/wire.cpp and
+// core/codec.cpp). Readers treat their input as hostile: every complaint becomes an Error.
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace tutti::capnp_bytes {
+
+inline capnp::Data::Reader as_data(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+inline std::string str(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+inline std::string str(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+// Cap'n Proto's default first segment is 8 KiB, zeroed, for every message: most of ours are a
+// few hundred bytes. Start near the expected size; the builder grows if it must.
+inline unsigned first_segment_words(size_t payload_bytes) {
+  return static_cast<unsigned>(
+      std::min<size_t>(payload_bytes / sizeof(capnp::word) + 64, size_t{1} << 17));
+}
+
+inline std::string to_bytes(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const char> chars = words.asChars();
+  return std::string(chars.begin(), chars.size());
+}
+
+// Runs fn on a reader of Root over bytes; a malformed message throws Error naming `what`.
+template <typename Error, typename Root, typename Fn>
+auto with_reader(std::string_view bytes, std::string_view what, Fn&& fn) {
+  if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
+    throw Error(
+        fmt::format("malformed {}: {} bytes is not a whole number of words", what, bytes.size()));
+  // Copy into word-aligned memory: a frame buffer need not be aligned.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = words.size() * 4 + 1024;
+    capnp::FlatArrayMessageReader reader(words, options);
+    return fn(reader.template getRoot<Root>());
+  } catch (const Error&) {
+    throw;
+  } catch (const kj::Exception& e) {
+    throw Error(fmt::format("malformed {}: {}", what, e.getDescription().cStr()));
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("malformed {}: {}", what, e.what()));
+  }
+}
+
+}  // namespace tutti::capnp_bytes
