@@ -409,9 +409,8 @@ void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
 }
 
 void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided) {
-  last_committed_ = group_.member().durable().needs_transfer ? last_committed_
-                                                             : group_.member().durable().delivered;
-  last_committed_ = std::max(last_committed_, store_.read()->meta().last_committed);
+  // Delivered is applied: both land in the storage transaction just written.
+  last_committed_ = group_.member().durable().delivered;
   for (const auto& ev : events)
     if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) on_view(*v);
   for (const Decision& d : decided) {
