@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "core/codec.hpp"
@@ -25,6 +26,24 @@ void chain_outcome(storage::WriteTxn& txn, uint64_t seqno, const Outcome& outcom
   } link{certification_hash(txn), seqno, outcome.seqno, outcome.committed ? 1u : 0u};
   const uint64_t next = XXH3_64bits(&link, sizeof link);
   txn.meta_put(kMetaCertHash, std::string_view(reinterpret_cast<const char*>(&next), sizeof next));
+}
+
+// Why the store could never hold what this write-set writes or records ("" when it can). Every
+// node runs the same check on the same bytes, so a write-set the store cannot take is rejected
+// alike everywhere instead of halting every node that tries to persist it.
+std::string storage_refusal(const WriteSet& ws) {
+  if (ws.txn_id.size() > storage::kMaxKeyBytes)
+    return fmt::format("transaction id of {} bytes is over the store's limit of {} bytes",
+                       ws.txn_id.size(), storage::kMaxKeyBytes);
+  for (const ReadItem& r : ws.reads)
+    if (auto why = storage::key_refusal(r.key); !why.empty()) return "read of " + why;
+  for (const WriteItem& w : ws.writes) {
+    if (auto why = storage::key_refusal(w.key); !why.empty()) return "write of " + why;
+    if (w.value && w.value->size() > storage::kMaxValueBytes)
+      return fmt::format("value of {} bytes is over the store's limit of {} bytes", w.value->size(),
+                         storage::kMaxValueBytes);
+  }
+  return "";
 }
 
 Outcome certify(const storage::WriteTxn& txn, uint64_t seqno, const WriteSet& ws) {
@@ -58,6 +77,8 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
   }
   if (outcome.rejected.empty() && ws.txn_id.empty())
     outcome = Outcome{seqno, false, {}, "write-set has no transaction id"};
+  if (outcome.rejected.empty() && !ws.marker)
+    if (auto why = storage_refusal(ws); !why.empty()) outcome = Outcome{seqno, false, {}, why};
   if (outcome.rejected.empty() && ws.marker) {
     outcome = Outcome{seqno, true, {}, {}};  // a read marker: nothing to certify or write
   } else if (outcome.rejected.empty()) {

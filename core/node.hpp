@@ -20,7 +20,7 @@
 namespace tutti::core {
 
 struct NodeLimits {
-  size_t max_key_bytes = 1024;
+  size_t max_key_bytes = storage::kMaxKeyBytes;  // at most that: the store holds no longer key
   size_t max_value_bytes = 1u << 20;
   size_t max_txn_id_bytes = 128;
   size_t max_writeset_bytes = 16u << 20;

@@ -37,8 +37,11 @@ constexpr std::string_view kMetaLogBytes = "log_bytes";
   } else if (rc == ENOSPC) {
     kind = StorageError::Kind::disk_full;
     hint = " (no space left on the data dir's disk)";
-  } else if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
+  } else if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+             rc == MDB_PAGE_NOTFOUND) {
     kind = StorageError::Kind::corrupt;
+  } else if (rc == MDB_BAD_VALSIZE) {
+    kind = StorageError::Kind::invalid;
   }
   throw StorageError(kind, fmt::format("storage: {}: {}{}", what, mdb_strerror(rc), hint));
 }
@@ -105,11 +108,25 @@ class Cursor {
   MDB_cursor* cursor_ = nullptr;
 };
 
+void check_key(std::string_view key) {
+  if (auto why = key_refusal(key); !why.empty())
+    throw StorageError(StorageError::Kind::invalid, "storage: " + why);
+}
+
 }  // namespace
+
+std::string key_refusal(std::string_view key) {
+  if (key.empty()) return "empty key";
+  if (key.size() > kMaxKeyBytes)
+    return fmt::format("key of {} bytes is over the store's limit of {} bytes", key.size(),
+                       kMaxKeyBytes);
+  return "";
+}
 
 // ---- ReadView ----
 
 std::optional<Versioned> ReadView::get(std::string_view key) const {
+  if (!key_refusal(key).empty()) return std::nullopt;
   auto raw = raw_get(txn_, dbis_.data, val(key));
   if (!raw) return std::nullopt;
   return decode_data(*raw);
@@ -117,7 +134,7 @@ std::optional<Versioned> ReadView::get(std::string_view key) const {
 
 std::vector<Entry> ReadView::scan(std::string_view prefix, size_t limit) const {
   std::vector<Entry> out;
-  if (limit == 0) return out;
+  if (limit == 0 || prefix.size() > kMaxKeyBytes) return out;
   Cursor cursor(txn_, dbis_.data);
   MDB_val k = val(prefix), d;
   bool more = prefix.empty() ? cursor.get(&k, &d, MDB_FIRST) : cursor.get(&k, &d, MDB_SET_RANGE);
@@ -154,6 +171,7 @@ std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries) cons
 }
 
 std::optional<std::string> ReadView::txn_outcome(std::string_view txn_id) const {
+  if (!key_refusal(txn_id).empty()) return std::nullopt;
   auto raw = raw_get(txn_, dbis_.txns, val(txn_id));
   if (!raw) return std::nullopt;
   return std::string(*raw);
@@ -174,6 +192,11 @@ ReadTxn::~ReadTxn() {
 // ---- WriteTxn ----
 
 void WriteTxn::put(std::string_view key, uint64_t version, std::string_view value) {
+  check_key(key);
+  if (value.size() > kMaxValueBytes)
+    throw StorageError(StorageError::Kind::invalid,
+                       fmt::format("storage: value of {} bytes is over the store's limit of {}",
+                                   value.size(), kMaxValueBytes));
   if (auto old = get(key)) meta_.content_hash.remove(key, old->version, old->value);
   std::string raw = u64_bytes(version);
   raw.append(value);
@@ -245,6 +268,7 @@ void WriteTxn::trim_log(uint64_t max_bytes) {
 }
 
 void WriteTxn::record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome) {
+  check_key(txn_id);
   MDB_val k = val(txn_id), d = val(outcome);
   check(mdb_put(txn_, dbis_.txns, &k, &d, 0), "record txn");
   const size_t s = seqno;
@@ -359,6 +383,15 @@ void Store::open_env() {
     mdb_env_close(env_);
     env_ = nullptr;
     fail(rc, fmt::format("open {}", options_.dir.string()));
+  }
+  if (mdb_env_get_maxkeysize(env_) < static_cast<int>(kMaxKeyBytes)) {
+    const int lmdb_max = mdb_env_get_maxkeysize(env_);
+    mdb_env_close(env_);
+    env_ = nullptr;
+    throw StorageError(StorageError::Kind::format,
+                       fmt::format("storage: this LMDB build holds keys of at most {} bytes; tutti "
+                                   "needs {} (every node must hold every key)",
+                                   lmdb_max, kMaxKeyBytes));
   }
   MDB_envinfo info;
   check(mdb_env_info(env_, &info), "env info");

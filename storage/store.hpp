@@ -31,6 +31,14 @@ namespace tutti::storage {
 
 inline constexpr uint32_t kFormatVersion = 2;
 
+// The longest key the store holds: LMDB's compile-time key limit in Debian's build (511). It is a
+// constant of the history, not a node setting: certification rejects a write-set whose keys or
+// transaction id are longer on every node alike, so no node can be handed a write-set it cannot
+// persist. Store::open refuses an LMDB whose limit is smaller.
+inline constexpr size_t kMaxKeyBytes = 511;
+// The longest value: LMDB's item size is 32 bits and a stored value carries its 8-byte version.
+inline constexpr size_t kMaxValueBytes = (size_t{1} << 32) - 1 - 8;
+
 enum class Durability { fsync, memory };
 
 struct Options {
@@ -45,7 +53,9 @@ struct Options {
 
 class StorageError : public std::runtime_error {
  public:
-  enum class Kind { io, disk_full, map_full, format, locked, corrupt };
+  // invalid: an argument the store can never hold (a key over kMaxKeyBytes, say); the same on
+  // every node, unlike io, disk_full and map_full, which depend on the machine.
+  enum class Kind { io, disk_full, map_full, format, locked, corrupt, invalid };
   StorageError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -84,9 +94,13 @@ struct Dbis {
   MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0, txn_seqnos = 0;
 };
 
+// Why the store can never hold this key ("" when it can): empty, or over kMaxKeyBytes.
+std::string key_refusal(std::string_view key);
+
 // Reads common to read and write transactions.
 class ReadView {
  public:
+  // A key the store cannot hold is absent.
   std::optional<Versioned> get(std::string_view key) const;
   // Entries whose key starts with prefix, in key order, at most limit of them.
   std::vector<Entry> scan(std::string_view prefix, size_t limit) const;
@@ -116,6 +130,8 @@ class ReadTxn : public ReadView {
 
 class WriteTxn : public ReadView {
  public:
+  // Throw StorageError(invalid), before changing anything, for a key or value the store cannot
+  // hold; the caller (certification) rules such write-sets out first.
   void put(std::string_view key, uint64_t version, std::string_view value);
   // Returns false when the key was absent.
   bool del(std::string_view key);

@@ -161,3 +161,30 @@ TEST_CASE("transaction records are kept for a window of seqnos, the same on ever
   CHECK(f.deliver(put("t25", "k", "again")).duplicate);  // inside the window: answered
   CHECK(f.get("k")->value == "30");
 }
+
+TEST_CASE("a write-set the store cannot hold is rejected alike everywhere - never applied") {
+  Fixture a, b;
+  const std::string long_key(storage::kMaxKeyBytes + 1, 'k');
+  const std::string longest(storage::kMaxKeyBytes, 'k');
+  std::vector<WriteSet> poison = {
+      WriteSet{"o", "t1", {}, {WriteItem{"ok", "v"}, WriteItem{long_key, "v"}}},
+      WriteSet{"o", "t2", {ReadItem{long_key, 0}}, {WriteItem{"ok", "v"}}},
+      WriteSet{"o", std::string(storage::kMaxKeyBytes + 1, 't'), {}, {WriteItem{"ok", "v"}}},
+      WriteSet{"o", "t4", {}, {WriteItem{"", "v"}}},
+      WriteSet{"o", "t5", {}, {WriteItem{long_key, std::nullopt}}},
+  };
+  for (const auto& ws : poison) {
+    Decision da, db;
+    REQUIRE_NOTHROW(da = a.deliver(ws));
+    REQUIRE_NOTHROW(db = b.deliver(ws));
+    CHECK_FALSE(da.outcome.committed);
+    CHECK_THAT(da.outcome.rejected, Catch::Contains("limit") || Catch::Contains("empty key"));
+    CHECK(da.outcome == db.outcome);
+  }
+  CHECK_FALSE(a.get("ok"));  // nothing of a rejected write-set is applied
+  CHECK(a.store->read()->meta().last_committed == poison.size());
+  CHECK(certification_hash(*a.store->read()) == certification_hash(*b.store->read()));
+  // The longest key the store holds commits, and the node goes on.
+  CHECK(a.deliver(put("t6", longest, "v")).outcome.committed);
+  CHECK(a.get(longest)->value == "v");
+}

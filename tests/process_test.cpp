@@ -211,6 +211,25 @@ TEST_CASE("tuttid refuses bad flags with a clear message") {
   REQUIRE_THROWS(
       o.start({"--bootstrap", "--suspect-timeout", "100", "--heartbeat-interval", "100"}));
   CHECK_THAT(o.log_text(), Catch::Contains("--suspect-timeout"));
+  // A key limit the store cannot honour would let in write-sets no node can persist.
+  NodeProcess k{"k1", dir / "k1"};
+  REQUIRE_THROWS(k.start({"--bootstrap", "--max-key-size", "1024"}));
+  CHECK_THAT(k.log_text(), Catch::Contains("the longest key the store"));
+}
+
+TEST_CASE("the default key limit is the store's: a longer key is refused at the door") {
+  Single s;
+  auto longest = s.cli({"put", std::string(511, 'k'), "v"});
+  CHECK(longest.code == 0);
+  auto over = s.cli({"put", std::string(512, 'k'), "v"});
+  CHECK(over.code == 4);
+  CHECK_THAT(over.err, Catch::Contains("over the limit of 511 bytes"));
+  auto read =
+      s.cli({"--json", "txn", "-"}, R"({"reads":[{"key":")" + std::string(700, 'r') +
+                                        R"(","version":0}],"writes":[{"key":"k","value":"v"}]})");
+  CHECK(read.code == 4);
+  CHECK(s.cli({"put", "after", "v"}).code == 0);
+  CHECK(s.status()["last_committed"] == 2);
 }
 
 TEST_CASE("malformed frames get an error or a closed connection - the node keeps serving") {

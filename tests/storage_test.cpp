@@ -49,6 +49,32 @@ TEST_CASE("put - get - delete and versions") {
   CHECK(r2->get("b")->value.empty());
 }
 
+TEST_CASE("keys the store cannot hold are refused before anything changes - and read as absent") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  const std::string too_long(kMaxKeyBytes + 1, 'x');
+  auto refused = [&](auto fn) {
+    try {
+      store->write(fn);
+    } catch (const StorageError& e) {
+      return e.kind() == StorageError::Kind::invalid;
+    }
+    return false;
+  };
+  CHECK(refused([&](WriteTxn& t) { t.put(too_long, 1, "v"); }));
+  CHECK(refused([&](WriteTxn& t) { t.put("", 1, "v"); }));
+  CHECK(refused([&](WriteTxn& t) { t.record_txn(too_long, 1, "o"); }));
+  auto r = store->read();
+  CHECK_FALSE(r->get(too_long));
+  CHECK_FALSE(r->get(""));
+  CHECK_FALSE(r->txn_outcome(too_long));
+  CHECK(r->scan(too_long, 10).empty());
+  CHECK(r->meta().content_hash == ContentHash{});
+  r.reset();
+  store->write([&](WriteTxn& t) { t.put(std::string(kMaxKeyBytes, 'x'), 1, "v"); });
+  CHECK(store->read()->get(std::string(kMaxKeyBytes, 'x'))->value == "v");
+}
+
 TEST_CASE("scan returns keys with the prefix - in order - up to the limit") {
   TempDir dir;
   auto store = open_store(dir.path());

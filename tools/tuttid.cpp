@@ -265,9 +265,23 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fsync", "memory"}));
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  app.add_option("--max-key-size", f.limits.max_key_bytes, "largest key in bytes")
+  app.add_option(
+         "--max-key-size", f.limits.max_key_bytes,
+         fmt::format("largest key in bytes, at most {} (the store's limit)", storage::kMaxKeyBytes))
       ->capture_default_str()
-      ->check(CLI::Range(1, 65536));
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            size_t n = 0;
+            if (!CLI::detail::lexical_cast(text, n) || n < 1)
+              return "must be a whole number of bytes, at least 1";
+            if (n > storage::kMaxKeyBytes)
+              return fmt::format(
+                  "{} is over {} bytes, the longest key the store (LMDB) can hold; every node "
+                  "must be able to persist every key it accepts",
+                  n, storage::kMaxKeyBytes);
+            return "";
+          },
+          "1.." + std::to_string(storage::kMaxKeyBytes)));
   app.add_option("--max-value-size", f.limits.max_value_bytes, "largest value in bytes")
       ->capture_default_str()
       ->check(CLI::Range(0, 64 << 20));
