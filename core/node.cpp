@@ -199,8 +199,10 @@ std::string Node::not_primary_reason() const {
       group_.view().members.size());
 }
 
+// One marker at a time: answering the marked reads can let their connection send more, which
+// comes back here while the caller's reads are still being answered.
 void Node::send_marker() {
-  if (reads_next_.empty()) return;
+  if (reads_next_.empty() || !marker_out_.empty()) return;
   WriteSet ws{node_uuid_, fmt::format("marker-{}", ++marker_seq_), {}, {}, true};
   auto sent = group_.broadcast(encode_writeset(ws));
   if (!sent.ok()) return fail_reads(error(to_error_code(sent.error), sent.message));
@@ -324,15 +326,18 @@ void Node::watch_views(uint64_t id, uint64_t after, ReplyFn reply) {
 
 void Node::answer_views() {
   if (views_.empty()) return;
+  std::vector<std::pair<Waiter, ViewsReply>> answers;
   std::erase_if(view_watchers_, [&](auto& w) {
     const uint64_t after = w.second == 0 ? views_.back().number - 1 : w.second;
     if (after >= views_.back().number) return false;
     ViewsReply out;
     for (const auto& v : views_)
       if (v.number > after) out.changes.push_back(v);
-    w.first.reply(Response{w.first.request_id, std::move(out)});
+    answers.emplace_back(std::move(w.first), std::move(out));
     return true;
   });
+  // Answered outside the erase: a reply can bring in a new watcher.
+  for (auto& [w, out] : answers) w.reply(Response{w.request_id, std::move(out)});
 }
 
 void Node::group_changed() {
@@ -418,10 +423,10 @@ void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> d
       if (d.txn_id == marker_out_) serve_marked_reads();
       continue;
     }
-    auto it = waiting_.find(d.txn_id);
-    if (it == waiting_.end()) continue;
-    for (auto& w : it->second) w.reply(commit_response(w.request_id, d));
-    waiting_.erase(it);
+    // Taken out first: a reply can bring in a new commit, which may rehash waiting_.
+    auto waiters = waiting_.extract(d.txn_id);
+    if (waiters.empty()) continue;
+    for (auto& w : waiters.mapped()) w.reply(commit_response(w.request_id, d));
   }
 }
 

@@ -516,3 +516,52 @@ TEST_CASE(
     CHECK(c.nodes[i].process.running());
   }
 }
+
+// More linearizable reads in flight on one connection than it may have unanswered, sent in one
+// write: answering the marked ones lets the connection read more while they are still being
+// answered, and those must not displace the reads waiting for the next marker.
+TEST_CASE("2 nodes: 4200 pipelined linearizable gets on one connection - each answered once") {
+  Cluster c(2);
+  REQUIRE(c.cli(0, {"put", "k", "v"}).code == 0);
+  constexpr uint64_t kReads = 4200;
+  std::string bytes;
+  for (uint64_t id = 1; id <= kReads; ++id)
+    bytes += core::frame(core::encode_request(core::Request{id, core::GetRequest{"k"}}));
+  const int fd = connect_loopback(c.nodes[1].client_port);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // Written while answers are read, so neither side's buffers can block the other.
+  std::thread writer([&] { ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL); });
+  std::map<uint64_t, int> answered;
+  size_t values = 0;
+  std::string in;
+  char buf[65536];
+  while (answered.size() < kReads) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;  // closed, or 10 s without an answer
+    in.append(buf, n);
+    size_t at = 0;
+    while (in.size() - at >= core::kFrameHeaderBytes) {
+      const uint32_t len = core::frame_length(std::string_view(in).substr(at));
+      if (in.size() - at - core::kFrameHeaderBytes < len) break;
+      auto r =
+          core::decode_response(std::string_view(in).substr(at + core::kFrameHeaderBytes, len));
+      at += core::kFrameHeaderBytes + len;
+      ++answered[r.id];
+      if (auto* v = std::get_if<core::ValueReply>(&r.body); v && v->found && v->value == "v")
+        ++values;
+    }
+    in.erase(0, at);
+  }
+  writer.join();
+  ::close(fd);
+  CHECK(answered.size() == kReads);
+  size_t twice = 0, unknown = 0;
+  for (const auto& [id, n] : answered) {
+    if (n != 1) ++twice;
+    if (id == 0 || id > kReads) ++unknown;
+  }
+  CHECK(twice == 0);
+  CHECK(unknown == 0);
+  CHECK(values == kReads);
+}
