@@ -59,6 +59,32 @@ Outcome certify(const storage::WriteTxn& txn, uint64_t seqno, const WriteSet& ws
 
 }  // namespace
 
+uint64_t transaction_fingerprint(const std::vector<ReadItem>& reads,
+                                 const std::vector<WriteItem>& writes) {
+  XXH3_state_t* state = XXH3_createState();
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  auto add_u64 = [&](uint64_t v) { XXH3_64bits_update(state, &v, sizeof v); };
+  auto add_bytes = [&](std::string_view b) {
+    add_u64(b.size());
+    XXH3_64bits_update(state, b.data(), b.size());
+  };
+  add_u64(reads.size());
+  for (const auto& r : reads) {
+    add_bytes(r.key);
+    add_u64(r.version);
+  }
+  add_u64(writes.size());
+  for (const auto& w : writes) {
+    add_bytes(w.key);
+    add_u64(w.value ? 1 : 0);
+    if (w.value) add_bytes(*w.value);
+  }
+  const uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h == 0 ? 1 : h;  // 0 means "not known" in a record
+}
+
 uint64_t certification_hash(const storage::ReadView& view) {
   auto raw = view.meta_get(kMetaCertHash);
   return raw ? load_u64(*raw) : 0;
@@ -68,6 +94,7 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
                            uint64_t txn_retention) {
   Outcome outcome;
   bool duplicate = false;
+  bool reused = false;
   WriteSet ws;
   try {
     ws = decode_writeset(payload);
@@ -85,8 +112,11 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
     if (auto recorded = txn.txn_outcome(ws.txn_id)) {
       outcome = decode_outcome(*recorded);
       duplicate = true;
+      reused = outcome.fingerprint != 0 &&
+               outcome.fingerprint != transaction_fingerprint(ws.reads, ws.writes);
     } else {
       outcome = certify(txn, seqno, ws);
+      outcome.fingerprint = transaction_fingerprint(ws.reads, ws.writes);
       if (outcome.committed) {
         for (const WriteItem& w : ws.writes) {
           if (w.value) {
@@ -102,7 +132,7 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
   if (seqno > txn_retention) txn.forget_txns_before(seqno - txn_retention + 1);
   chain_outcome(txn, seqno, outcome);
   txn.set_last_committed(seqno);
-  return Decision{std::move(ws.txn_id), ws.marker, std::move(outcome), duplicate};
+  return Decision{std::move(ws.txn_id), ws.marker, std::move(outcome), duplicate, reused};
 }
 
 }  // namespace tutti::core

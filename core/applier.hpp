@@ -17,7 +17,12 @@ struct Decision {
   bool marker = false;  // a read marker: txn_id is the marker's number at its origin
   Outcome outcome;
   bool duplicate = false;  // the txn id was decided before; outcome is that recorded decision
+  bool reused = false;     // ... for a different transaction (other reads or writes)
 };
+
+// What identifies a transaction's content across retries: XXH3 of its reads and writes.
+uint64_t transaction_fingerprint(const std::vector<ReadItem>& reads,
+                                 const std::vector<WriteItem>& writes);
 
 // Certifies the write-set delivered at seqno and, if it commits, applies it in txn. The outcome of
 // a transaction id seen before is its recorded outcome (whose seqno is the first delivery's), and

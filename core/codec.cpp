@@ -177,6 +177,8 @@ wire::ErrorCode to_wire(ErrorCode c) {
       return wire::ErrorCode::UNSUPPORTED_VERSION;
     case ErrorCode::busy:
       return wire::ErrorCode::BUSY;
+    case ErrorCode::txn_id_reused:
+      return wire::ErrorCode::TXN_ID_REUSED;
   }
   return wire::ErrorCode::INTERNAL;
 }
@@ -199,6 +201,8 @@ ErrorCode from_wire(wire::ErrorCode c) {
       return ErrorCode::unsupported_version;
     case wire::ErrorCode::BUSY:
       return ErrorCode::busy;
+    case wire::ErrorCode::TXN_ID_REUSED:
+      return ErrorCode::txn_id_reused;
   }
   throw DecodeError("unknown error code");
 }
@@ -411,6 +415,7 @@ std::string encode_outcome(const Outcome& outcome) {
   root.setSeqno(outcome.seqno);
   root.setCommitted(outcome.committed);
   root.setRejected(outcome.rejected);
+  root.setFingerprint(outcome.fingerprint);
   auto keys = root.initConflictKeys(outcome.conflict_keys.size());
   for (size_t i = 0; i < outcome.conflict_keys.size(); ++i)
     keys.set(i, as_data(outcome.conflict_keys[i]));
@@ -421,7 +426,7 @@ Outcome decode_outcome(std::string_view bytes) {
   return with_reader<wire::TxnOutcome>(
       bytes, "transaction outcome", [](wire::TxnOutcome::Reader r) {
         check_version(r.getFormatVersion(), kOutcomeFormat, "transaction outcome");
-        Outcome out{r.getSeqno(), r.getCommitted(), {}, str(r.getRejected())};
+        Outcome out{r.getSeqno(), r.getCommitted(), {}, str(r.getRejected()), r.getFingerprint()};
         for (auto k : r.getConflictKeys()) out.conflict_keys.push_back(str(k));
         return out;
       });

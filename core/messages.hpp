@@ -43,6 +43,9 @@ struct Outcome {
   bool committed = false;
   std::vector<std::string> conflict_keys;
   std::string rejected;  // non-empty: malformed write-set, never certified
+  // What was decided: XXH3 of the reads and writes (not the origin: a retry may come through
+  // another node), so a reused transaction id is told from a retry. 0: not known.
+  uint64_t fingerprint = 0;
   bool operator==(const Outcome&) const = default;
 };
 
@@ -82,7 +85,8 @@ enum class ErrorCode {
   storage,
   internal,
   unsupported_version,
-  busy
+  busy,
+  txn_id_reused
 };
 
 struct ErrorReply {

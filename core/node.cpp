@@ -33,6 +33,13 @@ ErrorCode to_error_code(gcs::BroadcastError e) {
 }
 
 Response commit_response(uint64_t id, const Decision& d) {
+  if (d.reused)
+    return Response{
+        id, error(ErrorCode::txn_id_reused,
+                  fmt::format("transaction id '{}' was used before for a different transaction "
+                              "({} at seqno {}); nothing written: give this one a new id",
+                              d.txn_id, d.outcome.committed ? "committed" : "not committed",
+                              d.outcome.seqno))};
   if (!d.outcome.rejected.empty())
     return Response{id, error(ErrorCode::bad_request, "write-set rejected: " + d.outcome.rejected)};
   return Response{
@@ -290,11 +297,21 @@ uint64_t Node::free_bytes(uint64_t reserve) const {
 
 void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
   if (auto e = validate(req)) return reply(Response{id, *e});
-  if (auto recorded = store_.read()->txn_outcome(req.txn_id))
-    return reply(commit_response(id, Decision{req.txn_id, false, decode_outcome(*recorded), true}));
-  auto [it, first] = waiting_.try_emplace(req.txn_id);
+  const uint64_t fingerprint = transaction_fingerprint(req.reads, req.writes);
+  if (auto recorded = store_.read()->txn_outcome(req.txn_id)) {
+    Outcome o = decode_outcome(*recorded);
+    const bool reused = o.fingerprint != 0 && o.fingerprint != fingerprint;
+    return reply(commit_response(id, Decision{req.txn_id, false, std::move(o), true, reused}));
+  }
+  auto [it, first] = waiting_.try_emplace(req.txn_id, InFlight{fingerprint, {}});
   if (!first) {  // a retry of a transaction still in flight here: one answer serves both
-    it->second.push_back(Waiter{id, std::move(reply)});
+    if (it->second.fingerprint != fingerprint)
+      return reply(
+          Response{id, error(ErrorCode::txn_id_reused,
+                             fmt::format("transaction id '{}' is in use by a different transaction "
+                                         "still in flight; nothing written: give this one a new id",
+                                         req.txn_id))});
+    it->second.waiters.push_back(Waiter{id, std::move(reply)});
     return;
   }
   WriteSet ws{node_uuid_, req.txn_id, std::move(req.reads), std::move(req.writes)};
@@ -313,7 +330,7 @@ void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
     waiting_.erase(it);
     return reply(Response{id, *refused});
   }
-  it->second.push_back(Waiter{id, std::move(reply)});
+  it->second.waiters.push_back(Waiter{id, std::move(reply)});
   schedule_flush();
 }
 
@@ -426,7 +443,7 @@ void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> d
     // Taken out first: a reply can bring in a new commit, which may rehash waiting_.
     auto waiters = waiting_.extract(d.txn_id);
     if (waiters.empty()) continue;
-    for (auto& w : waiters.mapped()) w.reply(commit_response(w.request_id, d));
+    for (auto& w : waiters.mapped().waiters) w.reply(commit_response(w.request_id, d));
   }
 }
 

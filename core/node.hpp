@@ -122,7 +122,11 @@ class Node {
   mutable std::chrono::steady_clock::time_point free_checked_at_;
 
   // Commits broadcast by this node that await their delivery, by transaction id.
-  std::unordered_map<std::string, std::vector<Waiter>> waiting_;
+  struct InFlight {
+    uint64_t fingerprint = 0;  // of the reads and writes: a reused id is told from a retry
+    std::vector<Waiter> waiters;
+  };
+  std::unordered_map<std::string, InFlight> waiting_;
 
   // Linearizable reads in a group of several: served once a marker this node sends through the
   // total order comes back applied. Reads that arrive while a marker is out wait for the next.

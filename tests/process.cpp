@@ -179,6 +179,7 @@ void NodeProcess::start(const std::vector<std::string>& extra) {
       "--data-dir",  data_dir.string(), "--client-addr",
       client_addr(), "--gcs-addr",      "127.0.0.1:" + std::to_string(gcs_port)};
   argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.begin(), wrapper.begin(), wrapper.end());
   process = Process(argv, log);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!wait_for_port(client_port, std::chrono::milliseconds(50))) {

@@ -52,6 +52,7 @@ struct NodeProcess {
   uint16_t gcs_port = 0;
   std::filesystem::path log;
   Process process;
+  std::vector<std::string> wrapper;  // runs tuttid under this command (prlimit ..., say)
 
   std::string client_addr() const { return "127.0.0.1:" + std::to_string(client_port); }
   // Starts tuttid and waits until its client port answers. extra: more flags.

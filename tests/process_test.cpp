@@ -15,48 +15,13 @@
 #include "core/client.hpp"
 #include "core/codec.hpp"
 #include "process.hpp"
+#include "single_node.hpp"
 #include "storage/content_hash.hpp"
 #include "temp_dir.hpp"
 
 using namespace tutti;
 using namespace tutti::test;
 using nlohmann::json;
-
-namespace {
-
-struct Single {
-  TempDir dir;
-  NodeProcess node;
-  explicit Single(const std::vector<std::string>& extra = {"--bootstrap"}) {
-    node.name = "n1";
-    node.data_dir = dir / "n1";
-    node.start(extra);
-  }
-  CliResult cli(std::vector<std::string> args, const std::string& input = "") {
-    args.insert(args.begin(), {TUTTI_BIN, "--node", node.client_addr()});
-    return run(args, input);
-  }
-  json status() { return json::parse(cli({"--json", "status"}).out); }
-};
-
-// Sends raw bytes on a fresh connection; returns what the node sent back until it closed or
-// 2 s passed.
-std::string raw_exchange(uint16_t port, const std::string& bytes) {
-  const int fd = connect_loopback(port);
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(bytes.size()));
-  ::shutdown(fd, SHUT_WR);
-  std::string got;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, n);
-  ::close(fd);
-  return got;
-}
-
-}  // namespace
 
 TEST_CASE("tutti writes - reads - scans and commits transactions through a node") {
   Single s;

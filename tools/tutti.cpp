@@ -1,14 +1,17 @@
 // tutti: the command-line client. See `tutti --help` and README.md.
 // Exit codes: 0 ok, 1 key not found, 2 conflict (nothing written), 3 unavailable or outcome
-// unknown, 4 bad usage or bad input.
+// unknown, 4 bad usage or bad input, 5 transaction id used before for a different transaction.
 #include <fmt/format.h>
 #include <kj/encoding.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "core/client.hpp"
 #include "core/uuid.hpp"
@@ -18,12 +21,32 @@ namespace {
 using namespace tutti;
 using nlohmann::json;
 
-enum Exit { kOk = 0, kNotFound = 1, kConflict = 2, kUnavailable = 3, kBadInput = 4 };
+enum Exit {
+  kOk = 0,
+  kNotFound = 1,
+  kConflict = 2,
+  kUnavailable = 3,
+  kBadInput = 4,
+  kTxnIdReused = 5
+};
 
 struct Failure {
   int code;
   std::string message;
 };
+
+const char* exit_name(int code) {
+  switch (code) {
+    case kUnavailable:
+      return "unavailable";
+    case kBadInput:
+      return "bad_input";
+    case kTxnIdReused:
+      return "txn_id_reused";
+    default:
+      return "error";
+  }
+}
 
 struct Options {
   std::string nodes;
@@ -75,6 +98,8 @@ int exit_code_for(core::ErrorCode code) {
     case core::ErrorCode::bad_request:
     case core::ErrorCode::too_large:
       return kBadInput;
+    case core::ErrorCode::txn_id_reused:
+      return kTxnIdReused;
     default:
       return kUnavailable;
   }
@@ -92,17 +117,43 @@ T expect(core::Response r) {
   throw Failure{kUnavailable, "the node answered with an unexpected message"};
 }
 
-// Values are bytes: JSON carries them as text when they are UTF-8, else as base64, and says so.
-void put_value(json& j, const std::string& value) {
+bool is_utf8(const std::string& bytes) {
   try {
-    j["value"] = value;
-    (void)j.dump();
+    (void)json(bytes).dump();
+    return true;
   } catch (const json::exception&) {
-    auto b = kj::encodeBase64(kj::ArrayPtr<const kj::byte>(
-        reinterpret_cast<const kj::byte*>(value.data()), value.size()));
-    j["value"] = std::string(b.cStr());
-    j["value_encoding"] = "base64";
+    return false;
   }
+}
+
+std::string base64(const std::string& bytes) {
+  auto b = kj::encodeBase64(
+      kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+  return std::string(b.cStr());
+}
+
+// Keys and values are bytes: JSON carries them as text when they are UTF-8, else as base64, and
+// says so in "<field>_encoding".
+void put_bytes(json& j, const std::string& field, const std::string& bytes) {
+  if (is_utf8(bytes)) {
+    j[field] = bytes;
+  } else {
+    j[field] = base64(bytes);
+    j[field + "_encoding"] = "base64";
+  }
+}
+
+void put_value(json& j, const std::string& value) {
+  put_bytes(j, "value", value);
+}
+
+// A list of keys: all as text, or (when any is not UTF-8) all as base64.
+void put_keys(json& j, const std::string& field, const std::vector<std::string>& keys) {
+  const bool text = std::all_of(keys.begin(), keys.end(), is_utf8);
+  json list = json::array();
+  for (const auto& k : keys) list.push_back(text ? k : base64(k));
+  j[field] = std::move(list);
+  if (!text) j[field + "_encoding"] = "base64";
 }
 
 std::string txn_id(const Options& o) {
@@ -113,7 +164,7 @@ std::string txn_id(const Options& o) {
 int print_commit(const Options& o, const core::CommitReply& c) {
   if (o.json) {
     json j{{"committed", c.committed}, {"seqno", c.seqno}};
-    if (!c.committed) j["conflict"] = c.conflict_keys;
+    if (!c.committed) put_keys(j, "conflict", c.conflict_keys);
     if (c.duplicate) j["duplicate"] = true;
     std::cout << j.dump() << "\n";
   } else if (c.committed) {
@@ -138,7 +189,8 @@ int cmd_get(const Options& o, const std::string& key, bool local) {
   if (v.may_be_stale)
     std::cerr << "tutti: warning: local read from the node's own snapshot; it may be stale\n";
   if (o.json) {
-    json j{{"key", key}, {"version", v.version}};
+    json j{{"version", v.version}};
+    put_bytes(j, "key", key);
     if (v.found) {
       put_value(j, v.value);
     } else {
@@ -163,7 +215,8 @@ int cmd_scan(const Options& o, const std::string& prefix, uint32_t limit, bool l
   if (o.json) {
     json list = json::array();
     for (const auto& e : r.entries) {
-      json j{{"key", e.key}, {"version", e.version}};
+      json j{{"version", e.version}};
+      put_bytes(j, "key", e.key);
       put_value(j, e.value);
       list.push_back(std::move(j));
     }
@@ -184,6 +237,29 @@ std::string json_string(const json& j, const char* field, const std::string& whe
   return j[field].get<std::string>();
 }
 
+// A string field that may be base64 ("<field>_encoding": "base64"), as tutti --json prints bytes
+// that are not UTF-8.
+std::string json_bytes(const json& j, const std::string& field, const std::string& where) {
+  std::string text = json_string(j, field.c_str(), where);
+  const std::string enc_field = field + "_encoding";
+  if (!j.contains(enc_field)) return text;
+  if (!j[enc_field].is_string() || (j[enc_field] != "base64" && j[enc_field] != "text"))
+    throw Failure{kBadInput,
+                  fmt::format("{}: \"{}\" must be \"base64\" or \"text\"", where, enc_field)};
+  if (j[enc_field] == "text") return text;
+  auto decoded = kj::decodeBase64(kj::StringPtr(text.c_str()));
+  if (decoded.hadErrors)
+    throw Failure{kBadInput, fmt::format("{}: {} is not valid base64", where, field)};
+  return std::string(reinterpret_cast<const char*>(decoded.begin()), decoded.size());
+}
+
+void check_fields(const json& j, std::initializer_list<const char*> allowed,
+                  const std::string& where) {
+  for (const auto& [k, v] : j.items())
+    if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; }))
+      throw Failure{kBadInput, fmt::format("{}: unknown field \"{}\"", where, k)};
+}
+
 core::CommitRequest parse_txn(const std::string& text) {
   json doc;
   try {
@@ -200,22 +276,20 @@ core::CommitRequest parse_txn(const std::string& text) {
     const std::string where = "txn: reads[" + std::to_string(req.reads.size()) + "]";
     if (!r.is_object() || !r.contains("version") || !r["version"].is_number_unsigned())
       throw Failure{kBadInput, where + ": needs \"key\" and an unsigned \"version\""};
-    req.reads.push_back(core::ReadItem{json_string(r, "key", where), r["version"].get<uint64_t>()});
+    check_fields(r, {"key", "key_encoding", "version"}, where);
+    req.reads.push_back(core::ReadItem{json_bytes(r, "key", where), r["version"].get<uint64_t>()});
   }
   for (const auto& w : doc.value("writes", json::array())) {
     const std::string where = "txn: writes[" + std::to_string(req.writes.size()) + "]";
     if (!w.is_object()) throw Failure{kBadInput, where + ": must be an object"};
-    core::WriteItem item{json_string(w, "key", where), std::nullopt};
+    check_fields(w, {"key", "key_encoding", "value", "value_encoding", "delete"}, where);
+    core::WriteItem item{json_bytes(w, "key", where), std::nullopt};
+    if (w.contains("delete") && !w["delete"].is_boolean())
+      throw Failure{kBadInput, where + ": \"delete\" must be true or false"};
     if (w.value("delete", false)) {
       if (w.contains("value")) throw Failure{kBadInput, where + ": both \"value\" and \"delete\""};
     } else {
-      std::string value = json_string(w, "value", where);
-      if (w.value("value_encoding", "") == "base64") {
-        auto decoded = kj::decodeBase64(kj::StringPtr(value.c_str()));
-        if (decoded.hadErrors) throw Failure{kBadInput, where + ": value is not valid base64"};
-        value.assign(reinterpret_cast<const char*>(decoded.begin()), decoded.size());
-      }
-      item.value = std::move(value);
+      item.value = json_bytes(w, "value", where);
     }
     req.writes.push_back(std::move(item));
   }
@@ -268,31 +342,89 @@ int cmd_status(const Options& o) {
   return kOk;
 }
 
-}  // namespace
+// The value of put: the argument, or the contents of --value-file (- for stdin), bytes as they are.
+std::string read_value_file(const std::string& file) {
+  std::string value;
+  if (file == "-") {
+    value.assign(std::istreambuf_iterator<char>(std::cin), {});
+    return value;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Failure{kBadInput, "put: cannot read --value-file " + file};
+  value.assign(std::istreambuf_iterator<char>(in), {});
+  return value;
+}
 
-int main(int argc, char** argv) {
+// A version is a whole number: CLI11 would take "-1" as 2^64-1.
+uint64_t parse_version(const std::string& text) {
+  if (text.empty() || text.size() > 20 ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw Failure{
+        kBadInput,
+        "cas: VERSION must be a whole number >= 0 (0 = the key is absent), not '" + text + "'"};
+  try {
+    return std::stoull(text);
+  } catch (const std::exception&) {
+    throw Failure{kBadInput, "cas: VERSION '" + text + "' is out of range"};
+  }
+}
+
+constexpr const char* kCommands = "get, put, del, cas, scan, txn, status";
+
+// The first word that is not an option or an option's value: it must name a command.
+std::optional<std::string> unknown_command(int argc, char** argv) {
+  static const std::set<std::string> with_value = {"--node", "--timeout", "--txn-id"};
+  static const std::set<std::string> commands = {"get",  "put", "del",   "cas",
+                                                 "scan", "txn", "status"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (with_value.count(a)) {
+      ++i;
+      continue;
+    }
+    if (a.starts_with("-")) continue;
+    if (commands.count(a)) return std::nullopt;
+    return a;
+  }
+  return std::nullopt;
+}
+
+int run_command(int argc, char** argv) {
   Options o;
   CLI::App app{
       "tutti: read and write a tutti cluster.\n"
       "Exit codes: 0 ok, 1 key not found, 2 conflict (nothing written), 3 unavailable\n"
-      "(no node reachable, not primary, timed out, or outcome unknown), 4 bad usage or input."};
+      "(no node reachable, not primary, busy, timed out, or outcome unknown), 4 bad usage or\n"
+      "input, 5 the --txn-id was used before for a different transaction (nothing written)."};
   app.require_subcommand(1);
   app.add_option("--node", o.nodes,
                  "HOST:PORT[,HOST:PORT...] client addresses; the first that "
                  "answers serves")
       ->required();
-  app.add_flag("--json", o.json,
-               "print JSON (non-UTF-8 values as base64, with "
-               "\"value_encoding\":\"base64\")");
-  app.add_option("--timeout", o.timeout_s, "seconds to wait for each node")
+  app.add_flag(
+      "--json", o.json,
+      "print JSON (keys and values that are not UTF-8 as base64, with "
+      "\"key_encoding\"/\"value_encoding\":\"base64\"); errors as {\"error\",\"message\"}");
+  app.add_option("--timeout", o.timeout_s, "seconds to wait for each node (0.001 to 3600)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            double v = 0;
+            if (!CLI::detail::lexical_cast(text, v) || !(v >= 0.001 && v <= 3600))
+              return "must be a number of seconds from 0.001 to 3600, not '" + text + "'";
+            return "";
+          },
+          "SECONDS"));
   app.add_option("--txn-id", o.txn_id,
-                 "transaction id for put/del/cas/txn (default: random); "
-                 "retrying an id returns its recorded outcome");
+                 "transaction id for put/del/cas/txn (default: random); retrying an id returns its "
+                 "recorded outcome, reusing it for another transaction is refused (exit 5)")
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            return text.empty() ? "must not be empty (leave it out for a random id)" : "";
+          },
+          "ID"));
 
-  std::string key, value, prefix, file;
-  uint64_t version = 0;
+  std::string key, value, version_text, prefix, file, value_file;
   uint32_t limit = 1000;
   bool local = false;
   auto* get = app.add_subcommand("get", "print KEY's value (linearizable unless --local)");
@@ -300,14 +432,17 @@ int main(int argc, char** argv) {
   get->add_flag("--local", local, "answer from the node's snapshot at once; may be stale");
   auto* put = app.add_subcommand("put", "write KEY=VALUE; prints the commit seqno");
   put->add_option("KEY", key)->required();
-  put->add_option("VALUE", value)->required();
+  auto* value_opt = put->add_option("VALUE", value, "the value (or --value-file)");
+  auto* value_file_opt = put->add_option(
+      "--value-file", value_file, "read the value from FILE, bytes as they are (- for stdin)");
+  value_opt->excludes(value_file_opt);
   auto* del = app.add_subcommand("del", "delete KEY; prints the commit seqno");
   del->add_option("KEY", key)->required();
   auto* cas = app.add_subcommand("cas",
                                  "write VALUE only if KEY's version is still VERSION "
                                  "(0 = absent)");
   cas->add_option("KEY", key)->required();
-  cas->add_option("VERSION", version)->required();
+  cas->add_option("VERSION", version_text)->required();
   cas->add_option("VALUE", value)->required();
   auto* scan = app.add_subcommand("scan", "print KEY<TAB>VALUE for keys starting with PREFIX");
   scan->add_option("PREFIX", prefix)->required();
@@ -316,10 +451,16 @@ int main(int argc, char** argv) {
   auto* txn = app.add_subcommand("txn",
                                  "commit the transaction in FILE (- for stdin): "
                                  "{\"reads\":[{\"key\",\"version\"}],\"writes\":[{\"key\","
-                                 "\"value\"}|{\"key\",\"delete\":true}]}");
+                                 "\"value\"}|{\"key\",\"delete\":true}]}; keys and values may be "
+                                 "base64 with \"key_encoding\"/\"value_encoding\":\"base64\"");
   txn->add_option("FILE", file)->required();
   auto* status = app.add_subcommand("status", "print the node's state");
 
+  if (auto word = unknown_command(argc, argv)) {
+    std::cerr << "tutti: unknown command '" << *word << "'; the commands are " << kCommands
+              << " (tutti --help)\n";
+    return kBadInput;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -328,20 +469,34 @@ int main(int argc, char** argv) {
   try {
     core::parse_host_port_list(o.nodes);
     if (*get) return cmd_get(o, key, local);
-    if (*put) return commit(o, core::CommitRequest{"", {}, {core::WriteItem{key, value}}});
+    if (*put) {
+      if (value_opt->count() == 0 && value_file_opt->count() == 0)
+        throw Failure{kBadInput, "put: give VALUE, or --value-file FILE (- for stdin)"};
+      if (value_file_opt->count() > 0) value = read_value_file(value_file);
+      return commit(o, core::CommitRequest{"", {}, {core::WriteItem{key, value}}});
+    }
     if (*del) return commit(o, core::CommitRequest{"", {}, {core::WriteItem{key, std::nullopt}}});
     if (*cas)
-      return commit(o, core::CommitRequest{
-                           "", {core::ReadItem{key, version}}, {core::WriteItem{key, value}}});
+      return commit(o, core::CommitRequest{"",
+                                           {core::ReadItem{key, parse_version(version_text)}},
+                                           {core::WriteItem{key, value}}});
     if (*scan) return cmd_scan(o, prefix, limit, local);
     if (*txn) return cmd_txn(o, file);
     if (*status) return cmd_status(o);
   } catch (const Failure& f) {
     std::cerr << "tutti: " << f.message << "\n";
+    if (o.json)
+      std::cout << json{{"error", exit_name(f.code)}, {"message", f.message}}.dump() << "\n";
     return f.code;
   } catch (const std::invalid_argument& e) {
     std::cerr << "tutti: --node: " << e.what() << "\n";
     return kBadInput;
   }
   return kBadInput;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_command(argc, argv);
 }

@@ -28,6 +28,7 @@ struct Flags {
   std::string durability = "fsync";
   std::string log_level = "info";
   core::NodeLimits limits;
+  core::ServerLimits server;
   uint64_t wscache_mib = 256;
   gcs::Config gcs;
   std::chrono::milliseconds fault_write_delay{0};
@@ -161,8 +162,10 @@ int Daemon::run() {
     m->bootstrap(core::random_uuid());
     node_->group_changed();
   }
-  server_ = std::make_unique<core::ClientServer>(io_, resolve(io_, client_hp), *node_,
-                                                 core::ServerLimits{});
+  auto server_limits = f_.server;
+  server_limits.max_connections = core::connection_cap(server_limits.max_connections);
+  server_ =
+      std::make_unique<core::ClientServer>(io_, resolve(io_, client_hp), *node_, server_limits);
   transport_->start();
   spdlog::info(
       "serving clients on {}, group communication on {}{}; durability {}, last committed "
@@ -317,6 +320,28 @@ int main(int argc, char** argv) {
                  "pause")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--max-client-connections", f.server.max_connections,
+                 "client connections served at once; one more is answered busy and closed (lowered "
+                 "to fit the process's descriptor limit, as the log says)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  int64_t idle_ms = f.server.idle_timeout.count();
+  app.add_option("--client-idle-timeout", idle_ms,
+                 "milliseconds after which a client connection with nothing in flight and nothing "
+                 "sent is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 86400000));
+  int64_t frame_ms = f.server.frame_timeout.count();
+  app.add_option("--client-frame-timeout", frame_ms,
+                 "milliseconds a request frame may take to arrive whole once it started")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 3600000));
+  size_t buffer_mib = f.server.max_buffered_bytes >> 20;
+  app.add_option("--client-buffer-limit", buffer_mib,
+                 "MiB of partly received request frames held for all clients together; a client "
+                 "that would pass it is answered busy and closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
   int64_t slow_write_ms = f.limits.flow_pause_write_time.count();
   app.add_option("--flow-pause-write-time", slow_write_ms,
                  "milliseconds: a batch that takes longer to write to this node's disk makes it "
@@ -341,6 +366,9 @@ int main(int argc, char** argv) {
   f.gcs.persist_before_ack = f.durability == "fsync";
   f.fault_write_delay = std::chrono::milliseconds(slow_disk_ms);
   f.limits.flow_pause_write_time = std::chrono::milliseconds(slow_write_ms);
+  f.server.idle_timeout = std::chrono::milliseconds(idle_ms);
+  f.server.frame_timeout = std::chrono::milliseconds(frame_ms);
+  f.server.max_buffered_bytes = buffer_mib << 20;
   f.gcs.limits.max_message_bytes = f.limits.max_writeset_bytes;
   std::signal(SIGPIPE, SIG_IGN);
   setup_logging(f);

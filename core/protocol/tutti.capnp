@@ -34,6 +34,7 @@ struct TxnOutcome {
   committed @2 :Bool;
   conflictKeys @3 :List(Data);
   rejected @4 :Text;     # non-empty: the write-set was malformed and never certified
+  fingerprint @5 :UInt64;  # XXH3 of the reads and writes decided; 0 in records made before it
 }
 
 enum Consistency {
@@ -78,6 +79,7 @@ enum ErrorCode {
   internal @5;
   unsupportedVersion @6;
   busy @7;
+  txnIdReused @8;  # the transaction id was decided before for a different transaction
 }
 
 struct Response {
