@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 
 #include <unistd.h>
 #include <thread>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -16,6 +19,8 @@ namespace tutti::storage {
 namespace {
 
 constexpr unsigned kMaxDbs = 8;
+
+void on_lmdb_assert(MDB_env* env, const char* msg);
 constexpr size_t kVersionBytes = 8;
 
 // Meta names that storage owns.
@@ -347,6 +352,25 @@ int lock_dir(const std::filesystem::path& dir) {
 
 }  // namespace
 
+// Pages past the end of the file would be a SIGBUS when LMDB first touches them: refuse a file
+// shorter than its meta pages say before anything reads a page.
+void Store::check_file_size(uint64_t last_pgno) {
+  MDB_stat st;
+  check(mdb_env_stat(env_, &st), "env stat");
+  const auto path = options_.dir / "data.mdb";
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  const uint64_t need = (last_pgno + 1) * st.ms_psize;
+  if (ec || size >= need) return;
+  mdb_env_close(env_);
+  env_ = nullptr;
+  throw StorageError(StorageError::Kind::corrupt,
+                     fmt::format("storage: {} is damaged: it has {} bytes, but its meta pages say "
+                                 "the store uses {} bytes (truncated?). tuttid does not start on "
+                                 "it: move the data dir aside and restore it from a backup",
+                                 path.string(), size, need));
+}
+
 std::unique_ptr<Store> Store::open(const Options& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
@@ -354,6 +378,18 @@ std::unique_ptr<Store> Store::open(const Options& options) {
     throw StorageError(StorageError::Kind::io, fmt::format("storage: cannot create data dir {}: {}",
                                                            options.dir.string(), ec.message()));
   const int lock_fd = lock_dir(options.dir);
+  std::error_code size_ec;
+  const auto data_file = options.dir / "data.mdb";
+  if (std::filesystem::exists(data_file) && std::filesystem::file_size(data_file, size_ec) == 0 &&
+      !size_ec) {
+    ::close(lock_fd);
+    throw StorageError(StorageError::Kind::corrupt,
+                       fmt::format("storage: {} is empty (0 bytes): truncated, or never written. "
+                                   "tuttid does not create a new store over it (that would make "
+                                   "this a new node silently); remove the data dir yourself if "
+                                   "this node is to start afresh",
+                                   data_file.string()));
+  }
   std::unique_ptr<Store> store(new Store(options, lock_fd));
   store->open_env();
   store->check_format();
@@ -373,6 +409,7 @@ Store::~Store() {
 void Store::open_env() {
   check(mdb_env_create(&env_), "env create");
   check(mdb_env_set_maxdbs(env_, kMaxDbs), "set maxdbs");
+  check(mdb_env_set_assert(env_, on_lmdb_assert), "set assert");
   check(mdb_env_set_mapsize(env_, options_.initial_map_bytes), "set mapsize");
   // fsync: LMDB's default, every commit is durable when it returns (one commit per batch).
   // memory: commits reach the page cache; sync() flushes them in the background.
@@ -396,6 +433,7 @@ void Store::open_env() {
   MDB_envinfo info;
   check(mdb_env_info(env_, &info), "env info");
   map_bytes_ = info.me_mapsize;
+  check_file_size(info.me_last_pgno);
 
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
@@ -507,6 +545,143 @@ void Store::fail_io(int rc) const {
                                      free_bytes, options_.dir.string()));
   }
   fail(rc, "commit");
+}
+
+namespace {
+
+std::atomic<void (*)(const char*)> g_damage_reporter{nullptr};
+
+void on_lmdb_assert(MDB_env* env, const char* msg) {
+  const char* path = nullptr;
+  if (env) mdb_env_get_path(env, &path);
+  const std::string text = fmt::format(
+      "storage: LMDB found the data file in {} damaged ({}); the process stops. Check "
+      "it with: tuttid --data-dir {} --verify",
+      path ? path : "?", msg, path ? path : "DIR");
+  if (auto report = g_damage_reporter.load()) {
+    report(text.c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+}
+
+// Every entry of one database, each read once: a damaged page fails here, not in a client's scan.
+template <typename Fn>
+uint64_t walk(MDB_txn* txn, MDB_dbi dbi, Fn&& fn) {
+  Cursor cursor(txn, dbi);
+  MDB_val k, d;
+  uint64_t n = 0;
+  for (bool more = cursor.get(&k, &d, MDB_FIRST); more; more = cursor.get(&k, &d, MDB_NEXT)) {
+    fn(view(k), view(d));
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+void set_damage_reporter(void (*report)(const char* message)) {
+  g_damage_reporter = report;
+}
+
+std::string Store::verify(bool full) const {
+  auto r = read();
+  MDB_txn* txn = r->txn_;
+  const std::pair<const char*, MDB_dbi> dbs[] = {{"data", dbis_.data},
+                                                 {"meta", dbis_.meta},
+                                                 {"wscache", dbis_.wscache},
+                                                 {"txns", dbis_.txns},
+                                                 {"txn_seqnos", dbis_.txn_seqnos}};
+  std::string summary;
+  for (const auto& [name, dbi] : dbs) {
+    MDB_stat st;
+    check(mdb_stat(txn, dbi, &st), fmt::format("stat of database {}", name));
+    Cursor cursor(txn, dbi);
+    MDB_val k, d;
+    cursor.get(&k, &d, MDB_FIRST);
+    cursor.get(&k, &d, MDB_LAST);
+    summary += fmt::format("{}{}: {} entries", summary.empty() ? "" : ", ", name, st.ms_entries);
+  }
+  if (!full) return summary;
+  ContentHash recomputed;
+  walk(txn, dbis_.data, [&](std::string_view key, std::string_view raw) {
+    Versioned v = decode_data(raw);
+    recomputed.add(key, v.version, v.value);
+  });
+  uint64_t log_bytes = 0;
+  walk(txn, dbis_.wscache, [&](std::string_view, std::string_view d) { log_bytes += d.size(); });
+  for (MDB_dbi dbi : {dbis_.meta, dbis_.txns, dbis_.txn_seqnos})
+    walk(txn, dbi, [](std::string_view, std::string_view) {});
+  const Meta& m = r->meta();
+  if (recomputed != m.content_hash)
+    throw StorageError(StorageError::Kind::corrupt,
+                       fmt::format("storage: the data does not match its content hash: recorded "
+                                   "{}, recomputed {} (at seqno {})",
+                                   m.content_hash.hex(), recomputed.hex(), m.last_committed));
+  if (log_bytes != m.log_bytes)
+    throw StorageError(StorageError::Kind::corrupt,
+                       fmt::format("storage: the write-set log holds {} bytes, its meta says {}",
+                                   log_bytes, m.log_bytes));
+  return summary + fmt::format("; content hash {} matches the data, seqno {}", m.content_hash.hex(),
+                               m.last_committed);
+}
+
+VerifyReport verify_store(const Options& options, bool full) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return {
+        false, false,
+        fmt::format("storage: cannot check {}: pipe: {}", options.dir.string(), strerror(errno))};
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return {
+        false, false,
+        fmt::format("storage: cannot check {}: fork: {}", options.dir.string(), strerror(errno))};
+  }
+  if (pid == 0) {  // the child: whatever LMDB does to it, only the report leaves it
+    ::close(fds[0]);
+    static int report_fd = fds[1];
+    set_damage_reporter([](const char* msg) {
+      [[maybe_unused]] auto n = ::write(report_fd, msg, std::strlen(msg));
+    });
+    std::string out;
+    int code = 0;
+    try {
+      out = Store::open(options)->verify(full);
+    } catch (const StorageError& e) {
+      out = e.what();
+      code = e.kind() == StorageError::Kind::corrupt ? 1 : 2;
+    } catch (const std::exception& e) {
+      out = e.what();
+      code = 1;
+    }
+    [[maybe_unused]] auto n = ::write(fds[1], out.data(), out.size());
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    got.append(buf, n);
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, false, got};
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) return {false, false, got};
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !got.empty()) return {false, true, got};
+  const std::string how = WIFSIGNALED(status) ? fmt::format("signal {} ({})", WTERMSIG(status),
+                                                            strsignal(WTERMSIG(status)))
+                                              : fmt::format("exit status {}", WEXITSTATUS(status));
+  return {false, true,
+          fmt::format("storage: the data file in {} is damaged: reading it crashed the "
+                      "checking process ({}){}{}",
+                      options.dir.string(), how, got.empty() ? "" : ": ", got)};
 }
 
 uint64_t Store::free_bytes() const {

@@ -152,6 +152,23 @@ class WriteTxn : public ReadView {
   void write_meta();
 };
 
+struct VerifyReport {
+  bool ok = false;
+  bool damaged = false;  // not ok because the store is damaged (not because it is in use, say)
+  std::string message;   // what was checked, or what is wrong
+};
+
+// Checks the store in options.dir without trusting it, in a child process: a damaged file that
+// makes LMDB fail an assertion or touch a page past the end of the file (SIGBUS) takes down only
+// the child, and the report says so. full: reads every entry of every database and compares the
+// recomputed content hash with the recorded one; otherwise only the file size, the database
+// roots and both ends of each database. REQUIRES: no Store of this process has dir open.
+VerifyReport verify_store(const Options& options, bool full);
+
+// LMDB aborts the process when it finds its file inconsistent; this is called first, with what
+// it found, so that the reason reaches the log. Default: a line on stderr.
+void set_damage_reporter(void (*report)(const char* message));
+
 class Store {
  public:
   // Opens (creating if empty) the environment in options.dir. Throws StorageError: the dir is in
@@ -175,6 +192,10 @@ class Store {
   // Writes a snapshot read from fd into dir (which must not hold an environment yet).
   static void restore_from(int fd, const std::filesystem::path& dir);
 
+  // The checks of verify_store, in this process: throws StorageError(corrupt) naming what is
+  // wrong, else returns a summary of what was read.
+  std::string verify(bool full) const;
+
   const Options& options() const { return options_; }
   uint64_t map_bytes() const { return map_bytes_; }
   // Bytes available to this process on the data dir's file system.
@@ -184,6 +205,7 @@ class Store {
   Store(const Options& options, int lock_fd);
   void open_env();
   void check_format();
+  void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;
   [[noreturn]] void fail_io(int rc) const;
 

@@ -241,3 +241,79 @@ TEST_CASE("a low descriptor limit caps connections below it - no spinning, no fl
   CHECK(s.node.process.running());
   CHECK(s.cli({"put", "k", "v"}).code == 0);
 }
+
+namespace {
+
+// A stopped node's data dir with some data, copied to `name` and damaged by `damage`.
+std::filesystem::path damaged_copy(
+    const std::filesystem::path& from, const TempDir& dir, const std::string& name,
+    const std::function<void(const std::filesystem::path&)>& damage) {
+  const auto to = dir / name;
+  std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(to / "LOCK");
+  damage(to / "data.mdb");
+  return to;
+}
+
+void overwrite(const std::filesystem::path& file, uint64_t at, uint64_t bytes) {
+  std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekp(static_cast<std::streamoff>(at));
+  const std::string junk(bytes, '\xab');
+  f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+}
+
+CliResult verify(const std::filesystem::path& data_dir) {
+  return run({TUTTID_BIN, "--data-dir", data_dir.string(), "--verify"});
+}
+
+}  // namespace
+
+TEST_CASE("a damaged data file is refused with a clear message - --verify finds it") {
+  TempDir dir;
+  {
+    Single s;
+    for (int t = 0; t < 6; ++t) {
+      json writes = json::array();
+      for (int i = 0; i < 50; ++i)
+        writes.push_back(
+            {{"key", "k" + std::to_string(t * 50 + i)}, {"value", std::string(3000, 'a' + t)}});
+      REQUIRE(s.cli({"txn", "-"}, json{{"writes", writes}}.dump()).code == 0);
+    }
+    CHECK(verify(s.node.data_dir).code == 2);  // in use: cannot check, not "damaged"
+    s.node.process.signal(SIGTERM);
+    REQUIRE(s.node.process.wait() == 0);
+    std::filesystem::copy(s.node.data_dir, dir / "good", std::filesystem::copy_options::recursive);
+  }
+  const auto good = dir / "good";
+  std::filesystem::remove(good / "LOCK");
+  const uint64_t size = std::filesystem::file_size(good / "data.mdb");
+  REQUIRE(size > (1u << 20));
+
+  auto ok = verify(good);
+  CHECK(ok.code == 0);
+  CHECK_THAT(ok.out, Catch::StartsWith("ok:") && Catch::Contains("content hash"));
+
+  auto half =
+      damaged_copy(good, dir, "half", [&](auto f) { std::filesystem::resize_file(f, size / 2); });
+  auto empty =
+      damaged_copy(good, dir, "empty", [&](auto f) { std::filesystem::resize_file(f, 0); });
+  auto tail = damaged_copy(good, dir, "tail", [&](auto f) { overwrite(f, size - 65536, 65536); });
+  auto middle = damaged_copy(good, dir, "middle", [&](auto f) { overwrite(f, size / 2, 65536); });
+  for (const auto& d : {half, empty, tail, middle}) {
+    INFO(d.filename().string());
+    auto v = verify(d);
+    CHECK(v.code == 1);
+    CHECK_THAT(v.out, Catch::StartsWith("DAMAGED"));
+  }
+  for (const auto& d : {half, empty}) {
+    NodeProcess n{"n1", d};
+    REQUIRE_THROWS(n.start());
+    INFO(n.log_text());
+    CHECK_THAT(n.log_text(), Catch::Contains("data.mdb"));
+    CHECK(std::filesystem::file_size(d / "data.mdb") < size);  // not re-created, not grown
+  }
+  NodeProcess restarted{"n1", good};
+  restarted.start();
+  CHECK(run({TUTTI_BIN, "--node", restarted.client_addr(), "get", "--local", "k0"}).out ==
+        std::string(3000, 'a') + "\n");
+}

@@ -218,6 +218,40 @@ void Daemon::shut_down(int signo) {
   });
 }
 
+// tuttid --verify: reads the whole store and says whether it is sound. Exit 0 sound, 1 damaged,
+// 2 could not check (in use by a running node, say).
+int verify(const Flags& f) {
+  storage::Options options;
+  options.dir = f.data_dir;
+  if (!std::filesystem::exists(options.dir / "data.mdb")) {
+    std::cerr << "tuttid --verify: " << f.data_dir << " holds no store (no data.mdb)\n";
+    return 1;
+  }
+  auto report = storage::verify_store(options, true);
+  if (report.ok) {
+    std::cout << "ok: " << f.data_dir << ": " << report.message << "\n";
+    return 0;
+  }
+  if (!report.damaged) {
+    std::cerr << "tuttid --verify: could not check " << f.data_dir << ": " << report.message
+              << "\n";
+    return 2;
+  }
+  std::cout << "DAMAGED: " << f.data_dir << ": " << report.message << "\n";
+  return 1;
+}
+
+// A page of the memory-mapped store that is not in the file (truncated under a running node):
+// say so before dying of it. Only async-signal-safe calls here.
+void on_sigbus(int) {
+  static const char msg[] =
+      "tuttid: SIGBUS: the data file is shorter than the store needs (truncated or damaged "
+      "while running); the node stops. Check it with tuttid --data-dir DIR --verify\n";
+  [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+  std::signal(SIGBUS, SIG_DFL);
+  std::raise(SIGBUS);
+}
+
 int run(const Flags& f) {
   core::parse_host_port(f.client_addr);
   core::parse_host_port(f.gcs_addr);
@@ -231,6 +265,11 @@ int run(const Flags& f) {
   if (f.fault_write_delay.count() > 0)
     spdlog::warn("fault injection: every storage write waits {} ms (--fault-slow-disk)",
                  f.fault_write_delay.count());
+  if (std::filesystem::exists(options.dir / "data.mdb")) {
+    // In a child first: a damaged file must not take this process down before it says why.
+    auto report = storage::verify_store(options, false);
+    if (!report.ok) throw std::runtime_error(report.message);
+  }
   auto store = storage::Store::open(options);
   check_identity(*store, f);
   Daemon daemon(f, *store);
@@ -246,10 +285,15 @@ int main(int argc, char** argv) {
       "Start the first node of a new cluster with --bootstrap, the others with --peers\n"
       "(any running member's --gcs-addr). Restart any node on the same --data-dir without\n"
       "either: it rejoins the members it remembers."};
-  app.add_option("--name", f.name, "node name, shown in logs and status")->required();
+  bool verify_only = false;
+  app.add_option("--name", f.name, "node name, shown in logs and status (required)");
   app.add_option("--data-dir", f.data_dir, "directory of the node's LMDB environment")->required();
-  app.add_option("--client-addr", f.client_addr, "HOST:PORT to serve clients on")->required();
-  app.add_option("--gcs-addr", f.gcs_addr, "HOST:PORT for group communication")->required();
+  app.add_option("--client-addr", f.client_addr, "HOST:PORT to serve clients on (required)");
+  app.add_option("--gcs-addr", f.gcs_addr, "HOST:PORT for group communication (required)");
+  app.add_flag("--verify", verify_only,
+               "only check the store in --data-dir: read every entry and compare the content "
+               "hash with the recorded one; prints ok or DAMAGED, exit 0 or 1 (2: could not check, "
+               "say the node is running)");
   app.add_option("--peers", f.peers,
                  "HOST:PORT,... gcs addresses of members to join through (any one that answers "
                  "will do)");
@@ -359,6 +403,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (verify_only) return verify(f);
+  for (const auto& [value, flag] : {std::pair{&f.name, "--name"},
+                                    {&f.client_addr, "--client-addr"},
+                                    {&f.gcs_addr, "--gcs-addr"}})
+    if (value->empty()) {
+      std::cerr << flag << " is required\nRun with --help for more information.\n";
+      return 2;
+    }
   if (f.gcs.suspect_timeout <= 2 * f.gcs.heartbeat_interval) {
     std::cerr << "--suspect-timeout must be more than twice --heartbeat-interval\n";
     return 2;
@@ -371,7 +423,9 @@ int main(int argc, char** argv) {
   f.server.max_buffered_bytes = buffer_mib << 20;
   f.gcs.limits.max_message_bytes = f.limits.max_writeset_bytes;
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGBUS, on_sigbus);
   setup_logging(f);
+  storage::set_damage_reporter([](const char* msg) { spdlog::critical("{}", msg); });
   try {
     return run(f);
   } catch (const std::exception& e) {
