@@ -492,9 +492,11 @@ void Node::on_view(const gcs::ViewEvent& ev) {
   answer_views();
 }
 
-// Flow control: a node whose disk falls behind (a batch found more write-sets waiting than the
-// bound, or took longer than the bound to write) asks the group to pause rather than fall further
-// behind, and lets it go on once it has been quick again for as long as the slow write took.
+// Flow control: a node whose disk falls behind asks the group to pause rather than fall further
+// behind: when a batch found more write-sets waiting than the bound, or took longer than the
+// bound to write while write-sets waited for it. A slow write with nothing waiting (the process
+// was stopped meanwhile, say) is no backlog and pauses nothing. The pause is released once no
+// backlog has been seen for as long as the slow write took (at least the bound).
 void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time) {
   auto& member = group_.member();
   const auto pausing = member.paused_by();
@@ -503,10 +505,11 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
       spdlog::info("member '{}' asks the group to pause (flow control)", member_name(p));
   pausing_ = pausing;
   const auto now = std::chrono::steady_clock::now();
-  if (backlog > limits_.flow_pause_backlog || write_time > limits_.flow_pause_write_time) {
+  const bool slow = write_time > limits_.flow_pause_write_time;
+  if (backlog > limits_.flow_pause_backlog || (slow && backlog > 0)) {
     pause_until_ = now + std::max<std::chrono::steady_clock::duration>(
                              write_time, limits_.flow_pause_write_time);
-    if (flow_paused_) return;
+    if (flow_paused_ || !group_.primary()) return;
     spdlog::warn("{} write-sets took {} ms to reach this node's disk: asking the group to pause",
                  backlog,
                  std::chrono::duration_cast<std::chrono::milliseconds>(write_time).count());
@@ -514,7 +517,7 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
     paused_in_view_ = paused_in_view_ || group_.primary();
     member.set_flow_pause(true);
     schedule_flush();
-  } else if (flow_paused_ && now >= pause_until_) {
+  } else if (flow_paused_ && (now >= pause_until_ || !group_.primary())) {
     spdlog::info("caught up: letting the group go on");
     flow_paused_ = false;
     member.set_flow_pause(false);

@@ -426,11 +426,24 @@ void Member::maybe_propose() {
   // Flow control is bounded: a member that holds the group paused too long is evicted; it may
   // come back once it has caught up. Every member judges so (the pauser may be the coordinator),
   // and the next coordinator proposes a view without it.
+  // Eviction never takes the majority away: when the members to evict, with those already
+  // excluded, weigh half the view or more, the group stays paused and primary instead.
   if (phase_ == Phase::operational && view_.primary) {
+    std::vector<NodeId> evict;
     for (const auto& [n, since] : pausing_since_)
       if (n != self_ && now_ - since >= cfg_.max_flow_pause &&
           std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
-        excluded_until_[n] = now_ + cfg_.exclude_time;
+        evict.push_back(n);
+    uint64_t total = 0, staying = 0;
+    for (const auto& n : view_.members) {
+      total += weight(n);
+      auto ex = excluded_until_.find(n);
+      const bool out = std::find(evict.begin(), evict.end(), n) != evict.end() ||
+                       (ex != excluded_until_.end() && ex->second > now_);
+      if (!out) staying += weight(n);
+    }
+    if (2 * staying > total)
+      for (const auto& n : evict) excluded_until_[n] = now_ + cfg_.exclude_time;
   }
   std::vector<NodeId> alive = alive_set();
   if (alive.front() != self_) return;

@@ -181,3 +181,18 @@ TEST_CASE("a database that cannot grow refuses commits clearly - reads go on") {
   CHECK(h.group->stuck());
   CHECK(std::get<ValueReply>(h.call(Request{1, GetRequest{"k"}}).body).value == "v");
 }
+
+TEST_CASE("a slow write with no write-sets waiting is no backlog - it pauses nothing") {
+  storage::Options o;
+  o.fault_write_delay = std::chrono::milliseconds(300);  // as if the process was stopped
+  NodeLimits limits;
+  limits.flow_pause_write_time = std::chrono::milliseconds(100);
+  Harness h(o, limits);
+  h.node->directory_changed();  // a batch that writes meta only, slowly
+  h.node->flush();
+  CHECK(h.node->status().paused_by.empty());
+  // A slow write that write-sets waited for is a backlog: the group is asked to pause.
+  h.send(Request{1, CommitRequest{"t1", {}, {WriteItem{"k", "v"}}}});
+  h.node->flush();
+  CHECK(h.node->status().paused_by == std::vector<std::string>{"n1"});
+}

@@ -337,7 +337,9 @@ TEST_CASE("memory durability: a clean stop keeps every acknowledged put") {
   s.node.process.signal(SIGTERM);
   stream.stop = true;
   writer.join();
-  CHECK(s.node.process.wait() == 0);
+  const int status = s.node.process.wait();
+  INFO("tuttid log:\n" << s.node.log_text());
+  CHECK(status == 0);
   s.node.start({"--durability", "memory"});
   check_all_acked_present(s, stream, "memory");
 }

@@ -272,6 +272,26 @@ TEST_CASE("gcs: a member that holds the group paused past the bound is evicted a
   CHECK(c.member("n3").durable().delivered == 10);
 }
 
+TEST_CASE("gcs: flow-control eviction never takes the majority away") {
+  Cluster c(with_faults(14, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.flow_pause("n2", true);
+  c.flow_pause("n3", true);
+  c.broadcast("n1", 10);
+  c.run_for(8000);  // past max_flow_pause for both: evicting them would leave n1 alone
+  CHECK(in_view(c, "n1", {"n1", "n2", "n3"}));
+  CHECK(c.member("n1").view().primary);
+  c.flow_pause("n2", false);
+  c.run_for(2000);  // n3 alone holds the pause, long past the bound: n3 is evicted at once
+  INFO(c.member("n1").debug_string() << "\n" << c.member("n2").debug_string());
+  CHECK(in_view(c, "n1", {"n1", "n2"}));
+  CHECK(c.member("n2").durable().delivered == 10);
+  c.flow_pause("n3", false);
+  REQUIRE(c.settle(20000).empty());
+  CHECK(in_view(c, "n3", {"n1", "n2", "n3"}));
+}
+
 TEST_CASE("gcs: member weights decide the primary component") {
   SimOptions o = with_faults(13, {});
   o.weights = {{"n1", 3}};  // n1 weighs as much as n2..n4 together, plus one
