@@ -220,6 +220,7 @@ void set_status(wire::Response::Status::Builder out, const StatusReply& s) {
   out.setViewId(s.view_id);
   auto paused = out.initPausedBy(s.paused_by.size());
   for (size_t i = 0; i < s.paused_by.size(); ++i) paused.set(i, s.paused_by[i]);
+  out.setWaitingFor(s.waiting_for);
 }
 
 StatusReply status_from(wire::Response::Status::Reader s) {
@@ -233,7 +234,8 @@ StatusReply status_from(wire::Response::Status::Reader s) {
                   str(s.getNodeUuid()),
                   str(s.getDurability()),
                   str(s.getViewId()),
-                  {}};
+                  {},
+                  str(s.getWaitingFor())};
   for (auto p : s.getPausedBy()) out.paused_by.push_back(str(p));
   return out;
 }

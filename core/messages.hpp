@@ -127,6 +127,7 @@ struct StatusReply {
   std::string durability;
   std::string view_id;
   std::vector<std::string> paused_by;  // names of members holding the group paused
+  std::string waiting_for;             // when not primary: what the node waits for
 };
 struct MemberEntry {
   std::string name;

@@ -180,6 +180,10 @@ void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
 // read arrived: once the marker is applied here, so is everything ordered before it.
 void Node::read_after_marker(Request request, ReplyFn reply) {
   const uint64_t id = request.id;
+  if (!persist_error_.empty())
+    return reply(Response{
+        id, error(ErrorCode::storage, not_primary_reason() + "; a --local read answers from its "
+                                                             "(possibly stale) snapshot")});
   if (!group_.primary())
     return reply(Response{
         id, error(ErrorCode::not_primary, not_primary_reason() +
@@ -196,14 +200,45 @@ void Node::read_after_marker(Request request, ReplyFn reply) {
 }
 
 std::string Node::not_primary_reason() const {
+  if (!persist_error_.empty())
+    return "not primary: this node cannot write to its data dir (" + persist_error_ +
+           "), so the group goes on without it";
   if (group_.member().durable().needs_transfer)
     return fmt::format(
         "not primary: this node is behind the group (it applied up to seqno {}) and waits for a "
         "state transfer",
         last_committed_);
+  return "not primary: " + waiting_for();
+}
+
+// What a node outside the primary component waits for, in an operator's words.
+std::string Node::waiting_for() const {
+  if (!persist_error_.empty())
+    return "its data dir to take writes again (" + persist_error_ + "); retried every " +
+           std::to_string(kPersistRetry.count()) + " ms";
+  if (group_.primary()) return "";
+  const auto& d = group_.member().durable();
+  if (d.needs_transfer)
+    return fmt::format("a state transfer: it applied up to seqno {}, the group is further",
+                       last_committed_);
+  if (!d.last_primary)
+    return "a primary component to join (it has never been in one: start the first node with "
+           "--bootstrap, the others with --peers)";
+  const auto& view = group_.view();
+  std::vector<std::string> here, missing;
+  for (const auto& m : d.last_primary->members) {
+    const bool in = std::find(view.members.begin(), view.members.end(), m) != view.members.end();
+    (in ? here : missing).push_back(member_name(m));
+  }
+  const bool memory = store_.options().durability == storage::Durability::memory;
   return fmt::format(
-      "not primary: this node is not in the primary component (its view has {} of the members)",
-      group_.view().members.size());
+      "{} of the last primary view {} ({}): this node's component holds {}; missing {}{}",
+      memory ? "all (memory durability, after a crash of every member) or a majority"
+             : "a majority",
+      view_text(d.last_primary->id), d.last_primary->members.size(),
+      here.empty() ? "none of them" : fmt::format("{}", fmt::join(here, ", ")),
+      fmt::join(missing, ", "),
+      group_.member().phase() == gcs::Phase::operational ? "" : " (a view change is under way)");
 }
 
 // One marker at a time: answering the marked reads can let their connection send more, which
@@ -394,6 +429,8 @@ void Node::flush() {
     persist_error_ = e.what();
     persist_failed_at_ = std::chrono::steady_clock::now();
     group_.advance(std::move(ready), false);
+    // Nothing it sends leaves until it can write, so reads waiting for a marker would hang.
+    fail_reads(error(ErrorCode::storage, not_primary_reason()));
     return;
   }
   if (!persist_error_.empty()) spdlog::info("persisting works again");
@@ -456,8 +493,8 @@ void Node::on_view(const gcs::ViewEvent& ev) {
   } else {
     spdlog::warn(
         "view {} installed: NON-PRIMARY, {} members [{}]: writes and linearizable reads "
-        "are refused until a primary component forms",
-        view_text(ev.view.id), names.size(), fmt::join(names, ", "));
+        "are refused until a primary component forms; waiting for {}",
+        view_text(ev.view.id), names.size(), fmt::join(names, ", "), waiting_for());
   }
   if (ev.self_needs_transfer)
     spdlog::warn(
@@ -534,7 +571,13 @@ std::string Node::member_name(const gcs::NodeId& id) const {
 }
 
 NodeState Node::state() const {
-  return group_.primary() ? NodeState::synced : NodeState::joining;
+  return primary() ? NodeState::synced : NodeState::joining;
+}
+
+// Primary as clients should see it: a node that cannot persist acknowledges nothing, and the
+// group has gone on without it whatever its own view still says.
+bool Node::primary() const {
+  return group_.primary() && persist_error_.empty();
 }
 
 StatusReply Node::status() const {
@@ -544,7 +587,7 @@ StatusReply Node::status() const {
   StatusReply s;
   s.name = name_;
   s.state = to_string(state());
-  s.primary = group_.primary();
+  s.primary = primary();
   s.cluster_size = static_cast<uint32_t>(view.members.size());
   s.last_committed = meta.last_committed;
   s.history_uuid = meta.history_uuid.empty() ? "" : uuid_text(meta.history_uuid);
@@ -553,6 +596,7 @@ StatusReply Node::status() const {
   s.durability = store_.options().durability == storage::Durability::fsync ? "fsync" : "memory";
   s.view_id = view_text(view.id);
   for (const auto& p : group_.member().paused_by()) s.paused_by.push_back(member_name(p));
+  s.waiting_for = waiting_for();
   return s;
 }
 

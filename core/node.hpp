@@ -93,6 +93,8 @@ class Node {
   uint64_t free_bytes(uint64_t reserve) const;
   bool stale(Consistency consistency) const;
   std::string not_primary_reason() const;
+  std::string waiting_for() const;
+  bool primary() const;
   void persist(gcs::MemberReady& ready, std::vector<Decision>& decided);
   void after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided);
   void on_view(const gcs::ViewEvent& event);

@@ -1,5 +1,6 @@
 #include "gcs/transport.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -165,9 +166,14 @@ Transport::Transport(asio::io_context& io, TransportConfig config,
       cfg_(std::move(config)),
       history_(std::move(history)),
       acceptor_(io),
-      gossip_timer_(io) {
+      gossip_timer_(io),
+      accept_retry_(io) {
+  // Remembered members were shown in an earlier run; the clock for forgetting them starts now.
   for (const auto& p : cfg_.known)
-    if (p.uuid != cfg_.self.uuid) directory_[p.uuid] = p;
+    if (p.uuid != cfg_.self.uuid && p.uuid.size() == 16) {
+      directory_[p.uuid] = p;
+      last_up_[p.uuid] = Clock::now();
+    }
 }
 
 Transport::~Transport() {
@@ -192,6 +198,7 @@ void Transport::stop() {
   asio::error_code ec;
   acceptor_.close(ec);
   gossip_timer_.cancel();
+  accept_retry_.cancel();
   auto inbound = std::move(inbound_);
   for (auto& c : inbound) c->detach();
   for (auto& [addr, d] : dials_) {
@@ -207,20 +214,46 @@ uint16_t Transport::local_port() const {
 
 void Transport::accept() {
   acceptor_.async_accept([this](asio::error_code ec, asio::ip::tcp::socket socket) {
-    if (stopped_) return;
-    if (ec) {
-      if (ec != asio::error::operation_aborted) spdlog::warn("gcs accept: {}", ec.message());
-    } else {
-      asio::error_code e2;
-      auto remote = socket.remote_endpoint(e2);
-      auto c = std::make_shared<Connection>(
-          *this, std::move(socket), Connection::Kind::inbound,
-          e2 ? std::string("?")
-             : remote.address().to_string() + ":" + std::to_string(remote.port()));
-      inbound_.insert(c);
-      c->start();
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (ec) return on_accept_error(ec);
+    if (accept_failures_ > 0) {
+      spdlog::info("gcs: accepting connections again, after {} failed attempts", accept_failures_);
+      accept_failures_ = 0;
     }
+    size_t unwelcomed = 0;
+    for (const auto& c : inbound_) unwelcomed += c->welcomed ? 0 : 1;
+    asio::error_code e2;
+    auto remote = socket.remote_endpoint(e2);
+    const std::string label =
+        e2 ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    if (unwelcomed >= cfg_.max_unwelcomed_inbound) {
+      if (inbound_refused_++ == 0)
+        spdlog::warn(
+            "gcs: {} connections are waiting for their handshake, the limit: closing "
+            "new ones (from {} first) until one completes",
+            unwelcomed, label);
+      socket.close(e2);
+      return accept();
+    }
+    inbound_refused_ = 0;
+    auto c =
+        std::make_shared<Connection>(*this, std::move(socket), Connection::Kind::inbound, label);
+    inbound_.insert(c);
+    c->start();
     accept();
+  });
+}
+
+// Out of descriptors (or memory), accepting again at once would spin: wait, say so once.
+void Transport::on_accept_error(const asio::error_code& ec) {
+  if (accept_failures_++ == 0)
+    spdlog::error(
+        "gcs: accepting a connection failed: {}; retrying every 100 ms, quietly until "
+        "it works again",
+        ec.message());
+  accept_retry_.expires_after(std::chrono::milliseconds(100));
+  accept_retry_.async_wait([this](asio::error_code e) {
+    if (!e && !stopped_) accept();
   });
 }
 
@@ -291,7 +324,17 @@ void Transport::on_frame(Connection& c, Frame frame) {
     if (c.kind() == Connection::Kind::outbound && !c.welcomed) return on_welcome(c, *welcome);
   } else if (c.welcomed) {
     if (auto* dir = std::get_if<Directory>(&frame)) {
-      for (size_t i = 0; i < dir->size(); ++i) learn((*dir)[i], i == 0 && (*dir)[i].uuid == c.peer);
+      // The sender's own entry updates what it says of itself once it is shown; the rest are
+      // claims until this node is welcomed at their addresses.
+      for (size_t i = 0; i < dir->size(); ++i) {
+        const PeerInfo& p = (*dir)[i];
+        if (i == 0 && p.uuid == c.peer && directory_.count(p.uuid) &&
+            directory_[p.uuid].gcs_addr == p.gcs_addr) {
+          learn(p, true);
+        } else {
+          learn(p, false);
+        }
+      }
       return;
     }
     auto& m = std::get<Message>(frame);
@@ -317,7 +360,8 @@ void Transport::on_hello(Connection& c, Hello& hello) {
   }
   c.peer = hello.self.uuid;
   c.handshake_done();
-  learn(hello.self, true);
+  last_up_[c.peer] = Clock::now();
+  learn(hello.self, false);  // a claim: shown only once this node dials it and is welcomed
   if (on_peer) on_peer(c.peer);
 }
 
@@ -345,6 +389,7 @@ void Transport::on_welcome(Connection& c, Welcome& w) {
   c.peer = w.self.uuid;
   c.handshake_done();
   route_[d.uuid] = c.label();
+  last_up_[d.uuid] = Clock::now();
   spdlog::info("gcs: link to '{}' ({}) is up", w.self.name, c.label());
   learn(w.self, true);
   Directory dir = directory();
@@ -382,21 +427,88 @@ void Transport::on_closed(Connection& c, const std::string& reason) {
   redial_later(c.label());
 }
 
-void Transport::learn(const PeerInfo& peer, bool authoritative) {
+void Transport::learn(const PeerInfo& peer, bool shown) {
   if (peer.uuid == cfg_.self.uuid || peer.uuid.size() != 16) return;
-  auto [it, fresh] = directory_.try_emplace(peer.uuid, peer);
-  bool changed = fresh;
-  if (!fresh && authoritative) {
-    changed = it->second.gcs_addr != peer.gcs_addr || it->second.client_addr != peer.client_addr ||
-              it->second.name != peer.name;
-    it->second = peer;
+  auto known = directory_.find(peer.uuid);
+  if (!shown) {
+    // A member already shown keeps its address; a claim is only dialed, to be checked.
+    if (known == directory_.end() && !peer.gcs_addr.empty()) {
+      claims_.try_emplace(peer.uuid, Claim{peer, Clock::now()});
+      dial(peer.gcs_addr);
+    }
+    return;
   }
-  if (!peer.gcs_addr.empty()) dial(it->second.gcs_addr);
+  claims_.erase(peer.uuid);
+  bool changed = known == directory_.end();
+  if (!changed)
+    changed = known->second.gcs_addr != peer.gcs_addr ||
+              known->second.client_addr != peer.client_addr || known->second.name != peer.name;
+  directory_[peer.uuid] = peer;
+  last_up_[peer.uuid] = Clock::now();
+  if (!peer.gcs_addr.empty()) dial(peer.gcs_addr);
+  if (changed && on_directory_change) on_directory_change();
+}
+
+bool Transport::addr_in_use(const std::string& addr) const {
+  if (std::find(cfg_.seeds.begin(), cfg_.seeds.end(), addr) != cfg_.seeds.end()) return true;
+  for (const auto& [uuid, p] : directory_)
+    if (p.gcs_addr == addr) return true;
+  for (const auto& [uuid, c] : claims_)
+    if (c.peer.gcs_addr == addr) return true;
+  return false;
+}
+
+void Transport::drop_dial(const std::string& addr) {
+  if (addr_in_use(addr)) return;
+  auto it = dials_.find(addr);
+  if (it == dials_.end()) return;
+  if (it->second.retry) it->second.retry->cancel();
+  auto conn = std::move(it->second.conn);
+  dials_.erase(it);
+  if (conn) conn->close("no longer dialed");
+}
+
+// Claims not shown in time, and members unreachable for forget_after, are no longer dialed.
+void Transport::expire() {
+  const auto now = Clock::now();
+  std::vector<std::string> drop;
+  for (auto it = claims_.begin(); it != claims_.end();) {
+    if (now - it->second.since < cfg_.claim_ttl) {
+      ++it;
+      continue;
+    }
+    spdlog::info(
+        "gcs: no longer dialing {} (claimed by '{}' {}): nobody answered there as that "
+        "member within {} ms",
+        it->second.peer.gcs_addr, it->second.peer.name, hex8(it->first), cfg_.claim_ttl.count());
+    drop.push_back(it->second.peer.gcs_addr);
+    it = claims_.erase(it);
+  }
+  bool changed = false;
+  for (auto it = directory_.begin(); it != directory_.end();) {
+    bool up = route_.count(it->first) > 0;
+    for (const auto& c : inbound_) up = up || (c->welcomed && c->peer == it->first);
+    if (up) last_up_[it->first] = now;
+    if (up || now - last_up_[it->first] < cfg_.forget_after) {
+      ++it;
+      continue;
+    }
+    spdlog::warn(
+        "gcs: forgetting member '{}' ({}): unreachable for {} s; it is dialed again "
+        "once it comes back and dials this node",
+        it->second.name, it->second.gcs_addr, cfg_.forget_after.count() / 1000);
+    drop.push_back(it->second.gcs_addr);
+    last_up_.erase(it->first);
+    it = directory_.erase(it);
+    changed = true;
+  }
+  for (const auto& addr : drop) drop_dial(addr);
   if (changed && on_directory_change) on_directory_change();
 }
 
 void Transport::gossip() {
   if (stopped_) return;
+  expire();
   const std::string bytes = framed(directory());
   for (auto& [addr, d] : dials_)
     if (d.up && d.conn) d.conn->send(bytes);

@@ -8,6 +8,12 @@
 // frame closes its link. Dropped links are dialed again with backoff. What waits for one write goes
 // out in the next (batching). A send to a member without a working link is dropped: the protocol
 // resends what matters.
+//
+// What a peer claims is not believed until it is shown: a member's address enters the directory
+// (which is gossiped and persisted) only once this node dialed it and was welcomed there by that
+// member. Claimed addresses (from a Hello or from gossip) are dialed to check them, for a bounded
+// time; a member unreachable for `forget_after` is dropped and no longer dialed. Connections not
+// yet welcomed are capped, and failing accepts back off instead of spinning.
 #pragma once
 
 #include <asio.hpp>
@@ -34,6 +40,9 @@ struct TransportConfig {
   std::chrono::milliseconds handshake_timeout{3000};
   std::chrono::milliseconds max_backoff{2000};
   std::chrono::milliseconds gossip_interval{1000};
+  std::chrono::milliseconds forget_after{24 * 3600 * 1000};  // unreachable this long: dropped
+  std::chrono::milliseconds claim_ttl{30000};  // a claimed address not shown by then: dropped
+  size_t max_unwelcomed_inbound = 64;
 };
 
 class Connection;
@@ -76,7 +85,17 @@ class Transport final : public Outbox {
     std::string last_refusal;
   };
 
+  using Clock = std::chrono::steady_clock;
+  struct Claim {  // a member's address as told, not yet shown
+    PeerInfo peer;
+    Clock::time_point since;
+  };
+
   void accept();
+  void on_accept_error(const asio::error_code& ec);
+  void expire();
+  void drop_dial(const std::string& addr);
+  bool addr_in_use(const std::string& addr) const;
   void dial(const std::string& addr);
   void redial_later(const std::string& addr);
   void on_frame(Connection& c, Frame frame);
@@ -85,18 +104,23 @@ class Transport final : public Outbox {
   void on_closed(Connection& c, const std::string& reason);
   std::string refusal(uint16_t version, const std::string& cluster, const std::string& history,
                       const PeerInfo& peer) const;
-  void learn(const PeerInfo& peer, bool authoritative);
+  // shown: this node dialed the peer's address and was welcomed there by it.
+  void learn(const PeerInfo& peer, bool shown);
   void gossip();
 
   asio::io_context& io_;
   TransportConfig cfg_;
   std::function<std::string()> history_;
   asio::ip::tcp::acceptor acceptor_;
-  asio::steady_timer gossip_timer_;
+  asio::steady_timer gossip_timer_, accept_retry_;
+  uint64_t accept_failures_ = 0;
+  uint64_t inbound_refused_ = 0;
   bool stopped_ = false;
   std::map<std::string, Dial> dials_;  // by gcs address
   std::set<std::shared_ptr<Connection>> inbound_;
-  std::map<NodeId, PeerInfo> directory_;
+  std::map<NodeId, PeerInfo> directory_;         // members shown
+  std::map<NodeId, Clock::time_point> last_up_;  // when a link with each was last up
+  std::map<NodeId, Claim> claims_;
   std::map<NodeId, std::string> route_;  // member -> the address of its dialed link
 };
 

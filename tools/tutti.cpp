@@ -321,7 +321,8 @@ int cmd_status(const Options& o) {
            {"node_uuid", s.node_uuid},
            {"durability", s.durability},
            {"view_id", s.view_id},
-           {"paused_by", s.paused_by}};
+           {"paused_by", s.paused_by},
+           {"waiting_for", s.waiting_for}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "name:           " << s.name << "\n"
@@ -338,6 +339,7 @@ int cmd_status(const Options& o) {
               << (s.paused_by.empty() ? std::string("-")
                                       : fmt::format("{}", fmt::join(s.paused_by, ", ")))
               << "\n";
+    if (!s.waiting_for.empty()) std::cout << "waiting for:    " << s.waiting_for << "\n";
   }
   return kOk;
 }

@@ -31,6 +31,7 @@ struct Flags {
   core::ServerLimits server;
   uint64_t wscache_mib = 256;
   gcs::Config gcs;
+  int64_t gcs_forget_after_s = 24 * 3600;
   std::chrono::milliseconds fault_write_delay{0};
 };
 
@@ -136,6 +137,8 @@ int Daemon::run() {
   if (!f_.peers.empty())
     for (const auto& p : core::parse_host_port_list(f_.peers)) tc.seeds.push_back(p.text());
   tc.known = remembered_peers(store_);
+  tc.forget_after = std::chrono::seconds(f_.gcs_forget_after_s);
+  tc.claim_ttl = std::min<std::chrono::milliseconds>(tc.claim_ttl, tc.forget_after);
   auto member = std::make_unique<gcs::Member>(meta.node_uuid, core::load_durable(store_), f_.gcs,
                                               std::vector<gcs::NodeId>{}, now());
   gcs::Member* m = member.get();
@@ -380,6 +383,12 @@ int main(int argc, char** argv) {
                  "milliseconds a request frame may take to arrive whole once it started")
       ->capture_default_str()
       ->check(CLI::Range(100, 3600000));
+  app.add_option("--gcs-forget-after", f.gcs_forget_after_s,
+                 "seconds: a member unreachable this long is dropped from the directory and no "
+                 "longer dialed (it is found again when it dials back); an address a peer claims "
+                 "is dialed to check it for at most 30 s, or this long if shorter")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 365 * 24 * 3600));
   size_t buffer_mib = f.server.max_buffered_bytes >> 20;
   app.add_option("--client-buffer-limit", buffer_mib,
                  "MiB of partly received request frames held for all clients together; a client "

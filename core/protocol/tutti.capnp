@@ -133,6 +133,7 @@ struct Response {
     durability @8 :Text;
     viewId @9 :Text;
     pausedBy @10 :List(Text);   # names of the members holding the group paused (flow control)
+    waitingFor @11 :Text;       # when not primary: what this node waits for, in words
   }
   struct Member {
     name @0 :Text;
