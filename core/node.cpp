@@ -546,7 +546,7 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
   if (backlog > limits_.flow_pause_backlog || (slow && backlog > 0)) {
     pause_until_ = now + std::max<std::chrono::steady_clock::duration>(
                              write_time, limits_.flow_pause_write_time);
-    if (flow_paused_ || !group_.primary()) return;
+    if (flow_paused_) return;
     spdlog::warn("{} write-sets took {} ms to reach this node's disk: asking the group to pause",
                  backlog,
                  std::chrono::duration_cast<std::chrono::milliseconds>(write_time).count());
@@ -554,7 +554,7 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
     paused_in_view_ = paused_in_view_ || group_.primary();
     member.set_flow_pause(true);
     schedule_flush();
-  } else if (flow_paused_ && (now >= pause_until_ || !group_.primary())) {
+  } else if (flow_paused_ && now >= pause_until_) {
     spdlog::info("caught up: letting the group go on");
     flow_paused_ = false;
     member.set_flow_pause(false);
