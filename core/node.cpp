@@ -180,10 +180,6 @@ void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
 // read arrived: once the marker is applied here, so is everything ordered before it.
 void Node::read_after_marker(Request request, ReplyFn reply) {
   const uint64_t id = request.id;
-  if (!persist_error_.empty())
-    return reply(Response{
-        id, error(ErrorCode::storage, not_primary_reason() + "; a --local read answers from its "
-                                                             "(possibly stale) snapshot")});
   if (!group_.primary())
     return reply(Response{
         id, error(ErrorCode::not_primary, not_primary_reason() +
@@ -193,6 +189,12 @@ void Node::read_after_marker(Request request, ReplyFn reply) {
     if (auto* g = std::get_if<GetRequest>(&request.body)) return get(id, *g, reply);
     return scan(id, std::get<ScanRequest>(request.body), reply);
   }
+  // Alone, its snapshot holds every acknowledged commit even while it cannot persist; in a
+  // group, the marker it would send cannot leave until it can: refuse now rather than hang.
+  if (!persist_error_.empty())
+    return reply(Response{
+        id, error(ErrorCode::storage, not_primary_reason() + "; a --local read answers from its "
+                                                             "(possibly stale) snapshot")});
   if (reads_next_.size() + reads_marked_.size() >= limits_.max_waiting_reads)
     return reply(Response{id, error(ErrorCode::busy, "too many linearizable reads waiting")});
   reads_next_.push_back(PendingRead{std::move(request), std::move(reply)});
