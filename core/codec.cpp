@@ -9,6 +9,7 @@ namespace tutti::core {
 namespace {
 
 using capnp_bytes::as_data;
+using capnp_bytes::as_text;
 using capnp_bytes::first_segment_words;
 using capnp_bytes::str;
 using capnp_bytes::to_bytes;
@@ -208,19 +209,19 @@ ErrorCode from_wire(wire::ErrorCode c) {
 }
 
 void set_status(wire::Response::Status::Builder out, const StatusReply& s) {
-  out.setName(s.name);
-  out.setState(s.state);
+  out.setName(as_text(s.name));
+  out.setState(as_text(s.state));
   out.setPrimary(s.primary);
   out.setClusterSize(s.cluster_size);
   out.setLastCommitted(s.last_committed);
-  out.setHistoryUuid(s.history_uuid);
-  out.setContentHash(s.content_hash);
-  out.setNodeUuid(s.node_uuid);
-  out.setDurability(s.durability);
-  out.setViewId(s.view_id);
+  out.setHistoryUuid(as_text(s.history_uuid));
+  out.setContentHash(as_text(s.content_hash));
+  out.setNodeUuid(as_text(s.node_uuid));
+  out.setDurability(as_text(s.durability));
+  out.setViewId(as_text(s.view_id));
   auto paused = out.initPausedBy(s.paused_by.size());
-  for (size_t i = 0; i < s.paused_by.size(); ++i) paused.set(i, s.paused_by[i]);
-  out.setWaitingFor(s.waiting_for);
+  for (size_t i = 0; i < s.paused_by.size(); ++i) paused.set(i, as_text(s.paused_by[i]));
+  out.setWaitingFor(as_text(s.waiting_for));
 }
 
 StatusReply status_from(wire::Response::Status::Reader s) {
@@ -241,16 +242,16 @@ StatusReply status_from(wire::Response::Status::Reader s) {
 }
 
 void set_members(wire::Response::Members::Builder out, const MembersReply& m) {
-  out.setViewId(m.view_id);
+  out.setViewId(as_text(m.view_id));
   out.setPrimary(m.primary);
   auto list = out.initMembers(m.members.size());
   for (size_t i = 0; i < m.members.size(); ++i) {
     const MemberEntry& e = m.members[i];
-    list[i].setName(e.name);
-    list[i].setUuid(e.uuid);
-    list[i].setGcsAddr(e.gcs_addr);
-    list[i].setClientAddr(e.client_addr);
-    list[i].setState(e.state);
+    list[i].setName(as_text(e.name));
+    list[i].setUuid(as_text(e.uuid));
+    list[i].setGcsAddr(as_text(e.gcs_addr));
+    list[i].setClientAddr(as_text(e.client_addr));
+    list[i].setState(as_text(e.state));
     list[i].setLastCommitted(e.last_committed);
     list[i].setPausing(e.pausing);
   }
@@ -270,11 +271,11 @@ void set_views(wire::Response::Views::Builder out, const ViewsReply& v) {
   for (size_t i = 0; i < v.changes.size(); ++i) {
     const ViewChange& c = v.changes[i];
     list[i].setNumber(c.number);
-    list[i].setViewId(c.view_id);
+    list[i].setViewId(as_text(c.view_id));
     list[i].setPrimary(c.primary);
     list[i].setLastCommitted(c.last_committed);
     auto names = list[i].initMembers(c.members.size());
-    for (size_t j = 0; j < c.members.size(); ++j) names.set(j, c.members[j]);
+    for (size_t j = 0; j < c.members.size(); ++j) names.set(j, as_text(c.members[j]));
   }
 }
 
@@ -305,7 +306,7 @@ std::string encode_response(const Response& response) {
         if constexpr (std::is_same_v<T, ErrorReply>) {
           auto e = root.initError();
           e.setCode(to_wire(body.code));
-          e.setMessage(body.message);
+          e.setMessage(as_text(body.message));
         } else if constexpr (std::is_same_v<T, ValueReply>) {
           auto v = root.initValue();
           v.setFound(body.found);
@@ -416,7 +417,7 @@ std::string encode_outcome(const Outcome& outcome) {
   root.setFormatVersion(kOutcomeFormat);
   root.setSeqno(outcome.seqno);
   root.setCommitted(outcome.committed);
-  root.setRejected(outcome.rejected);
+  root.setRejected(as_text(outcome.rejected));
   root.setFingerprint(outcome.fingerprint);
   auto keys = root.initConflictKeys(outcome.conflict_keys.size());
   for (size_t i = 0; i < outcome.conflict_keys.size(); ++i)

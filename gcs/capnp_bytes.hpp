@@ -18,6 +18,12 @@ namespace tutti::capnp_bytes {
 inline capnp::Data::Reader as_data(std::string_view s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }
+// Text from a std::string with its length, not up to the first NUL (the implicit conversion
+// goes through c_str()): a text that held a NUL would otherwise come back shorter.
+// REQUIRES: s outlives the reader (std::string keeps the NUL after its last byte).
+inline capnp::Text::Reader as_text(const std::string& s) {
+  return capnp::Text::Reader(s.data(), s.size());
+}
 inline std::string str(capnp::Data::Reader d) {
   return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
 }

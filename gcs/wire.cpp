@@ -9,6 +9,7 @@ namespace tutti::gcs {
 namespace {
 
 using capnp_bytes::as_data;
+using capnp_bytes::as_text;
 using capnp_bytes::first_segment_words;
 using capnp_bytes::str;
 using capnp_bytes::to_bytes;
@@ -60,10 +61,10 @@ void set_keys(capnp::List<wire::ViewKey>::Builder out, const std::vector<ViewKey
 
 void set_peer(wire::Peer::Builder out, const PeerInfo& p) {
   out.setUuid(as_data(p.uuid));
-  out.setName(p.name);
-  out.setGcsAddr(p.gcs_addr);
-  out.setClientAddr(p.client_addr);
-  out.setState(p.state);
+  out.setName(as_text(p.name));
+  out.setGcsAddr(as_text(p.gcs_addr));
+  out.setClientAddr(as_text(p.client_addr));
+  out.setState(as_text(p.state));
   out.setLastCommitted(p.last_committed);
 }
 
@@ -260,7 +261,7 @@ std::string encode_frame(const Frame& frame) {
         if constexpr (std::is_same_v<T, Hello>) {
           auto h = out.initHello();
           h.setProtocolVersion(f.protocol_version);
-          h.setClusterName(f.cluster_name);
+          h.setClusterName(as_text(f.cluster_name));
           h.setHistory(as_data(f.history));
           set_peer(h.initSelf(), f.self);
         }
@@ -268,7 +269,7 @@ std::string encode_frame(const Frame& frame) {
           auto w = out.initWelcome();
           w.setProtocolVersion(f.protocol_version);
           w.setAccepted(f.accepted);
-          w.setReason(f.reason);
+          w.setReason(as_text(f.reason));
           set_peer(w.initSelf(), f.self);
           w.setHistory(as_data(f.history));
         }

@@ -20,6 +20,25 @@ TEST_CASE("outcomes round-trip") {
   CHECK(decode_outcome(encode_outcome(o)) == o);
 }
 
+// Found by fuzz_client_frames: Text fields were set through c_str(), so a decoded text that held
+// a NUL was written back shorter - a stored outcome read, re-encoded and compared would differ.
+TEST_CASE("texts that hold a NUL round-trip whole") {
+  const std::string nul("bad\0key", 7);
+  Outcome o{7, false, {}, nul, 1};
+  CHECK(decode_outcome(encode_outcome(o)).rejected == nul);
+
+  Response err{4, ErrorReply{ErrorCode::bad_request, nul}};
+  CHECK(std::get<ErrorReply>(decode_response(encode_response(err)).body).message == nul);
+  StatusReply st;
+  st.name = nul;
+  st.waiting_for = nul;
+  st.paused_by = {nul};
+  auto st2 = std::get<StatusReply>(decode_response(encode_response(Response{1, st})).body);
+  CHECK(st2.name == nul);
+  CHECK(st2.waiting_for == nul);
+  CHECK(st2.paused_by == std::vector<std::string>{nul});
+}
+
 TEST_CASE("requests and responses round-trip") {
   Request commit{7, CommitRequest{"id", {ReadItem{"k", 3}}, {WriteItem{"k", "v"}}}};
   auto back = decode_request(encode_request(commit));
