@@ -3,7 +3,7 @@
 # has them all is left alone (no apt-get update), so the test command stays fast on a warm machine.
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build pkg-config clang-format
+  build-essential cmake ninja-build pkg-config clang-format clang libclang-rt-14-dev
   libasio-dev capnproto libcapnp-dev liblmdb-dev libspdlog-dev catch2
   libcli11-dev nlohmann-json3-dev libxxhash-dev
 )

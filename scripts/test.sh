@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs the whole suite twice, in a
-# normal build and in an ASan+UBSan build (separate build dirs). Exits non-zero on any failure.
+# normal build and in an ASan+UBSan build (separate build dirs), then the libFuzzer targets of
+# both decoders for a short while (clang, a third build dir). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -19,4 +20,7 @@ run_suite() {
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUTTI_SANITIZE=ON
-echo "== all tests passed (normal and ASan+UBSan builds)"
+# Only the decoders and their libraries: the fuzz build leaves the binaries and other tests out.
+run_suite build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUTTI_FUZZ=ON \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+echo "== all tests passed (normal and ASan+UBSan builds, fuzz targets)"
