@@ -135,7 +135,7 @@ void Member::leave() {
   send_heartbeat();
 }
 
-void Member::send_heartbeat() {
+Message Member::heartbeat() const {
   Message m = make(view_.id);
   m.body = Heartbeat{held_,
                      leaving_self_,
@@ -144,6 +144,11 @@ void Member::send_heartbeat() {
                      phase_ == Phase::idle,
                      phase_ == Phase::installed,
                      flow_pause_ && !leaving_self_};
+  return m;
+}
+
+void Member::send_heartbeat() {
+  const Message m = heartbeat();
   for (auto& n : known_) send(n, m);
 }
 
@@ -262,6 +267,9 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   }
   leaving_.erase(m.from);
   peer_view_[m.from] = std::max(m.view, h.promised);
+  // A proposal must go above every promise, also one made to a view change this member was not
+  // part of (it never saw that Propose).
+  seen_epoch_ = std::max(seen_epoch_, h.promised.epoch);
   // A member that installed our view but still operates in an older one lost its Commit.
   if (h.flow_pause) {
     pausing_since_.try_emplace(m.from, now_);
@@ -447,24 +455,34 @@ void Member::maybe_propose() {
   }
   std::vector<NodeId> alive = alive_set();
   if (alive.front() != self_) return;
+  bool need = false;
   if (proposal_) {
-    if (now_ - proposal_->started < cfg_.install_timeout) return;
-    for (const auto& n : proposal_->members) {
-      const bool answered = proposal_->install_sent ? proposal_->installed.count(n) > 0
-                                                    : proposal_->reports.count(n) > 0;
-      if (!answered && n != self_) excluded_until_[n] = now_ + cfg_.exclude_time;
-    }
+    // A member that promised a later view change will never join this one: try again above it
+    // at once rather than wait for the timeout and leave a live member out (two joiners that
+    // each proposed a view with the member they joined through).
+    const bool outbid =
+        std::any_of(proposal_->members.begin(), proposal_->members.end(), [&](const NodeId& n) {
+          auto pv = peer_view_.find(n);
+          return n != self_ && pv != peer_view_.end() && proposal_->id < pv->second;
+        });
+    if (!outbid && now_ - proposal_->started < cfg_.install_timeout) return;
+    if (!outbid)
+      for (const auto& n : proposal_->members) {
+        const bool answered = proposal_->install_sent ? proposal_->installed.count(n) > 0
+                                                      : proposal_->reports.count(n) > 0;
+        if (!answered && n != self_) excluded_until_[n] = now_ + cfg_.exclude_time;
+      }
     proposal_.reset();
     alive = alive_set();
+    need = outbid;
   }
-  bool need = false;
   switch (phase_) {
     case Phase::idle:
       need = true;
       break;
     case Phase::operational: {
       // A member that operates in, or prepares, a later view than ours: our view is stale.
-      need = alive != view_.members;
+      need = need || alive != view_.members;
       for (const auto& n : alive) {
         auto pv = peer_view_.find(n);
         if (pv != peer_view_.end() && view_.id < pv->second) need = true;
@@ -473,7 +491,7 @@ void Member::maybe_propose() {
       break;
     }
     default:
-      need = now_ - change_started_ >= cfg_.install_timeout;
+      need = need || now_ - change_started_ >= cfg_.install_timeout;
       break;
   }
   if (need) propose(std::move(alive));
@@ -489,7 +507,11 @@ void Member::propose(std::vector<NodeId> members) {
 }
 
 void Member::on_propose(const Message& m, const Propose& p) {
-  if (!(promised_ < m.view)) return;
+  if (!(promised_ < m.view)) {
+    // Refused: say at once what was promised, so the proposer tries again above it.
+    if (m.from != self_) send(m.from, heartbeat());
+    return;
+  }
   // A coordinator this member evicted (flow control) does not lead it back into a view with it
   // until the exclusion ends: like a lost proposal, which the protocol survives.
   if (auto ex = excluded_until_.find(m.from); ex != excluded_until_.end() && ex->second > now_)

@@ -136,6 +136,7 @@ class Member {
   void send_data(bool everything_unordered);
   void end_of_step();
 
+  Message heartbeat() const;
   void send_heartbeat();
   void send(const NodeId& to, Message m);
   void send_to_members(const Message& m);
