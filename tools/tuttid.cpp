@@ -105,7 +105,12 @@ gcs::Directory remembered_peers(const storage::Store& store) {
 class Daemon {
  public:
   Daemon(const Flags& f, storage::Store& store)
-      : f_(f), store_(store), started_(Clock::now()), tick_timer_(io_), sync_timer_(io_) {}
+      : f_(f),
+        store_(store),
+        started_(Clock::now()),
+        tick_timer_(io_),
+        sync_timer_(io_),
+        stop_timer_(io_) {}
 
   int run();
 
@@ -121,7 +126,10 @@ class Daemon {
   storage::Store& store_;
   Clock::time_point started_;
   asio::io_context io_;
-  asio::steady_timer tick_timer_, sync_timer_;
+  asio::steady_timer tick_timer_, sync_timer_, stop_timer_;
+  // Set by shut_down: a tick or sync whose timer fired before the cancel still runs once, and
+  // must not arm its timer again, or io_.run() never returns.
+  bool stopping_ = false;
   std::unique_ptr<gcs::Transport> transport_;
   std::unique_ptr<gcs::Group> group_;
   std::unique_ptr<core::Node> node_;
@@ -193,14 +201,14 @@ void Daemon::tick() {
   node_->group_changed();
   tick_timer_.expires_after(std::chrono::milliseconds(10));
   tick_timer_.async_wait([this](asio::error_code ec) {
-    if (!ec) tick();
+    if (!ec && !stopping_) tick();
   });
 }
 
 void Daemon::background_sync() {
   sync_timer_.expires_after(std::chrono::milliseconds(100));
   sync_timer_.async_wait([this](asio::error_code ec) {
-    if (ec) return;
+    if (ec || stopping_) return;
     store_.sync();
     background_sync();
   });
@@ -210,12 +218,14 @@ void Daemon::background_sync() {
 // at once rather than after suspecting it), give that a moment to go out, then close.
 void Daemon::shut_down(int signo) {
   spdlog::info("signal {}: finishing queued commits, leaving the group and shutting down", signo);
+  stopping_ = true;
   tick_timer_.cancel();
+  sync_timer_.cancel();
   node_->flush();
   group_->member().leave();
   node_->flush();
-  sync_timer_.expires_after(std::chrono::milliseconds(200));
-  sync_timer_.async_wait([this](asio::error_code) {
+  stop_timer_.expires_after(std::chrono::milliseconds(200));
+  stop_timer_.async_wait([this](asio::error_code) {
     server_->stop();
     transport_->stop();
   });
