@@ -669,18 +669,13 @@ TEST_CASE(
 // One node's disk fills up with what the others replicate: the group goes on without it, and it
 // says what it is rather than claiming to be a synced member of the primary component.
 TEST_CASE("3 nodes: one node's disk fills up - it reports it and refuses reads at once") {
-  if (::geteuid() != 0) {
+  if (!SmallDisk::can_mount()) {
     WARN("skipped: mounting a small tmpfs needs root");
     return;
   }
   TempDir dir;
-  const auto mnt = dir / "small-disk";
-  std::filesystem::create_directories(mnt);
-  REQUIRE(std::system(("mount -t tmpfs -o size=6m tutti-test " + mnt.string()).c_str()) == 0);
-  struct Unmount {
-    std::filesystem::path p;
-    ~Unmount() { (void)std::system(("umount -l " + p.string()).c_str()); }
-  } unmount{mnt};
+  const SmallDisk disk(dir, "small-disk", "6m");
+  const auto& mnt = disk.path();
   std::vector<NodeProcess> nodes(3);
   for (int i = 0; i < 3; ++i) {
     nodes[i].name = "n" + std::to_string(i + 1);

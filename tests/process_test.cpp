@@ -345,18 +345,13 @@ TEST_CASE("memory durability: a clean stop keeps every acknowledged put") {
 }
 
 TEST_CASE("a full disk fails writes with a clear error while reads go on") {
-  if (::geteuid() != 0) {
+  if (!SmallDisk::can_mount()) {
     WARN("skipped: mounting a small tmpfs needs root");
     return;
   }
   TempDir dir;
-  const auto mnt = dir / "small-disk";
-  std::filesystem::create_directories(mnt);
-  REQUIRE(std::system(("mount -t tmpfs -o size=4m tutti-test " + mnt.string()).c_str()) == 0);
-  struct Unmount {
-    std::filesystem::path p;
-    ~Unmount() { (void)std::system(("umount -l " + p.string()).c_str()); }
-  } unmount{mnt};
+  const SmallDisk disk(dir, "small-disk", "4m");
+  const auto& mnt = disk.path();
   {
     NodeProcess n{"n1", mnt / "n1"};
     n.log = dir / "n1.log";

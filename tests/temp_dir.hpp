@@ -1,7 +1,11 @@
 #pragma once
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <string>
 
 namespace tutti::test {
@@ -21,6 +25,27 @@ class TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A small tmpfs mounted at dir/name for the test (a disk that fills up), unmounted at its end.
+// REQUIRES: root (can_mount()); a test without it reports itself skipped.
+class SmallDisk {
+ public:
+  static bool can_mount() { return ::geteuid() == 0; }
+  SmallDisk(const TempDir& dir, const std::string& name, const std::string& size)
+      : path_(dir / name) {
+    std::filesystem::create_directories(path_);
+    const std::string cmd = "mount -t tmpfs -o size=" + size + " tutti-test " + path_.string();
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not run: " + cmd);
+  }
+  ~SmallDisk() { (void)std::system(("umount -l " + path_.string()).c_str()); }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
 
