@@ -460,11 +460,16 @@ void Member::maybe_propose() {
     // A member that promised a later view change will never join this one: try again above it
     // at once rather than wait for the timeout and leave a live member out (two joiners that
     // each proposed a view with the member they joined through).
+    // Bounded: two coordinators that cannot hear each other (one-way loss) would otherwise
+    // outbid each other every round trip for ever; past the bound the timeout decides.
+    constexpr uint32_t kMaxOutbidRetries = 3;
     const bool outbid =
+        outbid_retries_ < kMaxOutbidRetries &&
         std::any_of(proposal_->members.begin(), proposal_->members.end(), [&](const NodeId& n) {
           auto pv = peer_view_.find(n);
           return n != self_ && pv != peer_view_.end() && proposal_->id < pv->second;
         });
+    if (outbid) ++outbid_retries_;
     if (!outbid && now_ - proposal_->started < cfg_.install_timeout) return;
     if (!outbid)
       for (const auto& n : proposal_->members) {
@@ -742,6 +747,7 @@ void Member::on_commit(const Message& m) {
 void Member::commit_view() {
   const Install inst = *installing_;
   installing_.reset();
+  outbid_retries_ = 0;
   const bool joiner =
       std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
   if (inst.view.primary && !joiner) {

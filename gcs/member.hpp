@@ -171,8 +171,9 @@ class Member {
   Time change_started_ = 0;
   std::optional<Install> installing_;
   std::optional<Proposal> proposal_;
-  std::string last_decision_;  // why the last view this member coordinated is (not) primary
-  bool restarted_ = true;      // no view committed since this member (re)started
+  std::string last_decision_;    // why the last view this member coordinated is (not) primary
+  bool restarted_ = true;        // no view committed since this member (re)started
+  uint32_t outbid_retries_ = 0;  // proposals dropped at once since the last view committed
 
   // the current view's ordering state (positions start at 1)
   uint64_t next_pos_ = 1;                    // sequencer: next position to give
