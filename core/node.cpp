@@ -322,7 +322,7 @@ std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
 // statvfs on every commit costs a tenth of a busy node's time: ask the file system now and then,
 // and count what the commits since then may have used.
 uint64_t Node::free_bytes(uint64_t reserve) const {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = store_.env().now();
   if (now - free_checked_at_ > std::chrono::milliseconds(100) || free_cache_ < (64u << 20)) {
     free_cache_ = store_.free_bytes();
     free_checked_at_ = now;
@@ -413,13 +413,11 @@ void Node::flush() {
   flush_requested_ = false;
   if (!group_.has_ready() && !directory_dirty_) return;
   // After a failed persist, try again now and then rather than at every tick.
-  if (!persist_error_.empty() &&
-      std::chrono::steady_clock::now() - persist_failed_at_ < kPersistRetry)
-    return;
+  if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
   gcs::MemberReady ready = group_.ready();
   const size_t backlog = ready.append.size();
   std::vector<Decision> decided;
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = store_.env().now();
   try {
     persist(ready, decided);
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
@@ -429,7 +427,7 @@ void Node::flush() {
           "retries every {} ms",
           ready.append.size(), e.what(), kPersistRetry.count());
     persist_error_ = e.what();
-    persist_failed_at_ = std::chrono::steady_clock::now();
+    persist_failed_at_ = store_.env().now();
     group_.advance(std::move(ready), false);
     // Nothing it sends leaves until it can write, so reads waiting for a marker would hang.
     fail_reads(error(ErrorCode::storage, not_primary_reason()));
@@ -441,7 +439,7 @@ void Node::flush() {
   ready.events.clear();
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(decided));
-  adjust_flow(backlog, std::chrono::steady_clock::now() - started);
+  adjust_flow(backlog, store_.env().now() - started);
   if (group_.has_ready()) schedule_flush();
 }
 
@@ -543,7 +541,7 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
     if (p != node_uuid_ && std::find(pausing_.begin(), pausing_.end(), p) == pausing_.end())
       spdlog::info("member '{}' asks the group to pause (flow control)", member_name(p));
   pausing_ = pausing;
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = store_.env().now();
   const bool slow = write_time > limits_.flow_pause_write_time;
   if (backlog > limits_.flow_pause_backlog || (slow && backlog > 0)) {
     pause_until_ = now + std::max<std::chrono::steady_clock::duration>(

@@ -500,8 +500,6 @@ std::unique_ptr<ReadTxn> Store::read() const {
 }
 
 void Store::write(const std::function<void(WriteTxn&)>& fn) {
-  if (options_.fault_write_delay.count() > 0)
-    std::this_thread::sleep_for(options_.fault_write_delay);
   for (;;) {
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");
@@ -519,7 +517,15 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
       mdb_txn_abort(txn);
       throw;
     }
-    if (rc == MDB_SUCCESS) rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+    if (rc == MDB_SUCCESS) {
+      try {
+        env().before_commit(options_.dir);
+      } catch (...) {
+        mdb_txn_abort(txn);
+        throw;
+      }
+      rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+    }
     if (rc == MDB_SUCCESS) return;
     if (rc == EIO || rc == ENOSPC) fail_io(rc);
     if (rc != MDB_MAP_FULL) fail(rc, "commit");
@@ -682,12 +688,6 @@ VerifyReport verify_store(const Options& options, bool full) {
           fmt::format("storage: the data file in {} is damaged: reading it crashed the "
                       "checking process ({}){}{}",
                       options.dir.string(), how, got.empty() ? "" : ": ", got)};
-}
-
-uint64_t Store::free_bytes() const {
-  struct statvfs fs;
-  if (::statvfs(options_.dir.c_str(), &fs) != 0) return UINT64_MAX;  // unknown: do not refuse
-  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
 }
 
 void Store::sync() {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "storage/content_hash.hpp"
+#include "storage/env.hpp"
 
 namespace tutti::storage {
 
@@ -47,8 +48,9 @@ struct Options {
   uint64_t wscache_bytes = 256ull << 20;  // log entries above this are trimmed once applied
   uint64_t initial_map_bytes = 64ull << 20;
   uint64_t max_map_bytes = 1ull << 40;  // the map doubles on demand up to this
-  // Fault injection for tests: every write transaction first waits this long (a slow disk).
-  std::chrono::milliseconds fault_write_delay{0};
+  // The clock, free space and commit point the store and the node above it use; nullptr:
+  // default_env(). Tests put a fault-injecting or simulated one here.
+  Env* env = nullptr;
 };
 
 class StorageError : public std::runtime_error {
@@ -199,7 +201,8 @@ class Store {
   const Options& options() const { return options_; }
   uint64_t map_bytes() const { return map_bytes_; }
   // Bytes available to this process on the data dir's file system.
-  uint64_t free_bytes() const;
+  uint64_t free_bytes() const { return env().free_bytes(options_.dir); }
+  Env& env() const { return options_.env ? *options_.env : default_env(); }
 
  private:
   Store(const Options& options, int lock_fd);

@@ -3,6 +3,7 @@
 
 #include "core/node.hpp"
 #include "core/uuid.hpp"
+#include "fault_env.hpp"
 #include "gcs/group.hpp"
 #include "temp_dir.hpp"
 
@@ -183,8 +184,10 @@ TEST_CASE("a database that cannot grow refuses commits clearly - reads go on") {
 }
 
 TEST_CASE("a slow write with no write-sets waiting is no backlog - it pauses nothing") {
+  test::FaultEnv env;
+  env.commit_delay = std::chrono::milliseconds(300);  // as if the process was stopped
   storage::Options o;
-  o.fault_write_delay = std::chrono::milliseconds(300);  // as if the process was stopped
+  o.env = &env;
   NodeLimits limits;
   limits.flow_pause_write_time = std::chrono::milliseconds(100);
   Harness h(o, limits);
@@ -195,4 +198,36 @@ TEST_CASE("a slow write with no write-sets waiting is no backlog - it pauses not
   h.send(Request{1, CommitRequest{"t1", {}, {WriteItem{"k", "v"}}}});
   h.node->flush();
   CHECK(h.node->status().paused_by == std::vector<std::string>{"n1"});
+}
+
+TEST_CASE(
+    "a commit whose disk write or fsync fails is never acknowledged - it lands once the disk "
+    "works") {
+  for (auto kind : {test::FaultEnv::Kind::io, test::FaultEnv::Kind::disk_full}) {
+    test::FaultEnv env;
+    storage::Options o;
+    o.env = &env;
+    Harness h(o);
+    h.put("t1", "k", "v1");
+    env.fail = kind;
+    h.send(Request{1, CommitRequest{"t2", {}, {WriteItem{"k", "v2"}}}});
+    h.node->flush();
+    CHECK(h.replies.empty());  // silent: it does not hold t2
+    CHECK(h.group->stuck());
+    CHECK_FALSE(h.node->status().primary);
+    CHECK_THAT(h.node->status().waiting_for, Catch::Contains("injected"));
+    // Refused at the door meanwhile, and not retried before the retry interval.
+    auto refused = h.call(Request{2, CommitRequest{"t3", {}, {WriteItem{"k", "v3"}}}});
+    CHECK(std::get<ErrorReply>(refused.body).code == ErrorCode::storage);
+    const uint64_t tried = env.commits_tried;
+    h.node->flush();
+    CHECK(env.commits_tried == tried);
+    env.fail.reset();
+    env.advance(std::chrono::milliseconds(250));
+    h.node->flush();
+    REQUIRE(h.replies.size() == 1);
+    CHECK(std::get<CommitReply>(h.replies[0].body).committed);
+    CHECK(h.store->read()->get("k")->value == "v2");
+    CHECK(h.node->status().primary);
+  }
 }

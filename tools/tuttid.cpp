@@ -32,7 +32,6 @@ struct Flags {
   uint64_t wscache_mib = 256;
   gcs::Config gcs;
   int64_t gcs_forget_after_s = 24 * 3600;
-  std::chrono::milliseconds fault_write_delay{0};
 };
 
 void setup_logging(const Flags& f) {
@@ -274,10 +273,6 @@ int run(const Flags& f) {
   options.durability =
       f.durability == "memory" ? storage::Durability::memory : storage::Durability::fsync;
   options.wscache_bytes = f.wscache_mib << 20;
-  options.fault_write_delay = f.fault_write_delay;
-  if (f.fault_write_delay.count() > 0)
-    spdlog::warn("fault injection: every storage write waits {} ms (--fault-slow-disk)",
-                 f.fault_write_delay.count());
   if (std::filesystem::exists(options.dir / "data.mdb")) {
     // In a child first: a damaged file must not take this process down before it says why.
     auto report = storage::verify_store(options, false);
@@ -411,12 +406,6 @@ int main(int argc, char** argv) {
                  "ask the group to pause")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
-  int64_t slow_disk_ms = 0;
-  app.add_option("--fault-slow-disk", slow_disk_ms,
-                 "testing only: every storage write first waits this many milliseconds, as on a "
-                 "slow disk (to see flow control at work)")
-      ->group("Fault injection")
-      ->check(CLI::Range(0, 60000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -435,7 +424,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   f.gcs.persist_before_ack = f.durability == "fsync";
-  f.fault_write_delay = std::chrono::milliseconds(slow_disk_ms);
   f.limits.flow_pause_write_time = std::chrono::milliseconds(slow_write_ms);
   f.server.idle_timeout = std::chrono::milliseconds(idle_ms);
   f.server.frame_timeout = std::chrono::milliseconds(frame_ms);

@@ -1,0 +1,103 @@
+// commit-load: a fixed number of blind puts, pipelined over a few connections to one node, for
+// before/after throughput figures (scripts/bench-commits.sh). Not a benchmark suite: tutti-bench
+// is that. Exits 1 if any put is not committed.
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "core/client.hpp"
+#include "core/uuid.hpp"
+
+namespace {
+
+using namespace tutti;
+
+// One connection: keeps `depth` puts in flight until `count` of them are answered.
+bool stream(const core::HostPort& node, const std::string& run, int stream_no, uint64_t count,
+            size_t depth, std::atomic<uint64_t>& committed, std::string& error) {
+  try {
+    core::Client client(std::chrono::seconds(30));
+    client.connect(node);
+    uint64_t sent = 0, answered = 0;
+    std::map<uint64_t, uint64_t> pending;
+    while (answered < count) {
+      while (pending.size() < depth && sent < count) {
+        const std::string key =
+            "load/" + run + "/" + std::to_string(stream_no) + "/" + std::to_string(sent);
+        pending[client.send(core::Request{
+            0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(100, 'v')}}}})] =
+            sent;
+        ++sent;
+      }
+      auto r = client.receive();
+      const auto* c = std::get_if<core::CommitReply>(&r.body);
+      if (!pending.erase(r.id) || !c || !c->committed) {
+        const auto* e = std::get_if<core::ErrorReply>(&r.body);
+        error = e ? e->message : "a put was not committed";
+        return false;
+      }
+      ++answered;
+      ++committed;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string node_text = "127.0.0.1:7101";
+  uint64_t count = 20000;
+  size_t depth = 16;
+  int connections = 4;
+  CLI::App app{"commit-load: COUNT blind puts of 100 bytes through one node, pipelined"};
+  app.add_option("--node", node_text, "client address HOST:PORT")->capture_default_str();
+  app.add_option("--count", count, "puts in all")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--depth", depth, "puts in flight per connection")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--connections", connections, "connections")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  CLI11_PARSE(app, argc, argv);
+  core::HostPort node;
+  try {
+    node = core::parse_host_port(node_text);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "commit-load: --node: " << e.what() << "\n";
+    return 2;
+  }
+  // Keys (and transaction ids) of their own: a second run on the same node writes anew.
+  const std::string run = core::uuid_text(core::random_uuid()).substr(0, 8);
+  std::atomic<uint64_t> committed{0};
+  std::vector<std::string> errors(connections);
+  std::vector<char> ok(connections, 0);
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < connections; ++i) {
+    const uint64_t share = count / connections + (static_cast<uint64_t>(i) < count % connections);
+    threads.emplace_back(
+        [&, i, share] { ok[i] = stream(node, run, i, share, depth, committed, errors[i]); });
+  }
+  for (auto& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "commits=" << committed << " seconds=" << seconds
+            << " commits_per_s=" << static_cast<uint64_t>(committed / seconds) << "\n";
+  for (int i = 0; i < connections; ++i)
+    if (!ok[i]) {
+      std::cerr << "commit-load: connection " << i << ": " << errors[i] << "\n";
+      return 1;
+    }
+  return 0;
+}
