@@ -437,6 +437,7 @@ void Node::flush() {
   persist_error_.clear();
   auto events = std::move(ready.events);
   ready.events.clear();
+  if (ready.meta) last_committed_ = ready.meta->delivered;  // delivered is applied: one txn
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(decided));
   adjust_flow(backlog, store_.env().now() - started);
@@ -445,10 +446,7 @@ void Node::flush() {
 
 // One storage transaction: the log's changes, the certified deliveries, the member's state.
 void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
-  if (!ready.truncate_after && !ready.write_meta && ready.append.empty() && ready.events.empty() &&
-      !directory_dirty_)
-    return;
-  const auto& durable = group_.member().durable();
+  if (!ready.meta && !directory_dirty_) return;  // every change to persist comes with meta
   store_.write([&](storage::WriteTxn& txn) {
     decided.clear();
     if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
@@ -459,8 +457,11 @@ void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
       Decision decision = certify_and_apply(txn, d->seqno, d->payload);
       if (d->origin == node_uuid_) decided.push_back(std::move(decision));
     }
-    txn.meta_put(kMetaGcsState, gcs::encode_durable(durable));
-    if (txn.meta().history_uuid != durable.history) txn.set_identity(durable.history, node_uuid_);
+    if (ready.meta) {
+      txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
+      if (txn.meta().history_uuid != ready.meta->history)
+        txn.set_identity(ready.meta->history, node_uuid_);
+    }
     if (directory_dirty_ && directory_)
       txn.meta_put(kMetaGcsPeers, gcs::encode_frame(directory_()));
   });
@@ -468,8 +469,6 @@ void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
 }
 
 void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided) {
-  // Delivered is applied: both land in the storage transaction just written.
-  last_committed_ = group_.member().durable().delivered;
   for (const auto& ev : events)
     if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) on_view(*v);
   for (const Decision& d : decided) {

@@ -38,7 +38,7 @@ void merge_ready(MemberReady& a, MemberReady b) {
     std::erase_if(a.append, [t](const LogEntry& e) { return e.seqno > t; });
     a.truncate_after = a.truncate_after ? std::min(*a.truncate_after, t) : t;
   }
-  a.write_meta = a.write_meta || b.write_meta;
+  if (b.meta) a.meta = std::move(b.meta);  // the later state
   for (auto& e : b.append) a.append.push_back(std::move(e));
   for (auto& s : b.send) a.send.push_back(std::move(s));
   for (auto& e : b.events) a.events.push_back(std::move(e));

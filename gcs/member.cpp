@@ -28,7 +28,7 @@ const char* to_string(Phase phase) {
 Member::Member(NodeId self, Durable durable, Config config, std::vector<NodeId> seeds, Time now)
     : self_(std::move(self)), d_(std::move(durable)), cfg_(config), now_(now) {
   ++d_.incarnation;
-  ready_.write_meta = true;
+  meta_changed_ = true;
   next_own_seq_ = d_.incarnation << 32;
   promised_ = d_.promised;
   for (auto& s : seeds)
@@ -57,7 +57,7 @@ void Member::bootstrap(const std::string& new_history) {
   d_.needs_transfer = false;
   ready_.truncate_after = base;
   std::erase_if(d_.log, [&](const auto& e) { return e.first > base; });
-  ready_.write_meta = true;
+  meta_changed_ = true;
   installing_ = inst;
   phase_ = Phase::installed;
   commit_view();
@@ -93,7 +93,7 @@ void Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
   d_.needs_transfer = false;
   d_.delivered = std::max(d_.delivered, seqno);
   for (auto& [s, high] : sender_high) d_.sender_high[s] = std::max(d_.sender_high[s], high);
-  ready_.write_meta = true;
+  meta_changed_ = true;
   const uint64_t mine = d_.sender_high[self_];
   while (!own_.empty() && own_.front().seq <= mine) own_.pop_front();
   if (operational_primary()) send_data(true);
@@ -155,6 +155,24 @@ void Member::send_heartbeat() {
 MemberReady Member::take_ready() {
   MemberReady out = std::move(ready_);
   ready_ = MemberReady{};
+  const bool delivers = std::any_of(out.events.begin(), out.events.end(), [](const Event& e) {
+    return std::holds_alternative<Delivery>(e);
+  });
+  if (meta_changed_ || delivers || out.truncate_after || !out.append.empty()) {
+    out.meta.emplace();
+    Durable& m = *out.meta;  // all of d_ but the log: copying the log would cost a batch dear
+    m.history = d_.history;
+    m.last_primary = d_.last_primary;
+    m.last_committed = d_.last_committed;
+    m.previous_primary = d_.previous_primary;
+    m.installs = d_.installs;
+    m.needs_transfer = d_.needs_transfer;
+    m.delivered = d_.delivered;
+    m.promised = d_.promised;
+    m.incarnation = d_.incarnation;
+    m.sender_high = d_.sender_high;
+  }
+  meta_changed_ = false;
   return out;
 }
 
@@ -525,7 +543,7 @@ void Member::on_propose(const Message& m, const Propose& p) {
   if (proposal_ && proposal_->id < m.view) proposal_.reset();  // a higher proposal wins
   // Promise: never take part in a lower view change again, even after a restart.
   promised_ = d_.promised = m.view;
-  ready_.write_meta = true;
+  meta_changed_ = true;
   // Stop ordering and acknowledging in the old view: the report below must cover every ack.
   phase_ = Phase::gathering;
   change_started_ = now_;
@@ -713,7 +731,7 @@ void Member::on_install(const Message& m, const Install& inst) {
       ready_.truncate_after = keep;
       std::erase_if(d_.log, [&](const auto& e) { return e.first > keep; });
     }
-    ready_.write_meta = true;
+    meta_changed_ = true;
   }
   installing_ = inst;
   phase_ = Phase::installed;
@@ -764,7 +782,7 @@ void Member::commit_view() {
   for (auto& [n, since] : pausing_since_) since = std::max(since, now_);
   if (view_.primary) {
     d_.last_committed = view_;
-    ready_.write_meta = true;
+    meta_changed_ = true;
   }
   next_pos_ = 1;
   expected_seq_.clear();

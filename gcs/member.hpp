@@ -44,12 +44,14 @@ using Event = std::variant<Delivery, ViewEvent>;
 
 struct MemberReady {
   std::optional<uint64_t> truncate_after;  // drop log entries with a greater seqno
-  bool write_meta = false;                 // write durable() but its log
+  // The member's durable state as of this batch, to write with it; its log is empty (the log's
+  // changes are truncate_after and append). Set when it changed or the batch delivers.
+  std::optional<Durable> meta;
   std::vector<LogEntry> append;
   std::vector<std::pair<NodeId, Message>> send;
   std::vector<Event> events;
   bool empty() const {
-    return !truncate_after && !write_meta && append.empty() && send.empty() && events.empty();
+    return !truncate_after && !meta && append.empty() && send.empty() && events.empty();
   }
 };
 
@@ -79,7 +81,7 @@ class Member {
   // The members of the view that currently hold the group paused.
   std::vector<NodeId> paused_by() const;
 
-  bool has_ready() const { return !ready_.empty(); }
+  bool has_ready() const { return meta_changed_ || !ready_.empty(); }
   MemberReady take_ready();
 
   const NodeId& self() const { return self_; }
@@ -151,6 +153,7 @@ class Member {
   Config cfg_;
   Time now_ = 0;
   MemberReady ready_;
+  bool meta_changed_ = false;  // d_ (but its log) changed since the last take_ready
 
   std::set<NodeId> known_;
   std::map<NodeId, Time> last_heard_;

@@ -89,9 +89,11 @@ void Cluster::process(SimNode& n) {
     if (r.truncate_after)
       std::erase_if(n.durable.log, [&](auto& e) { return e.first > *r.truncate_after; });
     for (auto& e : r.append) n.durable.log[e.seqno] = e;
-    auto log = std::move(n.durable.log);
-    n.durable = n.member->durable();  // the meta part; the log was kept incrementally above
-    n.durable.log = std::move(log);
+    if (r.meta) {  // the log is kept incrementally above
+      auto log = std::move(n.durable.log);
+      n.durable = std::move(*r.meta);
+      n.durable.log = std::move(log);
+    }
     for (auto& [to, m] : r.send) send(n.id, to, std::move(m));
     for (auto& ev : r.events) {
       if (auto* d = std::get_if<gcs::Delivery>(&ev)) on_delivery(n, *d);
