@@ -7,6 +7,7 @@
 
 #include "core/codec.hpp"
 #include "core/uuid.hpp"
+#include "gcs/invariant.hpp"
 
 namespace tutti::core {
 namespace {
@@ -403,6 +404,15 @@ void Node::directory_changed() {
   schedule_flush();
 }
 
+void Node::transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high) {
+  TUTTI_INVARIANT(store_.read()->meta().last_committed == seqno,
+                  "a state transfer to seqno {} left the store at seqno {}", seqno,
+                  store_.read()->meta().last_committed);
+  last_committed_ = seqno;
+  group_.member().transfer_done(seqno, sender_high);
+  group_changed();
+}
+
 void Node::schedule_flush() {
   if (flush_requested_) return;
   flush_requested_ = true;
@@ -416,10 +426,10 @@ void Node::flush() {
   if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
   gcs::MemberReady ready = group_.ready();
   const size_t backlog = ready.append.size();
-  std::vector<Decision> decided;
+  std::vector<Certified> certified;
   const auto started = store_.env().now();
   try {
-    persist(ready, decided);
+    persist(ready, certified);
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     if (persist_error_.empty())
       spdlog::error(
@@ -437,25 +447,35 @@ void Node::flush() {
   persist_error_.clear();
   auto events = std::move(ready.events);
   ready.events.clear();
+  const uint64_t before = last_committed_;
   if (ready.meta) last_committed_ = ready.meta->delivered;  // delivered is applied: one txn
   group_.advance(std::move(ready), true);
-  after_persist(std::move(events), std::move(decided));
+  after_persist(std::move(events), std::move(certified), before);
   adjust_flow(backlog, store_.env().now() - started);
   if (group_.has_ready()) schedule_flush();
 }
 
 // One storage transaction: the log's changes, the certified deliveries, the member's state.
-void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
+void Node::persist(gcs::MemberReady& ready, std::vector<Certified>& certified) {
   if (!ready.meta && !directory_dirty_) return;  // every change to persist comes with meta
   store_.write([&](storage::WriteTxn& txn) {
-    decided.clear();
+    certified.clear();
     if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
-    for (const auto& e : ready.append) txn.log_append(e.seqno, gcs::encode_log_entry(e));
+    for (size_t i = 0; i < ready.append.size(); ++i) {
+      const auto& e = ready.append[i];
+      TUTTI_INVARIANT(i == 0 || e.seqno == ready.append[i - 1].seqno + 1,
+                      "a Ready appends seqno {} after {}", e.seqno, ready.append[i - 1].seqno);
+      txn.log_append(e.seqno, gcs::encode_log_entry(e));
+    }
     for (const auto& ev : ready.events) {
       auto* d = std::get_if<gcs::Delivery>(&ev);
       if (!d) continue;
+      TUTTI_INVARIANT(d->seqno == txn.meta().last_committed + 1,
+                      "certification fed seqno {} after seqno {}", d->seqno,
+                      txn.meta().last_committed);
       Decision decision = certify_and_apply(txn, d->seqno, d->payload);
-      if (d->origin == node_uuid_) decided.push_back(std::move(decision));
+      certified.push_back(Certified{std::move(decision),
+                                    observer_ ? txn.meta().content_hash : storage::ContentHash{}});
     }
     if (ready.meta) {
       txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
@@ -468,10 +488,32 @@ void Node::persist(gcs::MemberReady& ready, std::vector<Decision>& decided) {
   directory_dirty_ = false;
 }
 
-void Node::after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided) {
-  for (const auto& ev : events)
-    if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) on_view(*v);
-  for (const Decision& d : decided) {
+void Node::after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,
+                         uint64_t applied) {
+  std::vector<const Decision*> decided;  // this node's own write-sets
+  size_t next = 0;
+  for (const auto& ev : events) {
+    if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) {
+      // Virtual synchrony: a member passes into a primary view having applied up to its base,
+      // or it waits for a state transfer.
+      TUTTI_INVARIANT(!v->view.primary || v->self_needs_transfer || applied == v->view.base,
+                      "primary view {}.{} at seqno {} entered at seqno {}", v->view.id.epoch,
+                      uuid_text(v->view.id.coordinator), v->view.base, applied);
+      on_view(*v);
+      if (observer_) observer_->view_installed(*v);
+      continue;
+    }
+    const auto& delivery = std::get<gcs::Delivery>(ev);
+    TUTTI_INVARIANT(next < certified.size() && delivery.seqno == applied + 1,
+                    "seqno {} applied after {} ({} of {} certified)", delivery.seqno, applied, next,
+                    certified.size());
+    applied = delivery.seqno;
+    const Certified& c = certified[next++];
+    if (observer_) observer_->applied(Applied{delivery, c.decision, c.hash});
+    if (delivery.origin == node_uuid_) decided.push_back(&c.decision);
+  }
+  for (const Decision* dp : decided) {
+    const Decision& d = *dp;
     if (d.marker) {
       if (d.txn_id == marker_out_) serve_marked_reads();
       continue;

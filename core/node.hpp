@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,6 +49,20 @@ inline constexpr std::string_view kMetaClusterName = "cluster_name";
 // tentative tail of its log (beyond what it applied).
 gcs::Durable load_durable(const storage::Store& store);
 
+// What a node applied and installed, in delivery order, reported once it is durable. For the
+// whole-node simulator's checks and traces; tuttid sets no observer.
+struct Applied {
+  const gcs::Delivery& delivery;
+  const Decision& decision;
+  const storage::ContentHash& content_hash;  // of the data after this seqno
+};
+class NodeObserver {
+ public:
+  virtual ~NodeObserver() = default;
+  virtual void applied(const Applied& a) = 0;
+  virtual void view_installed(const gcs::ViewEvent& v) = 0;
+};
+
 class Node {
  public:
   // request_flush is called (at most once until flush() runs) when the group has work ready.
@@ -62,6 +77,13 @@ class Node {
   void group_changed();
   // The directory of members changed: persisted with the next flush.
   void directory_changed();
+  // A state transfer put the store at seqno, with sender_high the highest sender_seq applied
+  // per sender: the group delivers from seqno + 1 on.
+  // REQUIRES: the store's last_committed is seqno.
+  void transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high);
+
+  // REQUIRES: observer outlives the node, or is reset to nullptr first.
+  void set_observer(NodeObserver* observer) { observer_ = observer; }
 
   StatusReply status() const;
   MembersReply members() const;
@@ -95,8 +117,16 @@ class Node {
   std::string not_primary_reason() const;
   std::string waiting_for() const;
   bool primary() const;
-  void persist(gcs::MemberReady& ready, std::vector<Decision>& decided);
-  void after_persist(std::vector<gcs::Event> events, std::vector<Decision> decided);
+  // One decision per delivery of the batch, in order, and the content hash after it when
+  // someone observes.
+  struct Certified {
+    Decision decision;
+    storage::ContentHash hash;
+  };
+  void persist(gcs::MemberReady& ready, std::vector<Certified>& certified);
+  // applied: the last seqno applied before this batch.
+  void after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,
+                     uint64_t applied);
   void on_view(const gcs::ViewEvent& event);
   void answer_views();
   void adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time);
@@ -109,6 +139,7 @@ class Node {
   NodeLimits limits_;
   std::function<void()> request_flush_;
   std::function<gcs::Directory()> directory_;
+  NodeObserver* observer_ = nullptr;
   bool flush_requested_ = false;
   bool directory_dirty_ = false;
   std::string node_uuid_;

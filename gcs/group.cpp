@@ -1,13 +1,14 @@
 #include "gcs/group.hpp"
 
 #include <algorithm>
-#include <cassert>
+
+#include "gcs/invariant.hpp"
 
 namespace tutti::gcs {
 
 Group::Group(std::unique_ptr<Member> member, Outbox& outbox)
     : member_(std::move(member)), outbox_(outbox) {
-  assert(member_);
+  TUTTI_INVARIANT(member_ != nullptr, "a group needs a member");
 }
 
 bool Group::primary() const {

@@ -1,9 +1,10 @@
 #include "gcs/member.hpp"
 
 #include <algorithm>
-#include <cassert>
 
 #include <fmt/format.h>
+
+#include "gcs/invariant.hpp"
 
 namespace tutti::gcs {
 
@@ -360,7 +361,7 @@ void Member::try_deliver() {
   for (const auto& [member, held] : acks_) stable = std::min(stable, held);
   while (delivered_pos_ < stable) {
     auto it = entries_.find(delivered_pos_ + 1);
-    assert(it != entries_.end());
+    TUTTI_INVARIANT(it != entries_.end(), "position {} is stable but not held", delivered_pos_ + 1);
     const OrderItem item = it->second;
     ++delivered_pos_;
     if (view_.base + item.pos > d_.delivered)
@@ -376,7 +377,7 @@ void Member::try_deliver() {
 
 void Member::deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,
                      const std::string& payload) {
-  assert(seqno == d_.delivered + 1);
+  TUTTI_INVARIANT(seqno == d_.delivered + 1, "seqno {} delivered after {}", seqno, d_.delivered);
   d_.delivered = seqno;
   uint64_t& high = d_.sender_high[sender];
   high = std::max(high, sender_seq);

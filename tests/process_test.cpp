@@ -254,7 +254,8 @@ struct PutStream {
       while (!stop && n < 200000) {
         while (pending.size() < 16) {
           const std::string key = "s" + std::to_string(stream) + "/" + std::to_string(n);
-          const std::string value = "v" + std::to_string(n++) + std::string(n % 200, 'x');
+          const std::string value = "v" + std::to_string(n) + std::string(n % 200, 'x');
+          ++n;
           const uint64_t id = client.send(
               core::Request{0, core::CommitRequest{key, {}, {core::WriteItem{key, value}}}});
           pending[id] = {key, value};

@@ -1,0 +1,17 @@
+#include "gcs/invariant.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace tutti {
+
+void invariant_failed(const char* condition, const char* file, int line,
+                      const std::string& message) {
+  // stderr, not the logger: this must reach the operator even if logging is what broke.
+  std::fprintf(stderr, "tutti: invariant broken at %s:%d: %s (%s); stopping\n", file, line,
+               message.c_str(), condition);
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace tutti
