@@ -365,7 +365,7 @@ void Member::try_deliver() {
     const OrderItem item = it->second;
     ++delivered_pos_;
     if (view_.base + item.pos > d_.delivered)
-      deliver(view_.base + item.pos, item.sender, item.sender_seq, item.payload);
+      deliver(view_.base + item.pos, item.sender, item.sender_seq, item.payload, false);
     // The sequencer keeps entries until every member has them, for retransmission.
     if (!is_sequencer()) entries_.erase(it);
   }
@@ -376,14 +376,14 @@ void Member::try_deliver() {
 }
 
 void Member::deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,
-                     const std::string& payload) {
+                     const std::string& payload, bool at_view_change) {
   TUTTI_INVARIANT(seqno == d_.delivered + 1, "seqno {} delivered after {}", seqno, d_.delivered);
   d_.delivered = seqno;
   uint64_t& high = d_.sender_high[sender];
   high = std::max(high, sender_seq);
   if (sender == self_)
     while (!own_.empty() && own_.front().seq <= sender_seq) own_.pop_front();
-  ready_.events.push_back(Delivery{seqno, sender, payload, sender_seq});
+  ready_.events.push_back(Delivery{seqno, sender, payload, sender_seq, at_view_change});
 }
 
 void Member::retransmit() {
@@ -772,7 +772,7 @@ void Member::commit_view() {
   if (inst.view.primary && !joiner) {
     for (uint64_t s = d_.delivered + 1; s <= inst.view.base; ++s) {
       const LogEntry& e = d_.log.at(s);
-      deliver(s, e.sender, e.sender_seq, e.payload);
+      deliver(s, e.sender, e.sender_seq, e.payload, true);
     }
   }
   view_ = inst.view;

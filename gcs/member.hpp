@@ -133,7 +133,7 @@ class Member {
   void on_ack(const Message& m, const Ack& a);
   void try_deliver();
   void deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,
-               const std::string& payload);
+               const std::string& payload, bool at_view_change);
   void retransmit();
   void send_data(bool everything_unordered);
   void end_of_step();

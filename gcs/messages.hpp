@@ -67,6 +67,10 @@ struct Delivery {
   NodeId origin;  // sender's uuid
   std::string payload;
   uint64_t sender_seq = 0;  // the sender's own numbering: (origin, sender_seq) names a message
+  // Delivered as the next primary view is installed, completing the view it was sent in: every
+  // member of the next view holds it, but a member of the earlier view that is not in the next
+  // may never have had it. Otherwise it was stable: every member of its view held it.
+  bool at_view_change = false;
 };
 
 struct Limits {

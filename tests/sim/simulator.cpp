@@ -46,7 +46,7 @@ void Cluster::add_node(const NodeId& id, std::vector<NodeId> seeds) {
   SimNode& n = nodes_[id];
   n.id = id;
   n.seeds = std::move(seeds);
-  group_[id] = 0;
+  network_.set_side(id, 0);
   start(n);
   schedule(Event{Event::tick, now_ + rand(1, kStep), 0, id, "", 0, nullptr});
 }
@@ -57,17 +57,18 @@ void Cluster::start(SimNode& n) {
   n.member = std::make_unique<gcs::Member>(n.id, n.durable, config(), n.seeds, now_);
   n.last_seqno = n.durable.delivered;
   n.fifo = n.durable.sender_high;
+  n.in_view = n.member->view().id;
   trace(n.id, "\"event\":\"restart\"", "start");
   process(n);
 }
 
 void Cluster::crash_node(SimNode& n) {
-  // fsync durability: what any member delivered in this node's primary view, this node
+  // fsync durability: what any member delivered as stable in this node's primary view, this node
   // acknowledged, so its persisted state must hold it now.
   if (n.up && n.durable.last_committed) {
     const gcs::ViewInfo& v = *n.durable.last_committed;
-    auto top = top_in_view_.find(v.id);
-    for (uint64_t seqno = v.base + 1; top != top_in_view_.end() && seqno <= top->second; ++seqno)
+    auto top = stable_top_.find(v.id);
+    for (uint64_t seqno = v.base + 1; top != stable_top_.end() && seqno <= top->second; ++seqno)
       if (!n.durable.log.count(seqno) && n.durable.delivered < seqno)
         throw Violation(fmt::format("{} crashes without seqno {}, delivered in its view {}", n.id,
                                     seqno, gcs::to_string(v.id)));
@@ -77,8 +78,7 @@ void Cluster::crash_node(SimNode& n) {
   n.member.reset();
   n.inbox.clear();
   n.pending.clear();  // a crashed sender's undelivered messages may be lost: not checked
-  for (auto& [key, link] : links_)
-    if (key.first == n.id || key.second == n.id) ++link.epoch;  // its connections die
+  network_.cut(n.id);
   trace(n.id, "\"event\":\"crash\"", "crash");
 }
 
@@ -103,14 +103,11 @@ void Cluster::process(SimNode& n) {
 }
 
 void Cluster::send(const NodeId& from, const NodeId& to, Message m) {
-  if (!nodes_.count(to) || group_[from] != group_[to]) return;
+  if (!nodes_.count(to) || network_.side(from) != network_.side(to)) return;
   if (drop_ && drop_(from, to, m)) return;
-  Link& link = links_[{from, to}];
-  if (link.broken_until > now_) return;
-  const Time delay = chance(0.02) ? rand(20, 120) : rand(1, 15);
-  const Time arrival = std::max(now_ + delay, link.last_arrival);
-  link.last_arrival = arrival;
-  schedule(Event{Event::message, arrival, 0, to, from, link.epoch,
+  auto route = network_.route(from, to, now_);
+  if (!route) return;
+  schedule(Event{Event::message, route->arrival, 0, to, from, route->epoch,
                  std::make_shared<const Message>(std::move(m))});
 }
 
@@ -118,7 +115,7 @@ void Cluster::handle(const Event& e) {
   SimNode& n = nodes_.at(e.to);
   switch (e.kind) {
     case Event::message: {
-      if (links_[{e.from, e.to}].epoch != e.link_epoch || !n.up) return;  // lost with its link
+      if (!network_.arrives(e.from, e.to, e.link_epoch) || !n.up) return;  // lost with its link
       if (n.paused) {
         n.inbox.emplace_back(e.from, *e.msg);
         return;
@@ -146,8 +143,9 @@ void Cluster::on_delivery(SimNode& n, const gcs::Delivery& d) {
   const std::string id = msg_id(d.origin, d.sender_seq);
   trace(n.id,
         fmt::format(
-            "\"event\":\"deliver\",\"view\":\"{}\",\"seqno\":{},\"sender\":\"{}\",\"msg\":\"{}\"",
-            gcs::to_string(n.member->view().id), d.seqno, d.origin, id),
+            "\"event\":\"deliver\",\"view\":\"{}\",\"seqno\":{},\"sender\":\"{}\",\"msg\":\"{}\"{}",
+            gcs::to_string(n.in_view), d.seqno, d.origin, id,
+            d.at_view_change ? ",\"at_view_change\":true" : ""),
         fmt::format("deliver seqno {} {}", d.seqno, id));
   if (!accepted_.count(id))
     throw Violation(fmt::format("{} delivered {}, never broadcast", n.id, id));
@@ -168,23 +166,32 @@ void Cluster::on_delivery(SimNode& n, const gcs::Delivery& d) {
         fmt::format("sender FIFO: {} delivered {} after {}:{}", n.id, id, d.origin, last));
   last = d.sender_seq;
   n.last_seqno = d.seqno;
-  uint64_t& top = top_in_view_[n.member->view().id];
+  // The view it is delivered in: the member's own view may already be the next one, whose view
+  // event follows in the same batch.
+  uint64_t& top = top_in_view_[n.in_view];
   top = std::max(top, d.seqno);
+  if (!d.at_view_change) {
+    uint64_t& stable = stable_top_[n.in_view];
+    stable = std::max(stable, d.seqno);
+  }
   for (auto& [_, node] : nodes_) node.pending.erase(id);
   result_.delivered = std::max(result_.delivered, d.seqno);
 }
 
 void Cluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
   ++result_.view_changes;
+  n.in_view = v.view.id;
   std::string members;
   for (const auto& m : v.view.members)
     members += fmt::format("{}\"{}\"", members.empty() ? "" : ",", m);
-  trace(
-      n.id,
-      fmt::format("\"event\":\"view\",\"view\":\"{}\",\"members\":[{}],\"primary\":{},\"base\":{}",
-                  gcs::to_string(v.view.id), members, v.view.primary, v.view.base),
-      fmt::format("view {} [{}] primary={} base={}", gcs::to_string(v.view.id), members,
-                  v.view.primary, v.view.base));
+  trace(n.id,
+        fmt::format(
+            "\"event\":\"view\",\"view\":\"{}\",\"members\":[{}],\"primary\":{},\"base\":{}{}",
+            gcs::to_string(v.view.id), members, v.view.primary, v.view.base,
+            v.predecessor ? fmt::format(",\"predecessor\":\"{}\"", gcs::to_string(*v.predecessor))
+                          : ""),
+        fmt::format("view {} [{}] primary={} base={}", gcs::to_string(v.view.id), members,
+                    v.view.primary, v.view.base));
   if (!v.view.primary) return;
   auto [rec, first] = primaries_.try_emplace(v.view.id, Primary{v.view.members, v.view.base});
   if (!first && (rec->second.members != v.view.members || rec->second.base != v.view.base))
@@ -300,7 +307,7 @@ void Cluster::fault_step() {
     case Fault::partition: {
       const int groups = static_cast<int>(rand(2, 3));
       std::string text;
-      for (auto& [id, g] : group_) {
+      for (auto& [id, g] : network_.sides()) {
         g = static_cast<int>(rand(0, groups - 1));
         text += fmt::format(" {}:{}", id, g);
       }
@@ -312,13 +319,7 @@ void Cluster::fault_step() {
       // A link breaks, losing what is in flight, and reconnects later; sometimes one way only.
       SimNode& other = *up[rand(0, up.size() - 1)];
       if (other.id == victim.id) break;
-      const Time until = now_ + rand(100, 3000);
-      for (auto key : {std::pair{victim.id, other.id}, std::pair{other.id, victim.id}}) {
-        Link& l = links_[key];
-        ++l.epoch;
-        l.broken_until = until;
-        if (chance(0.5)) break;
-      }
+      network_.break_link(victim.id, other.id, now_ + rand(100, 3000));
       trace("sim", "\"event\":\"loss\"", fmt::format("link {}-{} broken", victim.id, other.id));
       break;
     }
@@ -392,7 +393,7 @@ void Cluster::recoveries() {
   }
   if (heal_at_ && heal_at_ <= now_) {
     heal_at_ = 0;
-    for (auto& [_, g] : group_) g = 0;
+    network_.heal_partition();
     trace("sim", "\"event\":\"heal\"", "partition healed");
   }
 }
@@ -403,7 +404,7 @@ void Cluster::heal_all() {
     if (n.paused) n.unpause_at = now_;
     if (n.flow_until) n.flow_until = now_;
   }
-  for (auto& [_, l] : links_) l.broken_until = 0;
+  network_.heal_links();
   heal_at_ = now_;
   recoveries();
 }
@@ -533,7 +534,7 @@ void Cluster::partition(const std::vector<std::vector<NodeId>>& groups) {
   std::string text;
   for (size_t g = 0; g < groups.size(); ++g)
     for (const auto& id : groups[g]) {
-      group_[id] = static_cast<int>(g);
+      network_.set_side(id, static_cast<int>(g));
       text += fmt::format(" {}:{}", id, g);
     }
   heal_at_ = 0;
@@ -541,8 +542,8 @@ void Cluster::partition(const std::vector<std::vector<NodeId>>& groups) {
 }
 
 void Cluster::heal() {
-  for (auto& [_, g] : group_) g = 0;
-  for (auto& [_, l] : links_) l.broken_until = 0;
+  network_.heal_partition();
+  network_.heal_links();
   trace("sim", "\"event\":\"heal\"", "healed");
 }
 

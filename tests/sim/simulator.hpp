@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gcs/member.hpp"
+#include "sim/network.hpp"
 
 namespace tutti::sim {
 
@@ -70,14 +71,9 @@ struct SimNode {
   std::vector<NodeId> seeds;
   std::deque<std::pair<NodeId, Message>> inbox;  // held while paused
   uint64_t last_seqno = 0;                       // the application's state: applied up to here
-  std::map<NodeId, uint64_t> fifo;               // last sender_seq applied per sender
-  std::set<std::string> pending;                 // accepted broadcasts not yet delivered here
-};
-
-struct Link {
-  Time last_arrival = 0;
-  uint64_t epoch = 0;
-  Time broken_until = 0;
+  gcs::ViewKey in_view;  // the view of the last view event taken: deliveries happen in it
+  std::map<NodeId, uint64_t> fifo;  // last sender_seq applied per sender
+  std::set<std::string> pending;    // accepted broadcasts not yet delivered here
 };
 
 struct Event {
@@ -129,8 +125,8 @@ class Cluster {
   const SimResult& result() const { return result_; }
 
  private:
-  uint64_t rand(uint64_t lo, uint64_t hi) { return lo + rng_() % (hi - lo + 1); }
-  bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  uint64_t rand(uint64_t lo, uint64_t hi) { return draw(rng_, lo, hi); }
+  bool chance(double p) { return sim::chance(rng_, p); }
   void schedule(Event e) {
     e.order = order_++;
     queue_.push(std::move(e));
@@ -162,8 +158,7 @@ class Cluster {
   uint64_t order_ = 0;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   std::map<NodeId, SimNode> nodes_;
-  std::map<std::pair<NodeId, NodeId>, Link> links_;
-  std::map<NodeId, int> group_;  // partition: nodes talk only within a group
+  Network network_{rng_};
   Time heal_at_ = 0;
   int next_node_ = 1;
 
@@ -178,6 +173,7 @@ class Cluster {
   std::map<gcs::ViewKey, Primary> primaries_;
   std::map<gcs::ViewKey, gcs::ViewKey> successor_;
   std::map<gcs::ViewKey, uint64_t> top_in_view_;  // highest seqno delivered in each view
+  std::map<gcs::ViewKey, uint64_t> stable_top_;   // ... of those stable in it (all members held)
   std::deque<std::string> recent_;
   SimResult result_;
 };
