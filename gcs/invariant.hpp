@@ -13,6 +13,12 @@ namespace tutti {
 [[noreturn]] void invariant_failed(const char* condition, const char* file, int line,
                                    const std::string& message);
 
+// Replaces what a broken invariant does (by default: the message on stderr, then abort), for a
+// simulator that reports it with its seed. The handler must not return; if it does, abort.
+// nullptr restores the default.
+using InvariantHandler = void (*)(const std::string& message);
+void set_invariant_handler(InvariantHandler handler);
+
 }  // namespace tutti
 
 #define TUTTI_INVARIANT(condition, ...)                                                    \

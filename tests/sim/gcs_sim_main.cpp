@@ -38,8 +38,9 @@ int main(int argc, char** argv) {
     while (std::getline(ss, name, ',')) {
       if (name.empty() || name == "none") continue;
       auto f = parse_fault(name);
-      if (!f) {
-        std::cerr << "gcs-sim: unknown fault '" << name << "'\n";
+      if (!f || *f == Fault::disk) {
+        std::cerr << "gcs-sim: unknown fault '" << name << "'"
+                  << (f ? " (members here have no disk: tutti-sim simulates it)" : "") << "\n";
         return 2;
       }
       base.faults.insert(*f);

@@ -365,6 +365,8 @@ void Cluster::fault_step() {
       crash_node(victim);
       victim.left = true;
       break;
+    case Fault::disk:  // members here have no disk of their own: the whole-node simulator's
+      break;
   }
 }
 
@@ -568,8 +570,8 @@ int Cluster::broadcast(const NodeId& id, int count) {
 }
 
 std::optional<Fault> parse_fault(const std::string& name) {
-  for (Fault f :
-       {Fault::crash, Fault::partition, Fault::loss, Fault::pause, Fault::join, Fault::leave})
+  for (Fault f : {Fault::crash, Fault::partition, Fault::loss, Fault::pause, Fault::join,
+                  Fault::leave, Fault::disk})
     if (name == fault_name(f)) return f;
   return std::nullopt;
 }
@@ -588,6 +590,8 @@ const char* fault_name(Fault f) {
       return "join";
     case Fault::leave:
       return "leave";
+    case Fault::disk:
+      return "disk";
   }
   return "?";
 }

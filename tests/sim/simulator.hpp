@@ -21,7 +21,7 @@
 
 namespace tutti::sim {
 
-enum class Fault { crash, partition, loss, pause, join, leave };
+enum class Fault { crash, partition, loss, pause, join, leave, disk };  // disk: tutti-sim only
 std::optional<Fault> parse_fault(const std::string& name);
 const char* fault_name(Fault f);
 

@@ -1,0 +1,477 @@
+#include "sim/node_sim.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "gcs/invariant.hpp"
+
+namespace tutti::sim {
+namespace {
+
+constexpr Time kStep = 10;
+
+gcs::Config group_config() {
+  gcs::Config c;  // as gcs-sim's: a fast group, so that many view changes fit in a run
+  c.heartbeat_interval = 100;
+  c.suspect_timeout = 1000;
+  c.install_timeout = 1500;
+  c.resend_timeout = 300;
+  c.exclude_time = 3000;
+  c.persist_before_ack = true;
+  return c;
+}
+
+// A broken invariant inside the node would abort the process; here it is the run's violation,
+// reported with its seed. Not a std::exception: the node's own handlers (a failed persist) must
+// not take it for theirs.
+struct InvariantBroken {
+  std::string message;
+};
+[[noreturn]] void invariant_to_violation(const std::string& message) {
+  throw InvariantBroken{message};
+}
+
+}  // namespace
+
+NodeCluster::NodeCluster(const NodeSimOptions& o) : o_(o), rng_(o.seed) {
+  // The nodes log as tuttid does; thousands of view changes are not worth printing here.
+  old_log_level_ = spdlog::get_level();
+  spdlog::set_level(spdlog::level::off);
+  set_invariant_handler(invariant_to_violation);
+  clients_.resize(o_.clients);
+  for (int i = 0; i < o_.clients; ++i) clients_[i].index = i;
+}
+
+NodeCluster::~NodeCluster() {
+  for (auto& [_, n] : nodes_) {  // nodes before their stores
+    n.node.reset();
+    n.group.reset();
+    n.store.reset();
+  }
+  set_invariant_handler(nullptr);
+  spdlog::set_level(static_cast<spdlog::level::level_enum>(old_log_level_));
+}
+
+void NodeCluster::schedule(Event e) {
+  e.order = order_++;
+  queue_.push(std::move(e));
+}
+
+void NodeCluster::trace(const std::string& node, const std::string& json_body,
+                        const std::string& text) {
+  if (o_.trace)
+    *o_.trace << fmt::format("{{\"t\":{},\"node\":\"{}\",{}}}\n", now_, node, json_body);
+  recent_.push_back(fmt::format("t={} {} {}", now_, node, text));
+  if (recent_.size() > 40) recent_.pop_front();
+}
+
+storage::Clock::time_point NodeCluster::clock(Time t) const {
+  return storage::Clock::time_point(std::chrono::milliseconds(t));
+}
+
+void NodeCluster::add_node(const NodeId& id, std::vector<NodeId> seeds, bool bootstrap) {
+  SimNode& n = nodes_[id];
+  n.cluster = this;
+  n.id = id;
+  n.dir = dir_ / id;
+  n.seeds = std::move(seeds);
+  network_.set_side(id, 0);
+  trace(id, "\"event\":\"join\"", "new node");
+  if (!start(n)) throw SimViolation(id + " could not start on a fresh data dir");
+  if (bootstrap) {
+    n.group->member().bootstrap(fmt::format("history-{}", o_.seed));
+    n.node->group_changed();
+  }
+  schedule(Event{Event::tick, now_ + rand(1, kStep), 0, id});
+}
+
+// What tuttid does at a start: open the store, load what the member persisted, build the group
+// and the node on them. False when the disk refuses (it is tried again later).
+bool NodeCluster::start(SimNode& n) {
+  n.env.advance_to(clock(now_));
+  try {
+    storage::Options so;
+    so.dir = n.dir;
+    // The simulated crash is of the process, not of the machine: what LMDB committed is in the
+    // file either way, so the OS's fsync would check nothing here and only cost time.
+    so.durability = storage::Durability::memory;
+    so.initial_map_bytes = 8u << 20;
+    so.env = &n.env;
+    n.store = storage::Store::open(so);
+    if (n.store->read()->meta().node_uuid.empty())
+      n.store->write([&](storage::WriteTxn& t) { t.set_identity("", n.id); });
+  } catch (const storage::StorageError& e) {
+    n.store.reset();
+    trace(n.id, "\"event\":\"start-failed\"", std::string("start failed: ") + e.what());
+    return false;
+  }
+  n.up = true;
+  n.paused = false;
+  n.busy_until = 0;
+  ++n.incarnation;
+  n.applied_top = n.store->read()->meta().last_committed;
+  auto member = std::make_unique<gcs::Member>(n.id, core::load_durable(*n.store), group_config(),
+                                              n.seeds, now_);
+  n.in_view = member->view().id;
+  n.group = std::make_unique<gcs::Group>(std::move(member), n);
+  const uint64_t incarnation = n.incarnation;
+  SimNode* self = &n;
+  n.node = std::make_unique<core::Node>(n.id, *n.store, *n.group, core::NodeLimits{}, [=, this] {
+    schedule(Event{Event::flush, now_, 0, self->id, "", incarnation});
+  });
+  n.node->set_observer(&n);
+  trace(n.id, "\"event\":\"restart\"", fmt::format("start at seqno {}", n.applied_top));
+  return true;
+}
+
+void NodeCluster::crash(SimNode& n) {
+  check_crash(n);
+  n.node.reset();
+  n.group.reset();
+  n.store.reset();
+  n.up = false;
+  n.held.clear();
+  network_.cut(n.id);
+  trace(n.id, "\"event\":\"crash\"", "crash");
+}
+
+void NodeCluster::send(const NodeId& from, const NodeId& to, const gcs::Message& m) {
+  if (!nodes_.count(to)) return;
+  auto route = network_.route(from, to, now_);
+  if (!route) return;
+  schedule(Event{Event::message, route->arrival, 0, to, from, route->epoch,
+                 std::make_shared<const gcs::Message>(m)});
+}
+
+void NodeCluster::handle(const Event& e) {
+  if (e.kind == Event::client_reply) return on_reply(e);
+  SimNode& n = nodes_.at(e.node);
+  if (e.kind == Event::tick) {
+    schedule(Event{Event::tick, now_ + kStep, 0, e.node});
+    if (!n.up || n.paused || now_ < n.busy_until) return;
+  }
+  if (e.kind == Event::message && !network_.arrives(e.from, e.node, e.epoch)) return;
+  if ((e.kind == Event::flush || e.kind == Event::client_request) && e.epoch != n.incarnation)
+    return;
+  if (!n.up) return;  // lost with the node
+  if (n.paused) return n.held.push_back(e);
+  if (now_ < n.busy_until) {  // blocked on its disk: it takes this afterwards, in order
+    Event later = e;
+    later.t = n.busy_until;
+    return schedule(later);
+  }
+  at_node(n, e);
+}
+
+// One input to a live node, on its own clock; a slow disk runs that clock ahead, and the node
+// takes nothing else until the simulation catches up with it.
+void NodeCluster::at_node(SimNode& n, const Event& e) {
+  n.env.advance_to(clock(now_));
+  switch (e.kind) {
+    case Event::message:
+      n.group->member().receive(*e.msg, now_);
+      n.node->group_changed();
+      break;
+    case Event::tick:
+      n.group->member().tick(now_);
+      n.node->group_changed();
+      break;
+    case Event::flush:
+      n.node->flush();
+      break;
+    case Event::client_request: {
+      const int client = e.client;
+      const uint64_t op = e.op;
+      const NodeId at = n.id;
+      auto request = e.request;
+      n.node->handle(*e.request, [=, this](core::Response r) {
+        if (chance(0.03)) return;  // the answer is lost on its way
+        schedule(Event{Event::client_reply, now_ + rand(1, 15), 0, at, "", 0, nullptr, client, op,
+                       request, std::make_shared<const core::Response>(std::move(r))});
+      });
+      break;
+    }
+    case Event::transfer:
+      do_transfer(n);
+      break;
+    case Event::client_reply:
+      break;
+  }
+  const Time ran_to =
+      std::chrono::duration_cast<std::chrono::milliseconds>(n.env.now().time_since_epoch()).count();
+  if (ran_to > now_) n.busy_until = ran_to;
+}
+
+void NodeCluster::run_until(Time t) {
+  while (!queue_.empty() && queue_.top().t <= t) {
+    Event e = queue_.top();
+    queue_.pop();
+    if (e.t < now_)
+      throw SimViolation(fmt::format("simulator: an event of t={} at t={}", e.t, now_));
+    now_ = e.t;
+    handle(e);
+  }
+  now_ = t;
+}
+
+std::vector<NodeCluster::SimNode*> NodeCluster::up_nodes() {
+  std::vector<SimNode*> out;
+  for (auto& [_, n] : nodes_)
+    if (n.up) out.push_back(&n);
+  return out;
+}
+
+void NodeCluster::fault_step() {
+  std::vector<Fault> enabled(o_.faults.begin(), o_.faults.end());
+  if (enabled.empty() || !chance(0.02)) return;
+  const Fault f = enabled[rand(0, enabled.size() - 1)];
+  auto up = up_nodes();
+  if (up.empty()) return;
+  SimNode& victim = *up[rand(0, up.size() - 1)];
+  switch (f) {
+    case Fault::crash:
+      if (chance(0.1)) {
+        trace("sim", "\"event\":\"crash-all\"", "crash all");
+        for (SimNode* n : up) {
+          crash(*n);
+          n->restart_at = now_ + rand(300, 4000);
+        }
+      } else {
+        crash(victim);
+        victim.restart_at = now_ + rand(300, 4000);
+      }
+      break;
+    case Fault::partition: {
+      const int groups = static_cast<int>(rand(2, 3));
+      std::string text;
+      for (auto& [id, g] : network_.sides()) {
+        g = static_cast<int>(rand(0, groups - 1));
+        text += fmt::format(" {}:{}", id, g);
+      }
+      heal_at_ = now_ + rand(500, 5000);
+      trace("sim", "\"event\":\"partition\"", "partition" + text);
+      break;
+    }
+    case Fault::loss: {
+      SimNode& other = *up[rand(0, up.size() - 1)];
+      if (other.id == victim.id) break;
+      network_.break_link(victim.id, other.id, now_ + rand(100, 3000));
+      trace("sim", "\"event\":\"loss\"", fmt::format("link {}-{} broken", victim.id, other.id));
+      break;
+    }
+    case Fault::pause:
+      if (victim.paused) break;
+      victim.paused = true;
+      victim.unpause_at = now_ + rand(200, 4000);
+      trace(victim.id, "\"event\":\"pause\"", "pause");
+      break;
+    case Fault::join: {
+      if (nodes_.size() >= 7) break;
+      const NodeId id = fmt::format("n{}", next_node_++);
+      std::vector<NodeId> seeds;
+      for (SimNode* n : up) seeds.push_back(n->id);
+      add_node(id, seeds, false);
+      break;
+    }
+    case Fault::leave: {
+      // One graceful leave at a time, from a settled group whose rest keeps a majority.
+      if (up.size() <= 2 || !settled_problem().empty()) break;
+      const size_t members = victim.group->view().members.size();
+      if (2 * (members - 1) <= members) break;
+      victim.env.advance_to(clock(now_));
+      victim.group->member().leave();
+      victim.node->flush();
+      trace(victim.id, "\"event\":\"leave\"", "leave");
+      crash(victim);
+      victim.left = true;
+      break;
+    }
+    case Fault::disk:
+      disk_fault(victim);
+      break;
+  }
+}
+
+// A slow disk, a full one, or one whose writes or fsyncs fail, for a while.
+void NodeCluster::disk_fault(SimNode& victim) {
+  if (victim.disk_until) return;
+  victim.disk_until = now_ + rand(300, 5000);
+  switch (rand(0, 2)) {
+    case 0:
+      victim.env.commit_delay = std::chrono::milliseconds(rand(50, 1500));
+      trace(
+          victim.id, "\"event\":\"disk-slow\"",
+          fmt::format("disk slow: {} ms a commit",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(victim.env.commit_delay)
+                          .count()));
+      break;
+    case 1:
+      victim.env.fail = test::FaultEnv::Kind::disk_full;
+      victim.env.free_ = 0;
+      trace(victim.id, "\"event\":\"disk-full\"", "disk full");
+      break;
+    default:
+      victim.env.fail = test::FaultEnv::Kind::io;
+      trace(victim.id, "\"event\":\"disk-eio\"", "disk: EIO on write and fsync");
+      break;
+  }
+}
+
+void NodeCluster::recoveries() {
+  for (auto& [_, n] : nodes_) {
+    if (n.disk_until && n.disk_until <= now_) {
+      n.disk_until = 0;
+      n.env.commit_delay = {};
+      n.env.fail.reset();
+      n.env.free_ = UINT64_MAX;
+      trace(n.id, "\"event\":\"disk-ok\"", "disk works again");
+    }
+    if (!n.up && !n.left && n.restart_at && n.restart_at <= now_) {
+      n.restart_at = start(n) ? 0 : now_ + 500;
+    }
+    if (n.up && n.paused && n.unpause_at <= now_) {
+      n.paused = false;
+      trace(n.id, "\"event\":\"resume\"", "resume");
+      auto held = std::move(n.held);
+      n.held.clear();
+      for (auto& e : held) {  // in arrival order, now
+        e.t = now_;
+        schedule(std::move(e));
+      }
+    }
+  }
+  if (heal_at_ && heal_at_ <= now_) {
+    heal_at_ = 0;
+    network_.heal_partition();
+    trace("sim", "\"event\":\"heal\"", "partition healed");
+  }
+}
+
+void NodeCluster::heal_all() {
+  for (auto& [_, n] : nodes_) {
+    if (!n.up && !n.left) n.restart_at = now_;
+    if (n.paused) n.unpause_at = now_;
+    if (n.disk_until) n.disk_until = now_;
+  }
+  network_.heal_links();
+  heal_at_ = now_;
+  recoveries();
+}
+
+// The state transfer, simulated until the real one exists: the joiner applies the history up to
+// the view's base from the simulation's record of it, as it would from a donor's log.
+void NodeCluster::do_transfer(SimNode& n) {
+  auto& member = n.group->member();
+  if (!member.durable().needs_transfer || !member.durable().last_primary) return;
+  const uint64_t base = member.durable().last_primary->base;
+  auto retry = [&] { schedule(Event{Event::transfer, now_ + 100, 0, n.id, "", n.incarnation}); };
+  if (n.applied_top > base)
+    throw SimViolation(fmt::format("{} needs a transfer to seqno {} but applied seqno {}", n.id,
+                                   base, n.applied_top));
+  if (static_cast<uint64_t>(std::distance(history_.begin(), history_.upper_bound(base))) != base)
+    return retry();  // not delivered anywhere yet
+  std::map<NodeId, uint64_t> high;
+  for (auto it = history_.begin(); it != history_.end() && it->first <= base; ++it) {
+    uint64_t& h = high[it->second.origin];
+    h = std::max(h, it->second.sender_seq);
+  }
+  try {
+    n.store->write([&](storage::WriteTxn& txn) {
+      for (uint64_t s = txn.meta().last_committed + 1; s <= base; ++s)
+        core::certify_and_apply(txn, s, history_.at(s).payload);
+    });
+  } catch (const storage::StorageError&) {
+    return retry();  // its disk fails: later
+  }
+  if (n.store->read()->meta().content_hash.hex() != history_.at(base).hash && base > 0)
+    throw SimViolation(fmt::format("{}: the state transferred to seqno {} hashes {}, not {}", n.id,
+                                   base, n.store->read()->meta().content_hash.hex(),
+                                   history_.at(base).hash));
+  n.applied_top = base;
+  trace(n.id, fmt::format("\"event\":\"transfer\",\"seqno\":{}", base),
+        fmt::format("transfer to {}", base));
+  n.node->transfer_done(base, high);
+}
+
+// Why the live nodes are not yet one primary view with everything applied and every client
+// answered ("" when they are).
+std::string NodeCluster::settled_problem() {
+  std::vector<NodeId> live;
+  for (auto& [id, n] : nodes_)
+    if (n.up) live.push_back(id);
+  const uint64_t top = history_.empty() ? 0 : history_.rbegin()->first;
+  for (auto& [id, n] : nodes_) {
+    if (!n.up) continue;
+    const auto& m = n.group->member();
+    const auto& v = m.view();
+    if (m.phase() != gcs::Phase::operational || !v.primary || v.members != live)
+      return fmt::format("{} is {} in view {} (primary={}, {} members) with {} live", id,
+                         gcs::to_string(m.phase()), gcs::to_string(v.id), v.primary,
+                         v.members.size(), live.size());
+    if (m.durable().needs_transfer) return id + " still waits for its state transfer";
+    if (n.applied_top != top) return fmt::format("{} is at seqno {} of {}", id, n.applied_top, top);
+    if (n.group->stuck()) return id + " cannot persist";
+  }
+  for (const auto& c : clients_)
+    if (c.op != Client::Op::none)
+      return fmt::format("client {} still waits for an answer", c.index);
+  return "";
+}
+
+// Runs without faults until settled; returns how long that took.
+Time NodeCluster::settle(const std::string& after) {
+  const Time start = now_;
+  std::string problem = settled_problem();
+  while (!problem.empty() && now_ - start < o_.liveness_limit) {
+    run_until(now_ + kStep);
+    recoveries();
+    for (auto& c : clients_) client_step(c, false);
+    problem = settled_problem();
+  }
+  if (!problem.empty())
+    throw SimViolation(
+        fmt::format("liveness: not settled {} ms {}: {}", o_.liveness_limit, after, problem));
+  return now_ - start;
+}
+
+NodeSimResult NodeCluster::run() {
+  try {
+    const int initial = std::clamp(o_.nodes, 1, 7);
+    std::vector<NodeId> peers;
+    for (int i = 0; i < initial; ++i) peers.push_back(fmt::format("n{}", next_node_ + i));
+    for (int i = 0; i < initial; ++i) add_node(fmt::format("n{}", next_node_++), peers, i == 0);
+    for (int step = 0; step < o_.steps; ++step) {
+      run_until(now_ + kStep);
+      recoveries();
+      fault_step();
+      for (auto& c : clients_) client_step(c, true);
+    }
+    trace("sim", "\"event\":\"heal-all\"", "faults stop");
+    heal_all();
+    result_.settled_after = settle("after the faults stopped");
+    final_checks();
+    // Every node crashes at once and comes back: every acknowledged commit is still there.
+    trace("sim", "\"event\":\"crash-all\"", "crash all, then restart all");
+    for (SimNode* n : up_nodes()) crash(*n);
+    heal_all();
+    settle("after a crash of every node");
+    final_checks();
+  } catch (const SimViolation& v) {
+    result_.ok = false;
+    result_.violation = v.what();
+  } catch (const InvariantBroken& b) {
+    result_.ok = false;
+    result_.violation = "a node's invariant broke: " + b.message;
+  }
+  if (!result_.ok) result_.recent.assign(recent_.begin(), recent_.end());
+  result_.seqnos = history_.empty() ? 0 : history_.rbegin()->first;
+  return result_;
+}
+
+NodeSimResult run_node_simulation(const NodeSimOptions& options) {
+  return NodeCluster(options).run();
+}
+
+}  // namespace tutti::sim
