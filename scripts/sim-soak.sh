@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Long simulator runs of the gcs protocol: RUNS seeds for each group size 3..7, all faults.
-# Bounded: each gcs-sim call stops after its runs, and the whole script after MAX_SECONDS.
-# Usage: scripts/sim-soak.sh [RUNS per size, default 2000] [FIRST_SEED, default: from the clock]
+# Long simulator runs, all faults: gcs-sim (the group protocol alone) and tutti-sim (whole nodes:
+# group, certification and LMDB stores), RUNS seeds of each for each group size 3..7.
+# Bounded: each simulator call stops after its runs, or after MAX_SECONDS (default 3600).
+# Usage: scripts/sim-soak.sh [RUNS per size and simulator, default 2000] [FIRST_SEED, default: from the clock]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-2000}
@@ -9,11 +10,13 @@ seed=${2:-$(date +%s)}
 max_seconds=${MAX_SECONDS:-3600}
 ./scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target gcs-sim >/dev/null
-for nodes in 3 4 5 6 7; do
-  echo "== $runs runs with $nodes members from seed $seed"
-  timeout "$max_seconds" ./build/tests/gcs-sim --seed "$seed" --runs "$runs" --nodes "$nodes" \
-    | grep -v '^run seed=.* ok$' || { echo "sim-soak: FAILED (the seed is printed above)"; exit 1; }
-  seed=$((seed + runs))
+cmake --build build --target gcs-sim tutti-sim >/dev/null
+for sim in gcs-sim tutti-sim; do
+  for nodes in 3 4 5 6 7; do
+    echo "== $sim: $runs runs with $nodes nodes from seed $seed"
+    timeout "$max_seconds" "./build/tests/$sim" --seed "$seed" --runs "$runs" --nodes "$nodes" \
+      | grep -v '^run seed=.* ok$' || { echo "sim-soak: $sim FAILED (the seed is printed above)"; exit 1; }
+    seed=$((seed + runs))
+  done
 done
 echo "sim-soak: all runs passed"
