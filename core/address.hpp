@@ -1,22 +1,13 @@
+// HOST:PORT, as the client tools and the node take it: the one parser is gcs/'s (the group's
+// addresses are the same kind).
 #pragma once
 
-#include <cstdint>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "gcs/address.hpp"
 
 namespace tutti::core {
 
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string text() const;
-};
-
-// "HOST:PORT" (HOST may be [v6]); throws std::invalid_argument with a message fit for a user.
-HostPort parse_host_port(std::string_view text);
-// A comma-separated list of HOST:PORT.
-std::vector<HostPort> parse_host_port_list(std::string_view text);
+using gcs::HostPort;
+using gcs::parse_host_port;
+using gcs::parse_host_port_list;
 
 }  // namespace tutti::core

@@ -1,5 +1,7 @@
 #include "gcs/transport.hpp"
 
+#include "gcs/address.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -37,11 +39,9 @@ std::string hex8(const std::string& uuid) {
 }
 
 asio::ip::tcp::endpoint resolve(asio::io_context& io, const std::string& addr) {
-  const auto colon = addr.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size())
-    throw std::invalid_argument("address " + addr + " is not HOST:PORT");
+  const HostPort hp = parse_host_port(addr);
   asio::ip::tcp::resolver resolver(io);
-  auto results = resolver.resolve(addr.substr(0, colon), addr.substr(colon + 1));
+  auto results = resolver.resolve(hp.host, std::to_string(hp.port));
   if (results.empty()) throw std::invalid_argument("address " + addr + " does not resolve");
   return results.begin()->endpoint();
 }

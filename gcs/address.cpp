@@ -1,10 +1,10 @@
-#include "core/address.hpp"
+#include "gcs/address.hpp"
 
 #include <charconv>
 
 #include <fmt/format.h>
 
-namespace tutti::core {
+namespace tutti::gcs {
 
 std::string HostPort::text() const {
   return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
@@ -16,7 +16,12 @@ HostPort parse_host_port(std::string_view text) {
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
     throw std::invalid_argument(fmt::format("'{}' is not HOST:PORT", text));
   std::string_view host = text.substr(0, colon);
-  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.front() == '[' && host.back() == ']' && host.size() > 2) {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find_first_of("[]:") != std::string_view::npos) {
+    throw std::invalid_argument(
+        fmt::format("'{}' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7101)", text));
+  }
   const std::string_view port_text = text.substr(colon + 1);
   unsigned port = 0;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
@@ -39,4 +44,4 @@ std::vector<HostPort> parse_host_port_list(std::string_view text) {
   return out;
 }
 
-}  // namespace tutti::core
+}  // namespace tutti::gcs
