@@ -435,20 +435,4 @@ Outcome decode_outcome(std::string_view bytes) {
       });
 }
 
-// ---- frames ----
-
-std::string frame(std::string_view payload) {
-  const auto n = static_cast<uint32_t>(payload.size());
-  std::string out(kFrameHeaderBytes, '\0');
-  for (size_t i = 0; i < kFrameHeaderBytes; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  out.append(payload);
-  return out;
-}
-
-uint32_t frame_length(std::string_view header) {
-  uint32_t n = 0;
-  for (int i = kFrameHeaderBytes - 1; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(header[i]);
-  return n;
-}
-
 }  // namespace tutti::core

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/messages.hpp"
+#include "gcs/framing.hpp"
 
 namespace tutti::core {
 
@@ -23,8 +24,6 @@ class VersionError : public DecodeError {
   using DecodeError::DecodeError;
 };
 
-inline constexpr size_t kFrameHeaderBytes = 4;
-
 std::string encode_request(const Request& request);
 Request decode_request(std::string_view payload);
 std::string encode_response(const Response& response);
@@ -36,9 +35,9 @@ WriteSet decode_writeset(std::string_view bytes);
 std::string encode_outcome(const Outcome& outcome);
 Outcome decode_outcome(std::string_view bytes);
 
-// A frame header followed by payload.
-std::string frame(std::string_view payload);
-// Payload length announced by a frame header; header must hold kFrameHeaderBytes.
-uint32_t frame_length(std::string_view header);
+// The frames are gcs/framing.hpp's.
+using gcs::frame;
+using gcs::frame_length;
+using gcs::kFrameHeaderBytes;
 
 }  // namespace tutti::core

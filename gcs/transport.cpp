@@ -1,6 +1,7 @@
 #include "gcs/transport.hpp"
 
 #include "gcs/address.hpp"
+#include "gcs/framing.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -10,22 +11,10 @@
 namespace tutti::gcs {
 namespace {
 
-constexpr size_t kHeaderBytes = 4;
 constexpr size_t kReadChunk = 64u << 10;
 
-std::string framed(const Frame& frame) {
-  std::string body = encode_frame(frame);
-  std::string out(kHeaderBytes, '\0');
-  const uint32_t len = static_cast<uint32_t>(body.size());
-  for (size_t i = 0; i < kHeaderBytes; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
-  return out + body;
-}
-
-uint32_t frame_length(const char* p) {
-  uint32_t len = 0;
-  for (size_t i = 0; i < kHeaderBytes; ++i)
-    len |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return len;
+std::string framed(const Frame& f) {
+  return frame(encode_frame(f));
 }
 
 std::string hex8(const std::string& uuid) {
@@ -134,18 +123,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void parse() {
     size_t at = 0;
-    while (!closed_ && in_.size() - at >= kHeaderBytes) {
-      const uint32_t len = frame_length(in_.data() + at);
+    while (!closed_ && in_.size() - at >= kFrameHeaderBytes) {
+      const uint32_t len = frame_length(std::string_view(in_).substr(at));
       if (len == 0 || len > t_->cfg_.max_frame_bytes)
         return close(fmt::format("frame of {} bytes (limit {})", len, t_->cfg_.max_frame_bytes));
-      if (in_.size() - at < kHeaderBytes + len) break;
+      if (in_.size() - at < kFrameHeaderBytes + len) break;
       Frame frame;
       try {
-        frame = decode_frame(std::string_view(in_).substr(at + kHeaderBytes, len));
+        frame = decode_frame(std::string_view(in_).substr(at + kFrameHeaderBytes, len));
       } catch (const WireError& e) {
         return close(e.what());
       }
-      at += kHeaderBytes + len;
+      at += kFrameHeaderBytes + len;
       if (t_) t_->on_frame(*this, std::move(frame));
     }
     in_.erase(0, at);
