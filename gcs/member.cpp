@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "gcs/invariant.hpp"
+#include "gcs/view_decision.hpp"
 
 namespace tutti::gcs {
 
@@ -583,134 +584,24 @@ void Member::on_state(const Message& m, const StateReport& r) {
   if (proposal_->reports.size() == proposal_->members.size()) decide_install();
 }
 
-// A view some present member of it never persisted was never committed (a commit needs every
-// member's install): nothing was delivered in it, and its partial install must not hold the group
-// back. Nor did a view commit when a later install was built on a view before it.
-bool Member::maybe_committed(const Proposal& p, const ViewInfo& v) {
-  for (const auto& [n, r] : p.reports)
-    if (r.last_primary && v.id < r.last_primary->id && r.previous_primary &&
-        r.previous_primary->id < v.id)
-      return false;
-  for (const auto& m : v.members) {
-    auto other = p.reports.find(m);
-    if (other == p.reports.end()) continue;
-    const auto& installs = other->second.installs;
-    const bool covered = !installs.empty() && !(v.id < installs.front());
-    if ((installs.empty() || covered) &&
-        std::find(installs.begin(), installs.end(), v.id) == installs.end())
-      return false;
-  }
-  return true;
-}
-
-// Each member's lineage is the latest primary view it persisted that may have committed; LP, the
-// lineage the new view continues, is the latest of those.
-Member::Lineage Member::choose_lineage(const Proposal& p) const {
-  Lineage out;
-  for (const auto& [n, r] : p.reports) {
-    if (r.last_committed && (!out.lcp || out.lcp->id < r.last_committed->id))
-      out.lcp = &*r.last_committed;
-    const ViewInfo* eff = nullptr;
-    for (const auto* v : {&r.last_primary, &r.previous_primary, &r.last_committed}) {
-      if (!*v || (eff && !(eff->id < (*v)->id))) continue;
-      if (v == &r.last_committed || maybe_committed(p, **v)) eff = &**v;
-    }
-    out.of[n] = eff;
-    if (eff && (!out.lp || out.lp->id < eff->id)) out.lp = eff;
-  }
-  return out;
-}
-
-bool Member::majority_of(const Proposal& p, const ViewInfo& v) const {
-  uint64_t present = 0, total = 0;
-  for (const auto& n : v.members) {
-    total += weight(n);
-    if (p.reports.count(n)) present += weight(n);
-  }
-  return 2 * present > total;
-}
-
-// The coordinator fixes the new view from every member's report:
-// - it is primary iff it holds a strict majority of LP and of the last committed primary view
-//   (LP may never have committed, its install having reached only some members, and a group
-//   that does not know of it may form from the view before it: a joint majority, as in Raft),
-//   and some member continues LP;
-// - its base (the end of LP's history) is the least seqno held by LP's continuing members: a
-//   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
-// - members that continue LP deliver up to the base; the others join and need a transfer.
+// The coordinator fixes the new view from every member's report (gcs/view_decision.hpp) and
+// sends it to them.
 void Member::decide_install() {
   Proposal& p = *proposal_;
-  const Lineage lin = choose_lineage(p);
-  Install inst;
-  inst.view = ViewInfo{p.id, p.members, false, 0};
-  std::vector<NodeId> continuing;
-  uint64_t end = UINT64_MAX;
-  if (lin.lp) {
-    inst.predecessor = lin.lp->id;
-    inst.predecessor_view = *lin.lp;
-    // A member waiting for a transfer has a gap in its log: it proves nothing.
-    for (const auto& [n, r] : p.reports) {
-      if (!lin.of.at(n) || lin.of.at(n)->id != lin.lp->id || r.needs_transfer) continue;
-      continuing.push_back(n);
-    }
-    const bool quorum =
-        cfg_.persist_before_ack ? majority_of(p, *lin.lp) : memory_quorum(p, *lin.lp, continuing);
-    for (const auto& n : continuing) end = std::min(end, p.reports.at(n).lineage_held);
-    inst.view.primary = quorum && (!lin.lcp || majority_of(p, *lin.lcp)) && !continuing.empty();
-  }
-  if (inst.view.primary) {
-    inst.view.base = end;
-    // A coordinator that joined without a history takes the lineage's, so its Install (and
-    // every member that learns the history from it) carries the right one.
-    if (d_.history.empty())
-      for (const auto& n : continuing)
-        if (auto h = p.histories.find(n); h != p.histories.end()) d_.history = h->second;
-    // A member that delivered exactly up to the base already holds the lineage's state (there is
-    // one primary lineage per history, so its seqnos are the lineage's): it needs no transfer.
-    for (const auto& [n, r] : p.reports)
-      if (std::find(continuing.begin(), continuing.end(), n) == continuing.end() &&
-          (r.needs_transfer || r.delivered != end))
-        inst.joiners.push_back(n);
-  }
-  for (const auto& [n, r] : p.reports) inst.delivered[n] = r.delivered;
-  describe_decision(p, lin, inst);
+  ViewDecision decision =
+      decide_view(p.id, p.members, p.reports, cfg_.weights, cfg_.persist_before_ack);
+  const Install& inst = decision.install;
+  // A coordinator that joined without a history takes the lineage's, so its Install (and every
+  // member that learns the history from it) carries the right one.
+  if (inst.view.primary && d_.history.empty())
+    for (const auto& n : decision.continuing)
+      if (auto h = p.histories.find(n); h != p.histories.end()) d_.history = h->second;
+  last_decision_ = std::move(decision.text);
   p.install_sent = true;
   Message m = make(p.id);
   m.body = inst;
   for (const auto& n : p.members) send(n, m);
   on_install(m, inst);
-}
-
-// Memory durability: a restarted member may have acknowledged more than it persisted, so it
-// continues only beside a member that kept its memory; when none did (every member crashed), the
-// view re-forms only once all of the last primary view is back.
-bool Member::memory_quorum(const Proposal& p, const ViewInfo& lp,
-                           std::vector<NodeId>& continuing) const {
-  std::vector<NodeId> kept;
-  for (const auto& n : continuing)
-    if (!p.reports.at(n).restarted) kept.push_back(n);
-  if (!kept.empty()) {
-    continuing = std::move(kept);
-    return majority_of(p, lp);
-  }
-  for (const auto& n : lp.members)
-    if (!p.reports.count(n)) return false;
-  return true;
-}
-
-void Member::describe_decision(const Proposal& p, const Lineage& lin, const Install& inst) {
-  auto id = [](const auto& v) { return v ? to_string(v->id) : std::string("-"); };
-  last_decision_ =
-      fmt::format("{} lp={} lcp={} primary={} base={} joiners={} reports:", to_string(p.id),
-                  id(lin.lp), id(lin.lcp), inst.view.primary, inst.view.base, inst.joiners.size());
-  for (const auto& [n, r] : p.reports) {
-    std::string installs;
-    for (auto& i : r.installs) installs += to_string(i) + ",";
-    last_decision_ +=
-        fmt::format(" {}(lp={} prev={} lc={} held={} del={} xfer={} installs={} lineage={})", n,
-                    id(r.last_primary), id(r.previous_primary), id(r.last_committed),
-                    r.lineage_held, r.delivered, r.needs_transfer, installs, id(lin.of.at(n)));
-  }
 }
 
 void Member::on_install(const Message& m, const Install& inst) {

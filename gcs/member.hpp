@@ -109,17 +109,7 @@ class Member {
   void on_propose(const Message& m, const Propose& p);
   StateReport state_report() const;
   void on_state(const Message& m, const StateReport& r);
-  struct Lineage {
-    const ViewInfo* lp = nullptr;          // the primary view the next view continues
-    const ViewInfo* lcp = nullptr;         // the last primary view known committed
-    std::map<NodeId, const ViewInfo*> of;  // each reporter's own lineage
-  };
-  static bool maybe_committed(const Proposal& p, const ViewInfo& v);
-  Lineage choose_lineage(const Proposal& p) const;
-  bool majority_of(const Proposal& p, const ViewInfo& v) const;
-  bool memory_quorum(const Proposal& p, const ViewInfo& lp, std::vector<NodeId>& continuing) const;
   void decide_install();
-  void describe_decision(const Proposal& p, const Lineage& lin, const Install& inst);
   void on_install(const Message& m, const Install& inst);
   void on_installed(const Message& m);
   void on_commit(const Message& m);

@@ -1,0 +1,171 @@
+// The view decision's quorum rules, table by table: reports in, the view to install out.
+#include <catch2/catch.hpp>
+
+#include "gcs/view_decision.hpp"
+
+using namespace tutti::gcs;
+
+namespace {
+
+ViewInfo view(uint64_t epoch, std::vector<NodeId> members, uint64_t base = 0) {
+  return ViewInfo{ViewKey{epoch, members.front()}, members, true, base};
+}
+
+// A member that persisted and saw committed `lp` (its installs: those views), holding up to held.
+StateReport in(const ViewInfo& lp, uint64_t held, std::vector<ViewInfo> installs = {}) {
+  StateReport r;
+  r.last_primary = lp;
+  r.last_committed = lp;
+  if (installs.empty()) installs = {lp};
+  for (const auto& v : installs) r.installs.push_back(v.id);
+  r.lineage_held = held;
+  r.delivered = held;
+  return r;
+}
+
+const ViewInfo kABC = view(1, {"a", "b", "c"});
+
+struct Case {
+  const char* name;
+  Reports reports;
+  Weights weights;
+  bool persist_before_ack;
+  bool primary;
+  uint64_t base;
+  std::vector<NodeId> joiners;
+};
+
+}  // namespace
+
+TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
+  StateReport fresh;  // a new member: no history at all
+  StateReport waiting = in(kABC, 4);
+  waiting.needs_transfer = true;  // its log has a gap below: it proves nothing
+  StateReport restarted_a = in(kABC, 10), restarted_b = in(kABC, 9);
+  restarted_a.restarted = restarted_b.restarted = true;
+  // b persisted the install of 2.a but c, a member of it, never did: it never committed.
+  const ViewInfo kAB2 = view(2, {"a", "b", "c"}, 10);
+  StateReport b_saw_2 = in(kABC, 12, {kABC, kAB2});
+  b_saw_2.last_primary = kAB2;
+  b_saw_2.previous_primary = kABC;
+  // The group went on from 1.a as 3.a of {a, d, e} and committed it; b and c only know 1.a.
+  const ViewInfo kADE = view(3, {"a", "d", "e"}, 10);
+
+  const std::vector<Case> cases = {
+      {"all of the lineage",
+       {{"a", in(kABC, 10)}, {"b", in(kABC, 10)}, {"c", in(kABC, 10)}},
+       {},
+       true,
+       true,
+       10,
+       {}},
+      {"two of three: the base is the least held",
+       {{"a", in(kABC, 10)}, {"b", in(kABC, 7)}},
+       {},
+       true,
+       true,
+       7,
+       {}},
+      {"one of three", {{"a", in(kABC, 10)}}, {}, true, false, 0, {}},
+      {"one of three weighing 3 of 5", {{"a", in(kABC, 10)}}, {{"a", 3}}, true, true, 10, {}},
+      {"one of three weighing 2 of 4: no strict majority",
+       {{"a", in(kABC, 10)}},
+       {{"a", 2}},
+       true,
+       false,
+       0,
+       {}},
+      {"a newcomer joins and needs a transfer",
+       {{"a", in(kABC, 10)}, {"b", in(kABC, 10)}, {"d", fresh}},
+       {},
+       true,
+       true,
+       10,
+       {"d"}},
+      {"a member waiting for its transfer is no continuer",
+       {{"a", in(kABC, 10)}, {"b", in(kABC, 10)}, {"c", waiting}},
+       {},
+       true,
+       true,
+       10,
+       {"c"}},
+      {"only members waiting for a transfer: no one continues",
+       {{"a", waiting}, {"b", waiting}},
+       {},
+       true,
+       false,
+       0,
+       {}},
+      {"newcomers alone have no lineage", {{"d", fresh}, {"e", fresh}}, {}, true, false, 0, {}},
+      // b falls back to 1.a, which it holds (its tail beyond 10 is dropped): no transfer.
+      {"an install that never committed is no lineage",
+       {{"a", in(kABC, 10)}, {"b", b_saw_2}, {"c", in(kABC, 10)}},
+       {},
+       true,
+       true,
+       10,
+       {}},
+      {"a stale majority of an old view is not a majority of the last committed one",
+       {{"a", in(kADE, 10)}, {"b", in(kABC, 10)}, {"c", in(kABC, 10)}},
+       {},
+       true,
+       false,
+       0,
+       {}},
+      {"memory durability: after a crash of every member, all of it must be back",
+       {{"a", restarted_a}, {"b", restarted_b}},
+       {},
+       false,
+       false,
+       0,
+       {}},
+      {"memory durability: all of it back, the base is the least held",
+       {{"a", restarted_a}, {"b", restarted_b}, {"c", restarted_b}},
+       {},
+       false,
+       true,
+       9,
+       {}},
+      {"memory durability: a member that kept its memory continues alone",
+       {{"a", in(kABC, 10)}, {"b", restarted_b}},
+       {},
+       false,
+       true,
+       10,
+       {"b"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    std::vector<NodeId> members;
+    for (const auto& [n, r] : c.reports) members.push_back(n);
+    const ViewKey id{9, members.front()};
+    const ViewDecision d = decide_view(id, members, c.reports, c.weights, c.persist_before_ack);
+    INFO(d.text);
+    CHECK(d.install.view.id == id);
+    CHECK(d.install.view.members == members);
+    CHECK(d.install.view.primary == c.primary);
+    CHECK(d.install.view.base == c.base);
+    CHECK(d.install.joiners == c.joiners);
+    CHECK(d.install.delivered.size() == c.reports.size());
+    if (c.primary) CHECK(d.install.predecessor.has_value());
+  }
+}
+
+TEST_CASE("view decision: the lineage is the latest primary view that may have committed") {
+  const ViewInfo kAB2 = view(2, {"a", "b"}, 10);
+  // Both persisted 2.a: it may have committed, and is the lineage.
+  Reports both{{"a", in(kAB2, 12, {kABC, kAB2})}, {"b", in(kAB2, 12, {kABC, kAB2})}};
+  const Lineage l = choose_lineage(both);
+  REQUIRE(l.lp);
+  CHECK(l.lp->id == kAB2.id);
+  CHECK(maybe_committed(both, kAB2));
+  // A present member of it never persisted its install: it did not commit.
+  Reports one{{"a", in(kABC, 10)}, {"b", in(kABC, 10)}};
+  one["a"].last_primary = kAB2;
+  one["a"].previous_primary = kABC;
+  one["a"].installs.push_back(kAB2.id);
+  CHECK_FALSE(maybe_committed(one, kAB2));
+  CHECK(choose_lineage(one).lp->id == kABC.id);
+  CHECK(majority_of(one, kABC, {}));                // two of a, b, c
+  CHECK_FALSE(majority_of(one, kABC, {{"c", 3}}));  // 2 of 5 by weight
+}
