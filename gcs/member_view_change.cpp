@@ -1,0 +1,270 @@
+// gcs::Member, its membership half: failure detection and the view change (propose, state
+// reports, the coordinator's decision, install, commit). The normal case is in member.cpp.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "gcs/member.hpp"
+#include "gcs/view_decision.hpp"
+
+namespace tutti::gcs {
+
+// ---- membership: failure detection and view change ----
+
+std::vector<NodeId> Member::alive_set() const {
+  std::vector<NodeId> out{self_};
+  for (const auto& n : known_) {
+    auto heard = last_heard_.find(n);
+    if (heard == last_heard_.end() || now_ - heard->second >= cfg_.suspect_timeout) continue;
+    auto ex = excluded_until_.find(n);
+    if (ex != excluded_until_.end() && ex->second > now_) continue;
+    if (leaving_.count(n)) continue;
+    out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The smallest live member coordinates: it proposes a view of every member it hears when that
+// differs from the current view, or when a view change has stalled.
+void Member::maybe_propose() {
+  // Flow control is bounded: a member that holds the group paused too long is evicted; it may
+  // come back once it has caught up. Every member judges so (the pauser may be the coordinator),
+  // and the next coordinator proposes a view without it.
+  // Eviction never takes the majority away: when the members to evict, with those already
+  // excluded, weigh half the view or more, the group stays paused and primary instead.
+  if (phase_ == Phase::operational && view_.primary) {
+    std::vector<NodeId> evict;
+    for (const auto& [n, since] : pausing_since_)
+      if (n != self_ && now_ - since >= cfg_.max_flow_pause &&
+          std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
+        evict.push_back(n);
+    uint64_t total = 0, staying = 0;
+    for (const auto& n : view_.members) {
+      total += weight(n);
+      auto ex = excluded_until_.find(n);
+      const bool out = std::find(evict.begin(), evict.end(), n) != evict.end() ||
+                       (ex != excluded_until_.end() && ex->second > now_);
+      if (!out) staying += weight(n);
+    }
+    if (2 * staying > total)
+      for (const auto& n : evict) excluded_until_[n] = now_ + cfg_.exclude_time;
+  }
+  std::vector<NodeId> alive = alive_set();
+  if (alive.front() != self_) return;
+  bool need = false;
+  if (proposal_) {
+    // A member that promised a later view change will never join this one: try again above it
+    // at once rather than wait for the timeout and leave a live member out (two joiners that
+    // each proposed a view with the member they joined through).
+    // Bounded: two coordinators that cannot hear each other (one-way loss) would otherwise
+    // outbid each other every round trip for ever; past the bound the timeout decides.
+    constexpr uint32_t kMaxOutbidRetries = 3;
+    const bool outbid =
+        outbid_retries_ < kMaxOutbidRetries &&
+        std::any_of(proposal_->members.begin(), proposal_->members.end(), [&](const NodeId& n) {
+          auto pv = peer_view_.find(n);
+          return n != self_ && pv != peer_view_.end() && proposal_->id < pv->second;
+        });
+    if (outbid) ++outbid_retries_;
+    if (!outbid && now_ - proposal_->started < cfg_.install_timeout) return;
+    if (!outbid)
+      for (const auto& n : proposal_->members) {
+        const bool answered = proposal_->install_sent ? proposal_->installed.count(n) > 0
+                                                      : proposal_->reports.count(n) > 0;
+        if (!answered && n != self_) excluded_until_[n] = now_ + cfg_.exclude_time;
+      }
+    proposal_.reset();
+    alive = alive_set();
+    need = outbid;
+  }
+  switch (phase_) {
+    case Phase::idle:
+      need = true;
+      break;
+    case Phase::operational: {
+      // A member that operates in, or prepares, a later view than ours: our view is stale.
+      need = need || alive != view_.members;
+      for (const auto& n : alive) {
+        auto pv = peer_view_.find(n);
+        if (pv != peer_view_.end() && view_.id < pv->second) need = true;
+        if (idle_peers_.count(n)) need = true;  // a member restarted: it must join again
+      }
+      break;
+    }
+    default:
+      need = need || now_ - change_started_ >= cfg_.install_timeout;
+      break;
+  }
+  if (need) propose(std::move(alive));
+}
+
+void Member::propose(std::vector<NodeId> members) {
+  const ViewKey id{std::max(promised_.epoch, seen_epoch_) + 1, self_};
+  proposal_ = Proposal{id, members, now_, {}, {}, {}, false};
+  Message m = make(id);
+  m.body = Propose{members};
+  for (const auto& n : members) send(n, m);
+  on_propose(m, std::get<Propose>(m.body));
+}
+
+void Member::on_propose(const Message& m, const Propose& p) {
+  if (!(promised_ < m.view)) {
+    // Refused: say at once what was promised, so the proposer tries again above it.
+    if (m.from != self_) send(m.from, heartbeat());
+    return;
+  }
+  // A coordinator this member evicted (flow control) does not lead it back into a view with it
+  // until the exclusion ends: like a lost proposal, which the protocol survives.
+  if (auto ex = excluded_until_.find(m.from); ex != excluded_until_.end() && ex->second > now_)
+    return;
+  if (std::find(p.members.begin(), p.members.end(), self_) == p.members.end()) return;
+  if (proposal_ && proposal_->id < m.view) proposal_.reset();  // a higher proposal wins
+  // Promise: never take part in a lower view change again, even after a restart.
+  promised_ = d_.promised = m.view;
+  meta_changed_ = true;
+  // Stop ordering and acknowledging in the old view: the report below must cover every ack.
+  phase_ = Phase::gathering;
+  change_started_ = now_;
+  installing_.reset();
+  Message reply = make(m.view);
+  reply.body = state_report();
+  if (m.from == self_) {
+    on_state(reply, std::get<StateReport>(reply.body));
+  } else {
+    send(m.from, std::move(reply));
+  }
+}
+
+StateReport Member::state_report() const {
+  StateReport r;
+  r.current = view_;
+  r.last_primary = d_.last_primary;
+  r.last_committed = d_.last_committed;
+  r.previous_primary = d_.previous_primary;
+  r.installs = d_.installs;
+  r.delivered = d_.delivered;
+  r.needs_transfer = d_.needs_transfer;
+  r.restarted = restarted_;
+  if (!d_.needs_transfer) {
+    uint64_t s = d_.delivered;  // what is applied is held; the log goes on from there
+    while (d_.log.count(s + 1)) ++s;
+    r.lineage_held = s;
+  }
+  return r;
+}
+
+void Member::on_state(const Message& m, const StateReport& r) {
+  if (!proposal_ || proposal_->id != m.view || proposal_->install_sent) return;
+  proposal_->reports[m.from] = r;
+  if (!m.history.empty()) proposal_->histories[m.from] = m.history;
+  if (proposal_->reports.size() == proposal_->members.size()) decide_install();
+}
+
+// The coordinator fixes the new view from every member's report (gcs/view_decision.hpp) and
+// sends it to them.
+void Member::decide_install() {
+  Proposal& p = *proposal_;
+  ViewDecision decision =
+      decide_view(p.id, p.members, p.reports, cfg_.weights, cfg_.persist_before_ack);
+  const Install& inst = decision.install;
+  // A coordinator that joined without a history takes the lineage's, so its Install (and every
+  // member that learns the history from it) carries the right one.
+  if (inst.view.primary && d_.history.empty())
+    for (const auto& n : decision.continuing)
+      if (auto h = p.histories.find(n); h != p.histories.end()) d_.history = h->second;
+  last_decision_ = std::move(decision.text);
+  p.install_sent = true;
+  Message m = make(p.id);
+  m.body = inst;
+  for (const auto& n : p.members) send(n, m);
+  on_install(m, inst);
+}
+
+void Member::on_install(const Message& m, const Install& inst) {
+  if (phase_ != Phase::gathering || m.view != promised_) return;
+  const bool joiner =
+      std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
+  if (inst.view.primary) {
+    // The primary view is on disk before anything is delivered in it, on every member.
+    if (d_.history.empty()) d_.history = m.history;
+    d_.previous_primary = inst.predecessor_view;
+    d_.last_primary = inst.view;
+    record_install(inst.view.id);
+    d_.needs_transfer = joiner;
+    // What lies beyond the base is a tentative tail that the group did not keep. (A joiner keeps
+    // what it holds below: its transfer replaces it, and until then it may be the only copy this
+    // member has of what it acknowledged.)
+    const uint64_t keep = inst.view.base;
+    if (!d_.log.empty() && d_.log.rbegin()->first > keep) {
+      ready_.truncate_after = keep;
+      std::erase_if(d_.log, [&](const auto& e) { return e.first > keep; });
+    }
+    meta_changed_ = true;
+  }
+  installing_ = inst;
+  phase_ = Phase::installed;
+  Message reply = make(m.view);
+  reply.body = Installed{};
+  if (m.from == self_) {
+    on_installed(reply);
+  } else {
+    send(m.from, std::move(reply));
+  }
+}
+
+void Member::on_installed(const Message& m) {
+  if (!proposal_ || proposal_->id != m.view || !proposal_->install_sent) return;
+  proposal_->installed.insert(m.from);
+  if (proposal_->installed.size() < proposal_->members.size()) return;
+  Message commit = make(proposal_->id);
+  commit.body = Commit{};
+  for (const auto& n : proposal_->members) send(n, commit);
+  proposal_.reset();
+  on_commit(commit);
+}
+
+void Member::on_commit(const Message& m) {
+  if (phase_ != Phase::installed || !installing_ || installing_->view.id != m.view) return;
+  commit_view();
+}
+
+// Delivers the rest of the old primary view's history (up to the new base), then starts the new
+// view: every member passing from it into this view has now delivered the same messages.
+void Member::commit_view() {
+  const Install inst = *installing_;
+  installing_.reset();
+  outbid_retries_ = 0;
+  const bool joiner =
+      std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
+  if (inst.view.primary && !joiner) {
+    for (uint64_t s = d_.delivered + 1; s <= inst.view.base; ++s) {
+      const LogEntry& e = d_.log.at(s);
+      deliver(s, e.sender, e.sender_seq, e.payload, true);
+    }
+  }
+  view_ = inst.view;
+  phase_ = Phase::operational;
+  if (view_.primary) restarted_ = false;
+  for (const auto& n : view_.members) idle_peers_.erase(n);  // they belong to this view now
+  // A pause holds this view only from its start: one asked for earlier is not held against it.
+  for (auto& [n, since] : pausing_since_) since = std::max(since, now_);
+  if (view_.primary) {
+    d_.last_committed = view_;
+    meta_changed_ = true;
+  }
+  next_pos_ = 1;
+  expected_seq_.clear();
+  entries_.clear();
+  held_ = acked_sent_ = delivered_pos_ = 0;
+  acks_.clear();
+  for (const auto& n : view_.members) acks_[n] = 0;
+  last_retransmit_.clear();
+  own_ordered_ = 0;
+  new_data_.clear();
+  ready_.events.push_back(
+      ViewEvent{view_, inst.predecessor, inst.joiners, inst.delivered, d_.needs_transfer});
+  if (view_.primary) send_data(true);
+}
+
+}  // namespace tutti::gcs
