@@ -45,6 +45,23 @@ std::string describe(const ViewKey& id, const Reports& reports, const Lineage& l
   return out;
 }
 
+// The joint majority (as in Raft's joint consensus): LP may never have committed, its install
+// having reached only some members, and a primary may have formed beside it from the view it was
+// built on, with a majority of that one. So unless LP is known to have committed, the new view
+// needs a majority of LP's predecessor too, as reported by a member that persisted LP; and always
+// one of the last primary view known to have committed, which some member must know of (a group
+// of members that never saw a primary commit knows nothing of what formed meanwhile). Seed 92 of
+// tutti-sim found a group of three that had only persisted an install go on beside the primary.
+bool joint_majority(const Reports& reports, const Lineage& lin, const Weights& weights) {
+  if (!lin.lcp || !majority_of(reports, *lin.lcp, weights)) return false;
+  if (lin.lcp->id == lin.lp->id) return true;
+  for (const auto& [n, r] : reports)
+    if (r.last_primary && r.last_primary->id == lin.lp->id && r.previous_primary &&
+        !majority_of(reports, *r.previous_primary, weights))
+      return false;
+  return true;
+}
+
 }  // namespace
 
 // A view some present member of it never persisted was never committed (a commit needs every
@@ -92,9 +109,8 @@ bool majority_of(const Reports& reports, const ViewInfo& v, const Weights& weigh
   return 2 * present > total;
 }
 
-// - The view is primary iff it holds a strict majority of LP and of the last committed primary
-//   view (LP may never have committed, its install having reached only some members, and a group
-//   that does not know of it may form from the view before it: a joint majority, as in Raft),
+// - The view is primary iff it holds a strict majority of LP, of the last committed primary view
+//   the members know of and, unless LP is known committed, of LP's predecessor (joint_majority),
 //   and some member continues LP;
 // - its base (the end of LP's history) is the least seqno held by LP's continuing members: a
 //   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
@@ -118,8 +134,7 @@ ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
                             ? majority_of(reports, *lin.lp, weights)
                             : memory_quorum(reports, *lin.lp, weights, out.continuing);
     for (const auto& n : out.continuing) end = std::min(end, reports.at(n).lineage_held);
-    inst.view.primary =
-        quorum && (!lin.lcp || majority_of(reports, *lin.lcp, weights)) && !out.continuing.empty();
+    inst.view.primary = quorum && joint_majority(reports, lin, weights) && !out.continuing.empty();
   }
   if (inst.view.primary) {
     inst.view.base = end;

@@ -51,7 +51,34 @@ TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
   // The group went on from 1.a as 3.a of {a, d, e} and committed it; b and c only know 1.a.
   const ViewInfo kADE = view(3, {"a", "d", "e"}, 10);
 
+  // Seed 92 of tutti-sim: n1 alone (1.a') bootstrapped; its install of 2 with all five reached
+  // n3, n4 and n5 only. Meanwhile n1 went on with n2 beside it, from 1. Those three know of no
+  // commit: alone they must not form a primary, with n1 they may.
+  const ViewInfo kSolo = view(1, {"n1"});
+  const ViewInfo kAll5 = view(2, {"n1", "n2", "n3", "n4", "n5"});
+  StateReport installed_2;
+  installed_2.last_primary = kAll5;
+  installed_2.previous_primary = kSolo;
+  installed_2.installs = {kAll5.id};
+  StateReport n1_knows = in(kSolo, 0, {kSolo, kAll5});
+  n1_knows.last_primary = kAll5;
+  n1_knows.previous_primary = kSolo;
+
   const std::vector<Case> cases = {
+      {"an install known to no one as committed needs a majority of what it was built on",
+       {{"n3", installed_2}, {"n4", installed_2}, {"n5", installed_2}},
+       {},
+       true,
+       false,
+       0,
+       {}},
+      {"... which the member that committed it brings",
+       {{"n1", n1_knows}, {"n3", installed_2}, {"n4", installed_2}},
+       {},
+       true,
+       true,
+       0,
+       {}},
       {"all of the lineage",
        {{"a", in(kABC, 10)}, {"b", in(kABC, 10)}, {"c", in(kABC, 10)}},
        {},
