@@ -88,15 +88,21 @@ gcs::Durable load_durable(const storage::Store& store) {
 }
 
 Node::Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimits limits,
-           std::function<void()> request_flush, std::function<gcs::Directory()> directory)
+           std::function<void()> request_flush, std::function<gcs::Directory()> directory,
+           Persister* persister)
     : name_(std::move(name)),
       store_(store),
       group_(group),
       limits_(limits),
       request_flush_(std::move(request_flush)),
-      directory_(std::move(directory)) {
+      directory_(std::move(directory)),
+      persister_(persister) {
   const auto meta = store_.read()->meta();
   node_uuid_ = meta.node_uuid;
+  if (!persister_) {
+    own_persister_ = std::make_unique<InlinePersister>(store_, node_uuid_);
+    persister_ = own_persister_.get();
+  }
   last_committed_ = meta.last_committed;
   if (group_.has_ready()) schedule_flush();
 }
@@ -405,6 +411,9 @@ void Node::directory_changed() {
 }
 
 void Node::transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high) {
+  TUTTI_INVARIANT(!persisting_,
+                  "a state transfer ended while a batch from before it was on its "
+                  "way to disk");
   TUTTI_INVARIANT(store_.read()->meta().last_committed == seqno,
                   "a state transfer to seqno {} left the store at seqno {}", seqno,
                   store_.read()->meta().last_committed);
@@ -421,23 +430,32 @@ void Node::schedule_flush() {
 
 void Node::flush() {
   flush_requested_ = false;
+  if (persisting_) return;  // its outcome flushes again
   if (!group_.has_ready() && !directory_dirty_) return;
   // After a failed persist, try again now and then rather than at every tick.
   if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
-  gcs::MemberReady ready = group_.ready();
+  PersistBatch batch{group_.ready(), std::nullopt};
+  if (directory_dirty_ && directory_) batch.directory = gcs::encode_frame(directory_());
+  directory_dirty_ = false;
+  persisting_ = true;
+  persister_->submit(std::move(batch), observer_ != nullptr,
+                     [this](PersistResult r) { persisted(std::move(r)); });
+}
+
+// The batch is on disk, or nothing of it is: send and answer, or hold it back to try again.
+void Node::persisted(PersistResult r) {
+  persisting_ = false;
+  gcs::MemberReady& ready = r.batch.ready;
   const size_t backlog = ready.append.size();
-  std::vector<Certified> certified;
-  const auto started = store_.env().now();
-  try {
-    persist(ready, certified);
-  } catch (const std::exception& e) {  // storage, or a record that no longer decodes
+  if (!r.ok) {
     if (persist_error_.empty())
       spdlog::error(
           "could not persist {} log entries: {}; this node acknowledges nothing more and "
           "retries every {} ms",
-          ready.append.size(), e.what(), kPersistRetry.count());
-    persist_error_ = e.what();
+          ready.append.size(), r.error, kPersistRetry.count());
+    persist_error_ = r.error;
     persist_failed_at_ = store_.env().now();
+    if (r.batch.directory) directory_dirty_ = true;
     group_.advance(std::move(ready), false);
     // Nothing it sends leaves until it can write, so reads waiting for a marker would hang.
     fail_reads(error(ErrorCode::storage, not_primary_reason()));
@@ -450,42 +468,9 @@ void Node::flush() {
   const uint64_t before = last_committed_;
   if (ready.meta) last_committed_ = ready.meta->delivered;  // delivered is applied: one txn
   group_.advance(std::move(ready), true);
-  after_persist(std::move(events), std::move(certified), before);
-  adjust_flow(backlog, store_.env().now() - started);
-  if (group_.has_ready()) schedule_flush();
-}
-
-// One storage transaction: the log's changes, the certified deliveries, the member's state.
-void Node::persist(gcs::MemberReady& ready, std::vector<Certified>& certified) {
-  if (!ready.meta && !directory_dirty_) return;  // every change to persist comes with meta
-  store_.write([&](storage::WriteTxn& txn) {
-    certified.clear();
-    if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
-    for (size_t i = 0; i < ready.append.size(); ++i) {
-      const auto& e = ready.append[i];
-      TUTTI_INVARIANT(i == 0 || e.seqno == ready.append[i - 1].seqno + 1,
-                      "a Ready appends seqno {} after {}", e.seqno, ready.append[i - 1].seqno);
-      txn.log_append(e.seqno, gcs::encode_log_entry(e));
-    }
-    for (const auto& ev : ready.events) {
-      auto* d = std::get_if<gcs::Delivery>(&ev);
-      if (!d) continue;
-      TUTTI_INVARIANT(d->seqno == txn.meta().last_committed + 1,
-                      "certification fed seqno {} after seqno {}", d->seqno,
-                      txn.meta().last_committed);
-      Decision decision = certify_and_apply(txn, d->seqno, d->payload);
-      certified.push_back(Certified{std::move(decision),
-                                    observer_ ? txn.meta().content_hash : storage::ContentHash{}});
-    }
-    if (ready.meta) {
-      txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
-      if (txn.meta().history_uuid != ready.meta->history)
-        txn.set_identity(ready.meta->history, node_uuid_);
-    }
-    if (directory_dirty_ && directory_)
-      txn.meta_put(kMetaGcsPeers, gcs::encode_frame(directory_()));
-  });
-  directory_dirty_ = false;
+  after_persist(std::move(events), std::move(r.certified), before);
+  adjust_flow(backlog, r.write_time);
+  if (group_.has_ready() || directory_dirty_) schedule_flush();
 }
 
 void Node::after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,

@@ -14,6 +14,7 @@
 
 #include "core/applier.hpp"
 #include "core/messages.hpp"
+#include "core/persister.hpp"
 #include "gcs/group.hpp"
 #include "gcs/wire.hpp"
 #include "storage/store.hpp"
@@ -67,11 +68,14 @@ class Node {
  public:
   // request_flush is called (at most once until flush() runs) when the group has work ready.
   // directory: the members the transport knows of (names, addresses, reported progress).
+  // persister: where batches go to disk (nullptr: at once, on this thread).
   Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimits limits,
-       std::function<void()> request_flush, std::function<gcs::Directory()> directory = {});
+       std::function<void()> request_flush, std::function<gcs::Directory()> directory = {},
+       Persister* persister = nullptr);
 
   void handle(Request request, ReplyFn reply);
-  // Persists and applies what the group has ready, sends its messages, answers what it decided.
+  // Hands what the group has ready to the persister, unless a batch is on its way to disk
+  // already; once it is durable, its messages go out and what it decided is answered.
   void flush();
   // The group received a message or a tick: flush when it has something ready.
   void group_changed();
@@ -79,8 +83,10 @@ class Node {
   void directory_changed();
   // A state transfer put the store at seqno, with sender_high the highest sender_seq applied
   // per sender: the group delivers from seqno + 1 on.
-  // REQUIRES: the store's last_committed is seqno.
+  // REQUIRES: the store's last_committed is seqno; no batch is on its way to disk
+  // (idle_for_transfer()), or that batch, assembled before the transfer, would undo it.
   void transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high);
+  bool idle_for_transfer() const { return !persisting_; }
 
   // REQUIRES: observer outlives the node, or is reset to nullptr first.
   void set_observer(NodeObserver* observer) { observer_ = observer; }
@@ -117,13 +123,7 @@ class Node {
   std::string not_primary_reason() const;
   std::string waiting_for() const;
   bool primary() const;
-  // One decision per delivery of the batch, in order, and the content hash after it when
-  // someone observes.
-  struct Certified {
-    Decision decision;
-    storage::ContentHash hash;
-  };
-  void persist(gcs::MemberReady& ready, std::vector<Certified>& certified);
+  void persisted(PersistResult result);
   // applied: the last seqno applied before this batch.
   void after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,
                      uint64_t applied);
@@ -139,6 +139,9 @@ class Node {
   NodeLimits limits_;
   std::function<void()> request_flush_;
   std::function<gcs::Directory()> directory_;
+  std::unique_ptr<Persister> own_persister_;  // when none was given
+  Persister* persister_;
+  bool persisting_ = false;  // a batch is on its way to disk
   NodeObserver* observer_ = nullptr;
   bool flush_requested_ = false;
   bool directory_dirty_ = false;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <unistd.h>
+#include <mutex>
 #include <thread>
 
 #include <atomic>
@@ -188,7 +189,8 @@ std::optional<std::string> ReadView::meta_get(std::string_view name) const {
   return std::string(*raw);
 }
 
-ReadTxn::ReadTxn(MDB_txn* txn, Dbis dbis) : ReadView(txn, dbis, Meta{}) {}
+ReadTxn::ReadTxn(MDB_txn* txn, Dbis dbis, std::shared_lock<std::shared_mutex> no_growth)
+    : ReadView(txn, dbis, Meta{}), no_growth_(std::move(no_growth)) {}
 
 ReadTxn::~ReadTxn() {
   mdb_txn_abort(txn_);
@@ -492,9 +494,10 @@ Meta Store::load_meta(MDB_txn* txn) const {
 }
 
 std::unique_ptr<ReadTxn> Store::read() const {
+  std::shared_lock no_growth(growth_);
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "begin read");
-  std::unique_ptr<ReadTxn> r(new ReadTxn(txn, dbis_));
+  std::unique_ptr<ReadTxn> r(new ReadTxn(txn, dbis_, std::move(no_growth)));
   r->meta_ = load_meta(txn);
   return r;
 }
@@ -534,6 +537,7 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
                          fmt::format("storage: the database reached its maximum size of {} bytes",
                                      options_.max_map_bytes));
     const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
+    std::unique_lock alone(growth_);
     check(mdb_env_set_mapsize(env_, grown), "grow map");
     map_bytes_ = grown;
   }

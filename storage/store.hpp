@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -127,7 +128,8 @@ class ReadTxn : public ReadView {
 
  private:
   friend class Store;
-  ReadTxn(MDB_txn* txn, Dbis dbis);
+  ReadTxn(MDB_txn* txn, Dbis dbis, std::shared_lock<std::shared_mutex> no_growth);
+  std::shared_lock<std::shared_mutex> no_growth_;  // the map does not move under a reader
 };
 
 class WriteTxn : public ReadView {
@@ -183,7 +185,9 @@ class Store {
   // Runs fn in one write transaction, commits it, and with Durability::fsync makes it durable
   // before returning. When the map is full it grows and fn runs again on a fresh transaction, so
   // fn must derive everything it produces from the transaction. Throws StorageError; then
-  // nothing of fn's transaction was written.
+  // nothing of fn's transaction was written. One thread may write while others read (the node's
+  // storage thread and its event loop). REQUIRES: no ReadTxn of the calling thread is alive
+  // (growing the map waits for every reader).
   void write(const std::function<void(WriteTxn&)>& fn);
 
   // Flushes what memory durability left in the page cache.
@@ -217,6 +221,9 @@ class Store {
   MDB_env* env_ = nullptr;
   Dbis dbis_;
   uint64_t map_bytes_ = 0;
+  // LMDB moves the map only while no transaction is open in the process: readers share it,
+  // growing takes it alone.
+  mutable std::shared_mutex growth_;
 };
 
 }  // namespace tutti::storage

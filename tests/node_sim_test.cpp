@@ -77,3 +77,26 @@ TEST_CASE("whole nodes: a seed replays event for event") {
   CHECK(first.find("\"predecessor\"") != std::string::npos);
   CHECK(traced(42) == first);
 }
+
+TEST_CASE("whole nodes: seeds that once broke a guarantee stay fixed") {
+  struct Pinned {
+    uint64_t seed;
+    int nodes;
+    const char* what;
+  };
+  for (const Pinned& p : {
+           Pinned{6, 5,
+                  "a state transfer ended while a batch from before it was on its way to disk"},
+           Pinned{92, 5,
+                  "three members that had only persisted an install formed a primary beside "
+                  "the one that went on (joint majority of LP's predecessor)"},
+           Pinned{43044, 3, "a transfer retried in phase with the heartbeat's batch, forever"},
+           Pinned{44106, 4, "(the same)"},
+           Pinned{45113, 5, "(the same)"},
+           Pinned{46017, 6, "(the same)"},
+           Pinned{47120, 7, "(the same)"},
+       }) {
+    INFO(p.what);
+    require_ok(run_node_simulation(options(p.seed, p.nodes, NodeSimOptions{}.faults)), p.seed);
+  }
+}

@@ -133,6 +133,8 @@ class Daemon {
   std::unique_ptr<gcs::Group> group_;
   std::unique_ptr<core::Node> node_;
   std::unique_ptr<core::ClientServer> server_;
+  // Declared after the node: destroyed (its thread joined) before it.
+  std::unique_ptr<core::ThreadPersister> persister_;
 };
 
 int Daemon::run() {
@@ -151,9 +153,12 @@ int Daemon::run() {
   gcs::Member* m = member.get();
   transport_ = std::make_unique<gcs::Transport>(io_, tc, [m] { return m->durable().history; });
   group_ = std::make_unique<gcs::Group>(std::move(member), *transport_);
+  // Batches go to disk on the storage thread; the loop goes on meanwhile.
+  persister_ = std::make_unique<core::ThreadPersister>(
+      store_, meta.node_uuid, [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
   node_ = std::make_unique<core::Node>(
       f_.name, store_, *group_, f_.limits, [this] { asio::post(io_, [this] { node_->flush(); }); },
-      [this] { return transport_->directory(); });
+      [this] { return transport_->directory(); }, persister_.get());
   transport_->on_message = [this, m](gcs::Message msg) {
     m->receive(msg, now());
     node_->group_changed();
@@ -189,6 +194,7 @@ int Daemon::run() {
     if (!ec) shut_down(signo);
   });
   io_.run();
+  persister_.reset();  // the batch on its way to disk gets there
   store_.sync();
   spdlog::info("stopped cleanly at seqno {}", store_.read()->meta().last_committed);
   return 0;

@@ -60,7 +60,7 @@ class NodeCluster {
  private:
   struct SimNode;
   struct Event {
-    enum Kind { message, tick, flush, client_request, client_reply, transfer } kind;
+    enum Kind { message, tick, flush, client_request, client_reply, transfer, persisted } kind;
     Time t = 0;
     uint64_t order = 0;
     NodeId node;         // the node it happens at (reply: the node that answered)
@@ -73,6 +73,22 @@ class NodeCluster {
     std::shared_ptr<const core::Response> response;
     bool operator>(const Event& o) const { return std::tie(t, order) > std::tie(o.t, o.order); }
   };
+  // The node's storage thread, simulated: a batch reaches the disk after the disk's latency,
+  // and is lost if the node crashes first.
+  struct SimPersister final : core::Persister {
+    NodeCluster* cluster = nullptr;
+    SimNode* node = nullptr;
+    struct Job {
+      core::PersistBatch batch;
+      bool with_hashes;
+      Done done;
+      Time latency;
+    };
+    std::optional<Job> job;
+    void submit(core::PersistBatch batch, bool with_hashes, Done done) override {
+      cluster->submit_persist(*node, Job{std::move(batch), with_hashes, std::move(done), 0});
+    }
+  };
   struct SimNode final : gcs::Outbox, core::NodeObserver {
     NodeCluster* cluster = nullptr;
     NodeId id;
@@ -82,6 +98,8 @@ class NodeCluster {
     uint64_t incarnation = 0;
     test::FaultEnv env;
     std::unique_ptr<storage::Store> store;
+    SimPersister persister;
+    Time disk_latency = 0;  // a slow disk: each batch takes this long more
     std::unique_ptr<gcs::Group> group;
     std::unique_ptr<core::Node> node;
     std::vector<NodeId> seeds;
@@ -131,6 +149,8 @@ class NodeCluster {
   void heal_all();
   std::vector<SimNode*> up_nodes();
   void do_transfer(SimNode& n);
+  void submit_persist(SimNode& n, SimPersister::Job job);
+  void finish_persist(SimNode& n);
   std::string settled_problem();
   Time settle(const std::string& after);
 

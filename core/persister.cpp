@@ -1,0 +1,105 @@
+#include "core/persister.hpp"
+
+#include "core/node.hpp"
+#include "gcs/invariant.hpp"
+#include "gcs/wire.hpp"
+
+namespace tutti::core {
+
+std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
+                                   const PersistBatch& batch, bool with_hashes) {
+  std::vector<Certified> certified;
+  const gcs::MemberReady& ready = batch.ready;
+  if (!ready.meta && !batch.directory) return certified;  // every change comes with meta
+  store.write([&](storage::WriteTxn& txn) {
+    certified.clear();  // the map may grow and this run again
+    if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
+    for (size_t i = 0; i < ready.append.size(); ++i) {
+      const auto& e = ready.append[i];
+      TUTTI_INVARIANT(i == 0 || e.seqno == ready.append[i - 1].seqno + 1,
+                      "a Ready appends seqno {} after {}", e.seqno, ready.append[i - 1].seqno);
+      txn.log_append(e.seqno, gcs::encode_log_entry(e));
+    }
+    for (const auto& ev : ready.events) {
+      auto* d = std::get_if<gcs::Delivery>(&ev);
+      if (!d) continue;
+      TUTTI_INVARIANT(d->seqno == txn.meta().last_committed + 1,
+                      "certification fed seqno {} after seqno {}", d->seqno,
+                      txn.meta().last_committed);
+      Decision decision = certify_and_apply(txn, d->seqno, d->payload);
+      certified.push_back(Certified{
+          std::move(decision), with_hashes ? txn.meta().content_hash : storage::ContentHash{}});
+    }
+    if (ready.meta) {
+      txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
+      if (txn.meta().history_uuid != ready.meta->history)
+        txn.set_identity(ready.meta->history, node_uuid);
+    }
+    if (batch.directory) txn.meta_put(kMetaGcsPeers, *batch.directory);
+  });
+  return certified;
+}
+
+PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
+                      bool with_hashes) {
+  PersistResult r;
+  const auto started = store.env().now();
+  try {
+    r.certified = write_batch(store, node_uuid, batch, with_hashes);
+    r.ok = true;
+  } catch (const std::exception& e) {  // storage, or a record that no longer decodes
+    r.error = e.what();
+  }
+  r.write_time = store.env().now() - started;
+  r.batch = std::move(batch);
+  return r;
+}
+
+void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done) {
+  done(persist(store_, node_uuid_, std::move(batch), with_hashes));
+}
+
+ThreadPersister::ThreadPersister(storage::Store& store, std::string node_uuid,
+                                 std::function<void(std::function<void()>)> post)
+    : store_(store),
+      node_uuid_(std::move(node_uuid)),
+      post_(std::move(post)),
+      thread_([this] { run(); }) {}
+
+ThreadPersister::~ThreadPersister() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    TUTTI_INVARIANT(!job_, "a batch submitted while the last one is on its way to disk");
+    job_ = Job{std::move(batch), with_hashes, std::move(done)};
+  }
+  wake_.notify_one();
+}
+
+// Writes what it is given until stopped; a batch already taken is finished first.
+void ThreadPersister::run() {
+  for (;;) {
+    std::unique_lock lock(mu_);
+    wake_.wait(lock, [this] { return job_.has_value() || stopping_; });
+    if (!job_) return;
+    Job job = std::move(*job_);
+    lock.unlock();
+    auto result = std::make_shared<PersistResult>(
+        persist(store_, node_uuid_, std::move(job.batch), job.with_hashes));
+    auto done = std::make_shared<Done>(std::move(job.done));
+    lock.lock();
+    job_.reset();  // the next may come once this one's outcome is posted
+    lock.unlock();
+    post_([result, done] { (*done)(std::move(*result)); });
+  }
+}
+
+}  // namespace tutti::core

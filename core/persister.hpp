@@ -1,0 +1,100 @@
+// Persistence off the event loop (etcd raft's asynchronous storage writes): the node hands each
+// batch of a Ready to a Persister, goes on taking messages and assembling the next batch, and
+// carries out the rest of the batch - send, then answer - only when the Persister says it is on
+// disk. One batch is in flight at a time, so batches reach the disk, and complete, in order.
+//
+// A batch is written by write_batch (one storage transaction: the log's changes, the certified
+// deliveries, the member's durable state). ThreadPersister runs it on a storage thread for
+// tuttid; InlinePersister at once, on the caller's thread (unit tests); the whole-node simulator
+// has its own, whose latency is a simulated disk.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/applier.hpp"
+#include "gcs/member.hpp"
+#include "storage/store.hpp"
+
+namespace tutti::core {
+
+struct PersistBatch {
+  gcs::MemberReady ready;                // its sends and events wait for the outcome
+  std::optional<std::string> directory;  // the member directory to remember, encoded
+};
+
+struct Certified {
+  Decision decision;
+  storage::ContentHash hash;  // of the data after this seqno (when asked for)
+};
+
+struct PersistResult {
+  PersistBatch batch;
+  bool ok = false;
+  std::string error;                 // why not, when not ok; nothing of the batch was written
+  std::vector<Certified> certified;  // one per delivery of the batch, in order
+  storage::Clock::duration write_time{};
+};
+
+// Writes the batch in one storage transaction and certifies its deliveries. Throws what the store
+// throws; then nothing was written. node_uuid: the node's identity, kept with the history.
+std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
+                                   const PersistBatch& batch, bool with_hashes);
+
+// Runs write_batch and fills in the result, catching its failure.
+PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
+                      bool with_hashes);
+
+class Persister {
+ public:
+  using Done = std::function<void(PersistResult)>;
+  virtual ~Persister() = default;
+  // Persists the batch and calls done with the result on the node's thread.
+  // REQUIRES: the previous batch's done has run.
+  virtual void submit(PersistBatch batch, bool with_hashes, Done done) = 0;
+};
+
+class InlinePersister final : public Persister {
+ public:
+  InlinePersister(storage::Store& store, std::string node_uuid)
+      : store_(store), node_uuid_(std::move(node_uuid)) {}
+  void submit(PersistBatch batch, bool with_hashes, Done done) override;
+
+ private:
+  storage::Store& store_;
+  std::string node_uuid_;
+};
+
+// One storage thread. post runs a function on the node's thread (asio::post to its io_context).
+// The destructor waits for the batch being written; its done is then posted like any other.
+class ThreadPersister final : public Persister {
+ public:
+  ThreadPersister(storage::Store& store, std::string node_uuid,
+                  std::function<void(std::function<void()>)> post);
+  ~ThreadPersister() override;
+  void submit(PersistBatch batch, bool with_hashes, Done done) override;
+
+ private:
+  void run();
+
+  storage::Store& store_;
+  std::string node_uuid_;
+  std::function<void(std::function<void()>)> post_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  struct Job {
+    PersistBatch batch;
+    bool with_hashes;
+    Done done;
+  };
+  std::optional<Job> job_;  // one at a time: the queue is bounded by construction
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace tutti::core
