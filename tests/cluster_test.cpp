@@ -672,8 +672,7 @@ TEST_CASE(
 // says what it is rather than claiming to be a synced member of the primary component.
 TEST_CASE("3 nodes: one node's disk fills up - it reports it and refuses reads at once") {
   if (!SmallDisk::can_mount()) {
-    WARN("skipped: mounting a small tmpfs needs root");
-    return;
+    return test::report_skipped("mounting a small tmpfs needs root");
   }
   TempDir dir;
   const SmallDisk disk(dir, "small-disk", "6m");

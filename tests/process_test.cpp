@@ -347,8 +347,7 @@ TEST_CASE("memory durability: a clean stop keeps every acknowledged put") {
 
 TEST_CASE("a full disk fails writes with a clear error while reads go on") {
   if (!SmallDisk::can_mount()) {
-    WARN("skipped: mounting a small tmpfs needs root");
-    return;
+    return test::report_skipped("mounting a small tmpfs needs root");
   }
   TempDir dir;
   const SmallDisk disk(dir, "small-disk", "4m");
