@@ -1,7 +1,6 @@
 #include "core/node.hpp"
 
 #include <algorithm>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -12,11 +11,8 @@
 namespace tutti::core {
 namespace {
 
-constexpr size_t kViewsKept = 64;
-constexpr auto kPersistRetry = std::chrono::milliseconds(200);
-
 ErrorReply error(ErrorCode code, std::string message) {
-  return ErrorReply{code, std::move(message)};
+  return error_reply(code, std::move(message));
 }
 
 ErrorCode to_error_code(gcs::BroadcastError e) {
@@ -47,25 +43,7 @@ Response commit_response(uint64_t id, const Decision& d) {
       id, CommitReply{d.outcome.committed, d.outcome.seqno, d.outcome.conflict_keys, d.duplicate}};
 }
 
-std::string view_text(const gcs::ViewKey& id) {
-  return fmt::format("{}.{}", id.epoch, uuid_text(id.coordinator).substr(0, 8));
-}
-
 }  // namespace
-
-const char* to_string(NodeState state) {
-  switch (state) {
-    case NodeState::joining:
-      return "JOINING";
-    case NodeState::joined:
-      return "JOINED";
-    case NodeState::synced:
-      return "SYNCED";
-    case NodeState::donor:
-      return "DONOR";
-  }
-  return "UNKNOWN";
-}
 
 gcs::Durable load_durable(const storage::Store& store) {
   auto txn = store.read();
@@ -96,7 +74,10 @@ Node::Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimit
       limits_(limits),
       request_flush_(std::move(request_flush)),
       directory_(std::move(directory)),
-      persister_(persister) {
+      persister_(persister),
+      flow_(limits_),
+      free_space_(store),
+      views_(limits_.max_view_watchers) {
   const auto meta = store_.read()->meta();
   node_uuid_ = meta.node_uuid;
   if (!persister_) {
@@ -111,7 +92,7 @@ void Node::handle(Request request, ReplyFn reply) {
   const uint64_t id = request.id;
   try {
     if (auto* g = std::get_if<GetRequest>(&request.body)) {
-      if (auto e = validate_key(g->key)) return reply(Response{id, *e});
+      if (auto e = check_key(g->key, limits_)) return reply(Response{id, *e});
       if (g->consistency == Consistency::linearizable)
         return read_after_marker(std::move(request), std::move(reply));
       get(id, *g, reply);
@@ -127,7 +108,8 @@ void Node::handle(Request request, ReplyFn reply) {
     } else if (std::holds_alternative<MembersRequest>(request.body)) {
       reply(Response{id, members()});
     } else if (auto* w = std::get_if<WatchViewsRequest>(&request.body)) {
-      watch_views(id, w->after, std::move(reply));
+      if (!views_.watch(id, w->after, reply))
+        reply(Response{id, error(ErrorCode::busy, "too many view watchers")});
     } else {
       reply(Response{id, status()});
     }
@@ -135,14 +117,6 @@ void Node::handle(Request request, ReplyFn reply) {
     spdlog::error("request {} failed in storage: {}", id, e.what());
     reply(Response{id, error(ErrorCode::storage, e.what())});
   }
-}
-
-std::optional<ErrorReply> Node::validate_key(std::string_view key) const {
-  if (key.empty()) return error(ErrorCode::bad_request, "empty key");
-  if (key.size() > limits_.max_key_bytes)
-    return error(ErrorCode::too_large, fmt::format("key of {} bytes is over the limit of {} bytes",
-                                                   key.size(), limits_.max_key_bytes));
-  return std::nullopt;
 }
 
 bool Node::stale(Consistency consistency) const {
@@ -202,71 +176,22 @@ void Node::read_after_marker(Request request, ReplyFn reply) {
     return reply(Response{
         id, error(ErrorCode::storage, not_primary_reason() + "; a --local read answers from its "
                                                              "(possibly stale) snapshot")});
-  if (reads_next_.size() + reads_marked_.size() >= limits_.max_waiting_reads)
+  if (reads_.size() >= limits_.max_waiting_reads)
     return reply(Response{id, error(ErrorCode::busy, "too many linearizable reads waiting")});
-  reads_next_.push_back(PendingRead{std::move(request), std::move(reply)});
-  if (marker_out_.empty()) send_marker();
+  reads_.add(MarkedReads::Read{std::move(request), std::move(reply)});
+  send_marker();
 }
 
-std::string Node::not_primary_reason() const {
-  if (!persist_error_.empty())
-    return "not primary: this node cannot write to its data dir (" + persist_error_ +
-           "), so the group goes on without it";
-  if (group_.member().durable().needs_transfer)
-    return fmt::format(
-        "not primary: this node is behind the group (it applied up to seqno {}) and waits for a "
-        "state transfer",
-        last_committed_);
-  return "not primary: " + waiting_for();
-}
-
-// What a node outside the primary component waits for, in an operator's words.
-std::string Node::waiting_for() const {
-  if (!persist_error_.empty())
-    return "its data dir to take writes again (" + persist_error_ + "); retried every " +
-           std::to_string(kPersistRetry.count()) + " ms";
-  if (group_.primary()) return "";
-  const auto& d = group_.member().durable();
-  if (d.needs_transfer)
-    return fmt::format("a state transfer: it applied up to seqno {}, the group is further",
-                       last_committed_);
-  if (!d.last_primary)
-    return "a primary component to join (it has never been in one: start the first node with "
-           "--bootstrap, the others with --peers)";
-  const auto& view = group_.view();
-  std::vector<std::string> here, missing;
-  for (const auto& m : d.last_primary->members) {
-    const bool in = std::find(view.members.begin(), view.members.end(), m) != view.members.end();
-    (in ? here : missing).push_back(member_name(m));
-  }
-  const bool memory = store_.options().durability == storage::Durability::memory;
-  return fmt::format(
-      "{} of the last primary view {} ({}): this node's component holds {}; missing {}{}",
-      memory ? "all (memory durability, after a crash of every member) or a majority"
-             : "a majority",
-      view_text(d.last_primary->id), d.last_primary->members.size(),
-      here.empty() ? "none of them" : fmt::format("{}", fmt::join(here, ", ")),
-      fmt::join(missing, ", "),
-      group_.member().phase() == gcs::Phase::operational ? "" : " (a view change is under way)");
-}
-
-// One marker at a time: answering the marked reads can let their connection send more, which
-// comes back here while the caller's reads are still being answered.
 void Node::send_marker() {
-  if (reads_next_.empty() || !marker_out_.empty()) return;
-  WriteSet ws{node_uuid_, fmt::format("marker-{}", ++marker_seq_), {}, {}, true};
+  if (!reads_.wants_marker()) return;
+  WriteSet ws{node_uuid_, reads_.next_marker_id(), {}, {}, true};
   auto sent = group_.broadcast(encode_writeset(ws));
   if (!sent.ok()) return fail_reads(error(to_error_code(sent.error), sent.message));
-  marker_out_ = ws.txn_id;
-  reads_marked_ = std::move(reads_next_);
-  reads_next_.clear();
+  reads_.sent();
   schedule_flush();
 }
 
-void Node::serve_marked_reads() {
-  auto reads = std::move(reads_marked_);
-  reads_marked_.clear();
-  marker_out_.clear();
+void Node::serve(std::vector<MarkedReads::Read> reads) {
   for (auto& r : reads) {
     if (auto* g = std::get_if<GetRequest>(&r.request.body)) {
       get(r.request.id, *g, r.reply);
@@ -278,34 +203,7 @@ void Node::serve_marked_reads() {
 }
 
 void Node::fail_reads(const ErrorReply& e) {
-  auto reads = std::move(reads_marked_);
-  for (auto& r : reads_next_) reads.push_back(std::move(r));
-  reads_marked_.clear();
-  reads_next_.clear();
-  marker_out_.clear();
-  for (auto& r : reads) r.reply(Response{r.request.id, e});
-}
-
-std::optional<ErrorReply> Node::validate(const CommitRequest& req) const {
-  if (req.txn_id.empty()) return error(ErrorCode::bad_request, "commit without a transaction id");
-  if (req.txn_id.size() > limits_.max_txn_id_bytes)
-    return error(ErrorCode::bad_request,
-                 fmt::format("transaction id over {} bytes", limits_.max_txn_id_bytes));
-  if (req.reads.empty() && req.writes.empty())
-    return error(ErrorCode::bad_request, "empty transaction: no reads and no writes");
-  for (const auto& r : req.reads)
-    if (auto e = validate_key(r.key)) return e;
-  std::set<std::string_view> written;
-  for (const auto& w : req.writes) {
-    if (auto e = validate_key(w.key)) return e;
-    if (w.value && w.value->size() > limits_.max_value_bytes)
-      return error(ErrorCode::too_large,
-                   fmt::format("value of {} bytes for key {} is over the limit of {} bytes",
-                               w.value->size(), w.key, limits_.max_value_bytes));
-    if (!written.insert(w.key).second)
-      return error(ErrorCode::bad_request, fmt::format("key {} is written twice", w.key));
-  }
-  return std::nullopt;
+  for (auto& r : reads_.take_all()) r.reply(Response{r.request.id, e});
 }
 
 // Refused before it is replicated: once ordered, a write-set must be persisted, so a node that
@@ -317,7 +215,7 @@ std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
                  "not committed: this node cannot write to its data dir: " + persist_error_);
   // The write-set lands in the log and in the data, each page copied on write: a margin.
   const uint64_t need = 4 * static_cast<uint64_t>(payload_bytes) + (1u << 20);
-  const uint64_t free = free_bytes(need);
+  const uint64_t free = free_space_.take(need);
   if (free < need)
     return error(ErrorCode::storage,
                  fmt::format("not committed: no space left on the data dir's disk ({} bytes "
@@ -326,21 +224,8 @@ std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
   return std::nullopt;
 }
 
-// statvfs on every commit costs a tenth of a busy node's time: ask the file system now and then,
-// and count what the commits since then may have used.
-uint64_t Node::free_bytes(uint64_t reserve) const {
-  const auto now = store_.env().now();
-  if (now - free_checked_at_ > std::chrono::milliseconds(100) || free_cache_ < (64u << 20)) {
-    free_cache_ = store_.free_bytes();
-    free_checked_at_ = now;
-  }
-  const uint64_t free = free_cache_;
-  free_cache_ = free_cache_ > reserve ? free_cache_ - reserve : 0;
-  return free;
-}
-
 void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
-  if (auto e = validate(req)) return reply(Response{id, *e});
+  if (auto e = check_commit(req, limits_)) return reply(Response{id, *e});
   const uint64_t fingerprint = transaction_fingerprint(req.reads, req.writes);
   if (auto recorded = store_.read()->txn_outcome(req.txn_id)) {
     Outcome o = decode_outcome(*recorded);
@@ -376,29 +261,6 @@ void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
   }
   it->second.waiters.push_back(Waiter{id, std::move(reply)});
   schedule_flush();
-}
-
-void Node::watch_views(uint64_t id, uint64_t after, ReplyFn reply) {
-  if (view_watchers_.size() >= limits_.max_view_watchers)
-    return reply(Response{id, error(ErrorCode::busy, "too many view watchers")});
-  view_watchers_.emplace_back(Waiter{id, std::move(reply)}, after);
-  answer_views();
-}
-
-void Node::answer_views() {
-  if (views_.empty()) return;
-  std::vector<std::pair<Waiter, ViewsReply>> answers;
-  std::erase_if(view_watchers_, [&](auto& w) {
-    const uint64_t after = w.second == 0 ? views_.back().number - 1 : w.second;
-    if (after >= views_.back().number) return false;
-    ViewsReply out;
-    for (const auto& v : views_)
-      if (v.number > after) out.changes.push_back(v);
-    answers.emplace_back(std::move(w.first), std::move(out));
-    return true;
-  });
-  // Answered outside the erase: a reply can bring in a new watcher.
-  for (auto& [w, out] : answers) w.reply(Response{w.request_id, std::move(out)});
 }
 
 void Node::group_changed() {
@@ -500,7 +362,7 @@ void Node::after_persist(std::vector<gcs::Event> events, std::vector<Certified> 
   for (const Decision* dp : decided) {
     const Decision& d = *dp;
     if (d.marker) {
-      if (d.txn_id == marker_out_) serve_marked_reads();
+      serve(reads_.applied(d.txn_id));
       continue;
     }
     // Taken out first: a reply can bring in a new commit, which may rehash waiting_.
@@ -545,21 +407,14 @@ void Node::on_view(const gcs::ViewEvent& ev) {
         "on without it: evicted for falling behind; it rejoins once it catches up");
   if (ev.view.primary) last_primary_view_ = ev.view.id;
   pausing_ = group_.member().paused_by();
-  paused_in_view_ = flow_paused_ && ev.view.primary && !ev.self_needs_transfer;
+  paused_in_view_ = flow_.paused() && ev.view.primary && !ev.self_needs_transfer;
   if (!ev.view.primary || ev.self_needs_transfer)
     fail_reads(error(ErrorCode::not_primary,
                      "not primary: this node left the primary component while the read waited"));
-  views_.push_back(
-      ViewChange{++view_count_, view_text(ev.view.id), ev.view.primary, names, last_committed_});
-  if (views_.size() > kViewsKept) views_.pop_front();
-  answer_views();
+  views_.add(ViewChange{0, view_text(ev.view.id), ev.view.primary, names, last_committed_});
 }
 
-// Flow control: a node whose disk falls behind asks the group to pause rather than fall further
-// behind: when a batch found more write-sets waiting than the bound, or took longer than the
-// bound to write while write-sets waited for it. A slow write with nothing waiting (the process
-// was stopped meanwhile, say) is no backlog and pauses nothing. The pause is released once no
-// backlog has been seen for as long as the slow write took (at least the bound).
+// Flow control (core/flow_control.hpp): the members asking for a pause are logged as they come.
 void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time) {
   auto& member = group_.member();
   const auto pausing = member.paused_by();
@@ -567,92 +422,23 @@ void Node::adjust_flow(size_t backlog, std::chrono::steady_clock::duration write
     if (p != node_uuid_ && std::find(pausing_.begin(), pausing_.end(), p) == pausing_.end())
       spdlog::info("member '{}' asks the group to pause (flow control)", member_name(p));
   pausing_ = pausing;
-  const auto now = store_.env().now();
-  const bool slow = write_time > limits_.flow_pause_write_time;
-  if (backlog > limits_.flow_pause_backlog || (slow && backlog > 0)) {
-    pause_until_ = now + std::max<std::chrono::steady_clock::duration>(
-                             write_time, limits_.flow_pause_write_time);
-    if (flow_paused_) return;
-    spdlog::warn("{} write-sets took {} ms to reach this node's disk: asking the group to pause",
-                 backlog,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(write_time).count());
-    flow_paused_ = true;
-    paused_in_view_ = paused_in_view_ || group_.primary();
-    member.set_flow_pause(true);
-    schedule_flush();
-  } else if (flow_paused_ && now >= pause_until_) {
-    spdlog::info("caught up: letting the group go on");
-    flow_paused_ = false;
-    member.set_flow_pause(false);
-    schedule_flush();
+  switch (flow_.after_batch(backlog, write_time, store_.env().now())) {
+    case FlowControl::Change::pause:
+      spdlog::warn("{} write-sets took {} ms to reach this node's disk: asking the group to pause",
+                   backlog,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(write_time).count());
+      paused_in_view_ = paused_in_view_ || group_.primary();
+      member.set_flow_pause(true);
+      schedule_flush();
+      break;
+    case FlowControl::Change::resume:
+      spdlog::info("caught up: letting the group go on");
+      member.set_flow_pause(false);
+      schedule_flush();
+      break;
+    case FlowControl::Change::none:
+      break;
   }
-}
-
-std::string Node::member_name(const gcs::NodeId& id) const {
-  if (id == node_uuid_) return name_;
-  if (directory_)
-    for (const auto& p : directory_())
-      if (p.uuid == id && !p.name.empty()) return p.name;
-  return uuid_text(id).substr(0, 8);
-}
-
-NodeState Node::state() const {
-  return primary() ? NodeState::synced : NodeState::joining;
-}
-
-// Primary as clients should see it: a node that cannot persist acknowledges nothing, and the
-// group has gone on without it whatever its own view still says.
-bool Node::primary() const {
-  return group_.primary() && persist_error_.empty();
-}
-
-StatusReply Node::status() const {
-  auto txn = store_.read();
-  const auto& meta = txn->meta();
-  const auto& view = group_.view();
-  StatusReply s;
-  s.name = name_;
-  s.state = to_string(state());
-  s.primary = primary();
-  s.cluster_size = static_cast<uint32_t>(view.members.size());
-  s.last_committed = meta.last_committed;
-  s.history_uuid = meta.history_uuid.empty() ? "" : uuid_text(meta.history_uuid);
-  s.content_hash = meta.content_hash.hex();
-  s.node_uuid = uuid_text(meta.node_uuid);
-  s.durability = store_.options().durability == storage::Durability::fsync ? "fsync" : "memory";
-  s.view_id = view_text(view.id);
-  for (const auto& p : group_.member().paused_by()) s.paused_by.push_back(member_name(p));
-  s.waiting_for = waiting_for();
-  return s;
-}
-
-MembersReply Node::members() const {
-  MembersReply out;
-  const auto& view = group_.view();
-  out.view_id = view_text(view.id);
-  out.primary = view.primary && group_.member().phase() == gcs::Phase::operational;
-  const auto paused = group_.member().paused_by();
-  const gcs::Directory dir = directory_ ? directory_() : gcs::Directory{};
-  for (const auto& id : view.members) {
-    MemberEntry e;
-    e.uuid = uuid_text(id);
-    e.pausing = std::find(paused.begin(), paused.end(), id) != paused.end();
-    for (const auto& p : dir)
-      if (p.uuid == id) {
-        e.name = p.name;
-        e.gcs_addr = p.gcs_addr;
-        e.client_addr = p.client_addr;
-        e.state = p.state;
-        e.last_committed = p.last_committed;
-      }
-    if (id == node_uuid_) {
-      e.name = name_;
-      e.state = to_string(state());
-      e.last_committed = last_committed_;
-    }
-    out.members.push_back(std::move(e));
-  }
-  return out;
 }
 
 }  // namespace tutti::core

@@ -12,34 +12,25 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/admission.hpp"
 #include "core/applier.hpp"
+#include "core/flow_control.hpp"
+#include "core/marked_reads.hpp"
 #include "core/messages.hpp"
 #include "core/persister.hpp"
+#include "core/view_history.hpp"
 #include "gcs/group.hpp"
 #include "gcs/wire.hpp"
 #include "storage/store.hpp"
 
 namespace tutti::core {
 
-struct NodeLimits {
-  size_t max_key_bytes = storage::kMaxKeyBytes;  // at most that: the store holds no longer key
-  size_t max_value_bytes = 1u << 20;
-  size_t max_txn_id_bytes = 128;
-  size_t max_writeset_bytes = 16u << 20;
-  uint32_t max_scan_entries = 100000;
-  size_t max_scan_reply_bytes = 16u << 20;
-  size_t max_waiting_reads = 65536;
-  size_t max_view_watchers = 1024;
-  // Flow control: past this many write-sets waiting to be persisted at once, or when writing a
-  // batch takes longer than flow_pause_write_time, the node asks the group to pause.
-  size_t flow_pause_backlog = 4096;
-  std::chrono::milliseconds flow_pause_write_time{500};
-};
-
 enum class NodeState { joining, joined, synced, donor };
 const char* to_string(NodeState state);
-
-using ReplyFn = std::function<void(Response)>;
+// A view as operators see it named: epoch.coordinator-uuid-prefix.
+std::string view_text(const gcs::ViewKey& id);
+// After a failed persist, the node tries again this often.
+inline constexpr std::chrono::milliseconds kPersistRetry{200};
 
 // Storage meta names the node keeps beside storage's own.
 inline constexpr std::string_view kMetaGcsState = "gcs_state";
@@ -102,23 +93,15 @@ class Node {
     uint64_t request_id;
     ReplyFn reply;
   };
-  struct PendingRead {
-    Request request;
-    ReplyFn reply;
-  };
 
   void get(uint64_t id, const GetRequest& req, const ReplyFn& reply);
   void scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply);
   void read_after_marker(Request request, ReplyFn reply);
   void send_marker();
-  void serve_marked_reads();
+  void serve(std::vector<MarkedReads::Read> reads);
   void fail_reads(const ErrorReply& error);
   void commit(uint64_t id, CommitRequest req, ReplyFn reply);
-  void watch_views(uint64_t id, uint64_t after, ReplyFn reply);
-  std::optional<ErrorReply> validate(const CommitRequest& req) const;
-  std::optional<ErrorReply> validate_key(std::string_view key) const;
   std::optional<ErrorReply> check_writable(size_t payload_bytes) const;
-  uint64_t free_bytes(uint64_t reserve) const;
   bool stale(Consistency consistency) const;
   std::string not_primary_reason() const;
   std::string waiting_for() const;
@@ -128,7 +111,6 @@ class Node {
   void after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,
                      uint64_t applied);
   void on_view(const gcs::ViewEvent& event);
-  void answer_views();
   void adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time);
   void schedule_flush();
   std::string member_name(const gcs::NodeId& id) const;
@@ -147,15 +129,13 @@ class Node {
   bool directory_dirty_ = false;
   std::string node_uuid_;
   uint64_t last_committed_ = 0;
-  bool flow_paused_ = false;     // this node asks the group to pause
-  bool paused_in_view_ = false;  // it did so in the current view
+  FlowControl flow_;
+  bool paused_in_view_ = false;  // this node asked the group to pause in the current view
   std::optional<gcs::ViewKey> last_primary_view_;
-  std::chrono::steady_clock::time_point pause_until_;
   std::vector<gcs::NodeId> pausing_;  // members holding the group paused, last seen
   std::string persist_error_;         // why the last persist failed; empty once one succeeds
   std::chrono::steady_clock::time_point persist_failed_at_;
-  mutable uint64_t free_cache_ = 0;  // free bytes on the data dir's disk, as last estimated
-  mutable std::chrono::steady_clock::time_point free_checked_at_;
+  mutable FreeSpace free_space_;
 
   // Commits broadcast by this node that await their delivery, by transaction id.
   struct InFlight {
@@ -164,17 +144,8 @@ class Node {
   };
   std::unordered_map<std::string, InFlight> waiting_;
 
-  // Linearizable reads in a group of several: served once a marker this node sends through the
-  // total order comes back applied. Reads that arrive while a marker is out wait for the next.
-  std::vector<PendingRead> reads_next_;
-  std::vector<PendingRead> reads_marked_;
-  uint64_t marker_seq_ = 0;
-  std::string marker_out_;  // the txn id of the marker in flight, empty when none
-
-  // View changes installed since the node started, the latest few, for `gcs-tool watch`.
-  std::deque<ViewChange> views_;
-  uint64_t view_count_ = 0;
-  std::vector<std::pair<Waiter, uint64_t>> view_watchers_;
+  MarkedReads reads_;  // linearizable reads waiting for a marker
+  ViewHistory views_;
 };
 
 }  // namespace tutti::core
