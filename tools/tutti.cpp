@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/client.hpp"
+#include "core/failover.hpp"
 #include "core/uuid.hpp"
 
 namespace {
@@ -55,42 +56,14 @@ struct Options {
   std::string txn_id;
 };
 
-// Sends a request to the first node that answers it. A commit whose connection broke after it was
-// sent is retried through the next node with the same transaction id, which the cluster answers
-// from its record instead of applying twice.
+// core/failover.hpp decides which node serves it.
 core::Response request_any(const Options& o, core::Request request) {
-  const auto nodes = core::parse_host_port_list(o.nodes);
-  const bool is_commit = std::holds_alternative<core::CommitRequest>(request.body);
-  core::Client client(std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
-  bool maybe_sent = false;
-  std::optional<core::Response> refused;
-  std::string last_error = "no node given";
-  for (const auto& node : nodes) {
-    try {
-      client.connect(node);
-      core::Response r = client.call(request);
-      const auto* err = std::get_if<core::ErrorReply>(&r.body);
-      if (err &&
-          (err->code == core::ErrorCode::not_primary || err->code == core::ErrorCode::unavailable ||
-           err->code == core::ErrorCode::busy)) {
-        refused = r;  // another node may be able to serve it
-        continue;
-      }
-      return r;
-    } catch (const core::ClientError& e) {
-      last_error = e.what();
-      if (e.kind() != core::ClientError::Kind::unreachable) maybe_sent = true;
-    }
+  try {
+    return core::request_any(core::parse_host_port_list(o.nodes), request,
+                             std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  } catch (const core::FailoverError& e) {
+    throw Failure{kUnavailable, e.what()};
   }
-  // A commit that may have reached a node that then went silent has an unknown outcome, whatever
-  // the other nodes said: they refused it, they did not decide it.
-  if (is_commit && maybe_sent)
-    throw Failure{kUnavailable,
-                  fmt::format("outcome unknown: {}; retry with --txn-id {} to learn "
-                              "the outcome without applying twice",
-                              last_error, std::get<core::CommitRequest>(request.body).txn_id)};
-  if (refused) return *refused;
-  throw Failure{kUnavailable, "unavailable: " + last_error};
 }
 
 int exit_code_for(core::ErrorCode code) {

@@ -1,0 +1,166 @@
+#include "core/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/address.hpp"
+#include "core/uuid.hpp"
+#include "gcs/wire.hpp"
+
+namespace tutti::core {
+namespace {
+
+asio::ip::tcp::endpoint resolve(asio::io_context& io, const HostPort& hp) {
+  asio::ip::tcp::resolver resolver(io);
+  auto results = resolver.resolve(hp.host, std::to_string(hp.port));
+  return results.begin()->endpoint();
+}
+
+gcs::Directory remembered_peers(const storage::Store& store) {
+  auto raw = store.read()->meta_get(kMetaGcsPeers);
+  if (!raw) return {};
+  try {
+    auto frame = gcs::decode_frame(*raw);
+    if (auto* dir = std::get_if<gcs::Directory>(&frame)) return *dir;
+  } catch (const gcs::WireError& e) {
+    spdlog::warn("ignoring the remembered member addresses: {}", e.what());
+  }
+  return {};
+}
+
+}  // namespace
+
+void check_identity(storage::Store& store, const NodeConfig& f) {
+  auto txn = store.read();
+  const auto meta = txn->meta();
+  const auto name = txn->meta_get(kMetaClusterName);
+  txn.reset();
+  if (name && *name != f.cluster_name)
+    throw std::runtime_error(
+        fmt::format("data dir {} belongs to cluster '{}', not '{}' (--cluster-name)", f.data_dir,
+                    *name, f.cluster_name));
+  if (f.bootstrap && !meta.history_uuid.empty() && !f.force)
+    throw std::runtime_error(fmt::format(
+        "data dir {} already belongs to cluster history {} (last committed seqno {}): restart "
+        "it without --bootstrap and it rejoins the members it remembers. Only if the rest of the "
+        "cluster is lost for good, add --force to form a primary component of this node alone "
+        "(commits that only other members hold would be lost)",
+        f.data_dir, uuid_text(meta.history_uuid), meta.last_committed));
+  if (!meta.node_uuid.empty()) {
+    spdlog::info("data dir {}: node uuid {}, history {}, last committed seqno {}", f.data_dir,
+                 uuid_text(meta.node_uuid),
+                 meta.history_uuid.empty() ? "none yet" : uuid_text(meta.history_uuid),
+                 meta.last_committed);
+    return;
+  }
+  if (!f.bootstrap && f.peers.empty())
+    throw std::runtime_error(fmt::format(
+        "data dir {} belongs to no cluster yet: start with --bootstrap to form a new cluster, "
+        "or with --peers HOST:PORT,... to join one",
+        f.data_dir));
+  const std::string node = random_uuid();
+  store.write([&](storage::WriteTxn& t) {
+    t.set_identity("", node);
+    t.meta_put(kMetaClusterName, f.cluster_name);
+  });
+  spdlog::info("new data dir {}: node uuid {}", f.data_dir, uuid_text(node));
+}
+
+int Daemon::run() {
+  const auto client_hp = parse_host_port(f_.client_addr);
+  const auto meta = store_.read()->meta();
+  gcs::TransportConfig tc;
+  tc.cluster_name = f_.cluster_name;
+  tc.self = gcs::PeerInfo{meta.node_uuid, f_.name, f_.gcs_addr, f_.client_addr, "JOINING", 0};
+  if (!f_.peers.empty())
+    for (const auto& p : parse_host_port_list(f_.peers)) tc.seeds.push_back(p.text());
+  tc.known = remembered_peers(store_);
+  tc.forget_after = std::chrono::seconds(f_.gcs_forget_after_s);
+  tc.claim_ttl = std::min<std::chrono::milliseconds>(tc.claim_ttl, tc.forget_after);
+  auto member = std::make_unique<gcs::Member>(meta.node_uuid, load_durable(store_), f_.gcs,
+                                              std::vector<gcs::NodeId>{}, now());
+  gcs::Member* m = member.get();
+  transport_ = std::make_unique<gcs::Transport>(io_, tc, [m] { return m->durable().history; });
+  group_ = std::make_unique<gcs::Group>(std::move(member), *transport_);
+  // Batches go to disk on the storage thread; the loop goes on meanwhile.
+  persister_ = std::make_unique<ThreadPersister>(
+      store_, meta.node_uuid, [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+  node_ = std::make_unique<Node>(
+      f_.name, store_, *group_, f_.limits, [this] { asio::post(io_, [this] { node_->flush(); }); },
+      [this] { return transport_->directory(); }, persister_.get());
+  transport_->on_message = [this, m](gcs::Message msg) {
+    m->receive(msg, now());
+    node_->group_changed();
+  };
+  transport_->on_peer = [this, m](const gcs::NodeId& id) {
+    m->meet(id);
+    node_->group_changed();
+  };
+  transport_->on_directory_change = [this] { node_->directory_changed(); };
+  if (f_.bootstrap) {
+    if (!m->durable().history.empty())
+      spdlog::warn(
+          "--bootstrap --force on a data dir of history {}: this node forms a new primary "
+          "component on its own, from its state at seqno {} (an operator decision)",
+          uuid_text(m->durable().history), meta.last_committed);
+    m->bootstrap(random_uuid());
+    node_->group_changed();
+  }
+  auto server_limits = f_.server;
+  server_limits.max_connections = connection_cap(server_limits.max_connections);
+  server_ = std::make_unique<ClientServer>(io_, resolve(io_, client_hp), *node_, server_limits);
+  transport_->start();
+  spdlog::info(
+      "serving clients on {}, group communication on {}{}; durability {}, last committed "
+      "seqno {}",
+      client_hp.text(), f_.gcs_addr, f_.peers.empty() ? "" : " (peers " + f_.peers + ")",
+      f_.durability, meta.last_committed);
+  tick();
+  if (store_.options().durability == storage::Durability::memory) background_sync();
+  asio::signal_set signals(io_, SIGINT, SIGTERM);
+  signals.async_wait([&](asio::error_code ec, int signo) {
+    if (!ec) shut_down(signo);
+  });
+  io_.run();
+  persister_.reset();  // the batch on its way to disk gets there
+  store_.sync();
+  spdlog::info("stopped cleanly at seqno {}", store_.read()->meta().last_committed);
+  return 0;
+}
+
+void Daemon::tick() {
+  group_->member().tick(now());
+  transport_->set_progress(to_string(node_->state()), node_->last_committed());
+  node_->group_changed();
+  tick_timer_.expires_after(std::chrono::milliseconds(10));
+  tick_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec && !stopping_) tick();
+  });
+}
+
+void Daemon::background_sync() {
+  sync_timer_.expires_after(std::chrono::milliseconds(100));
+  sync_timer_.async_wait([this](asio::error_code ec) {
+    if (ec || stopping_) return;
+    store_.sync();
+    background_sync();
+  });
+}
+
+// A clean stop: finish what is queued, tell the group this member leaves (so the others go on
+// at once rather than after suspecting it), give that a moment to go out, then close.
+void Daemon::shut_down(int signo) {
+  spdlog::info("signal {}: finishing queued commits, leaving the group and shutting down", signo);
+  stopping_ = true;
+  tick_timer_.cancel();
+  sync_timer_.cancel();
+  node_->flush();
+  group_->member().leave();
+  node_->flush();
+  stop_timer_.expires_after(std::chrono::milliseconds(200));
+  stop_timer_.async_wait([this](asio::error_code) {
+    server_->stop();
+    transport_->stop();
+  });
+}
+
+}  // namespace tutti::core

@@ -1,0 +1,79 @@
+// The composition root of a node: what tuttid runs, built from its configuration - the store,
+// the group protocol over the TCP transport, the node logic with its storage thread, and the
+// client server, on one io_context - and the node's policy at a start (which data dir may
+// start how).
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "core/node.hpp"
+#include "core/server.hpp"
+#include "gcs/group.hpp"
+#include "gcs/transport.hpp"
+#include "storage/store.hpp"
+
+namespace tutti::core {
+
+struct NodeConfig {
+  std::string name, data_dir, client_addr, gcs_addr, peers;
+  std::string cluster_name = "tutti";
+  bool bootstrap = false;
+  bool force = false;
+  std::string durability = "fsync";
+  NodeLimits limits;
+  ServerLimits server;
+  gcs::Config gcs;
+  int64_t gcs_forget_after_s = 24 * 3600;
+};
+
+// A fresh data dir gets its node identity here, and only when the operator said where it
+// belongs: --bootstrap (a new cluster) or --peers (an existing one). A data dir keeps the cluster
+// name it was first started with, and one that belongs to a history is bootstrapped again only
+// with --force. Throws std::runtime_error with the operator's message.
+void check_identity(storage::Store& store, const NodeConfig& f);
+
+// Everything one node runs, on one io_context: storage, the group protocol over the transport,
+// the node logic and the client server.
+class Daemon {
+ public:
+  Daemon(const NodeConfig& f, storage::Store& store)
+      : f_(f),
+        store_(store),
+        started_(std::chrono::steady_clock::now()),
+        tick_timer_(io_),
+        sync_timer_(io_),
+        stop_timer_(io_) {}
+
+  int run();
+
+ private:
+  gcs::Time now() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 started_)
+        .count();
+  }
+  void tick();
+  void background_sync();
+  void shut_down(int signo);
+
+  const NodeConfig& f_;
+  storage::Store& store_;
+  std::chrono::steady_clock::time_point started_;
+  asio::io_context io_;
+  asio::steady_timer tick_timer_, sync_timer_, stop_timer_;
+  // Set by shut_down: a tick or sync whose timer fired before the cancel still runs once, and
+  // must not arm its timer again, or io_.run() never returns.
+  bool stopping_ = false;
+  std::unique_ptr<gcs::Transport> transport_;
+  std::unique_ptr<gcs::Group> group_;
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<ClientServer> server_;
+  // Declared after the node: destroyed (its thread joined) before it.
+  std::unique_ptr<ThreadPersister> persister_;
+};
+
+}  // namespace tutti::core
