@@ -1,5 +1,7 @@
 #include "storage/store.hpp"
 
+#include "storage/lmdb.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
@@ -17,12 +19,12 @@
 #include <fmt/format.h>
 
 namespace tutti::storage {
+using namespace lmdb;
 namespace {
 
 constexpr unsigned kMaxDbs = 8;
 
 void on_lmdb_assert(MDB_env* env, const char* msg);
-constexpr size_t kVersionBytes = 8;
 
 // Meta names that storage owns.
 constexpr std::string_view kMetaFormat = "format_version";
@@ -33,86 +35,6 @@ constexpr std::string_view kMetaContentHash = "content_hash";
 constexpr std::string_view kMetaLogFirst = "log_first";
 constexpr std::string_view kMetaLogLast = "log_last";
 constexpr std::string_view kMetaLogBytes = "log_bytes";
-
-[[noreturn]] void fail(int rc, std::string_view what) {
-  StorageError::Kind kind = StorageError::Kind::io;
-  std::string hint;
-  if (rc == MDB_MAP_FULL) {
-    kind = StorageError::Kind::map_full;
-    hint = " (the database reached its maximum size)";
-  } else if (rc == ENOSPC) {
-    kind = StorageError::Kind::disk_full;
-    hint = " (no space left on the data dir's disk)";
-  } else if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
-             rc == MDB_PAGE_NOTFOUND) {
-    kind = StorageError::Kind::corrupt;
-  } else if (rc == MDB_BAD_VALSIZE) {
-    kind = StorageError::Kind::invalid;
-  }
-  throw StorageError(kind, fmt::format("storage: {}: {}{}", what, mdb_strerror(rc), hint));
-}
-
-void check(int rc, std::string_view what) {
-  if (rc != MDB_SUCCESS) fail(rc, what);
-}
-
-MDB_val val(std::string_view s) {
-  return MDB_val{s.size(), const_cast<char*>(s.data())};
-}
-std::string_view view(const MDB_val& v) {
-  return {static_cast<const char*>(v.mv_data), v.mv_size};
-}
-
-std::string u64_bytes(uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  return out;
-}
-
-uint64_t u64_from(std::string_view b) {
-  if (b.size() < 8) throw StorageError(StorageError::Kind::corrupt, "storage: short integer");
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[i]);
-  return v;
-}
-
-Versioned decode_data(std::string_view raw) {
-  if (raw.size() < kVersionBytes)
-    throw StorageError(StorageError::Kind::corrupt, "storage: data value shorter than its version");
-  return Versioned{u64_from(raw.substr(0, kVersionBytes)), std::string(raw.substr(kVersionBytes))};
-}
-
-std::optional<std::string_view> raw_get(MDB_txn* txn, MDB_dbi dbi, MDB_val key) {
-  MDB_val out;
-  const int rc = mdb_get(txn, dbi, &key, &out);
-  if (rc == MDB_NOTFOUND) return std::nullopt;
-  check(rc, "get");
-  return view(out);
-}
-
-// wscache keys are native-endian size_t under MDB_INTEGERKEY, so they sort numerically.
-MDB_val seqno_key(const size_t& seqno) {
-  return MDB_val{sizeof seqno, const_cast<size_t*>(&seqno)};
-}
-
-class Cursor {
- public:
-  Cursor(MDB_txn* txn, MDB_dbi dbi) { check(mdb_cursor_open(txn, dbi, &cursor_), "cursor open"); }
-  ~Cursor() { mdb_cursor_close(cursor_); }
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
-  // Returns false at the end.
-  bool get(MDB_val* key, MDB_val* data, MDB_cursor_op op) {
-    const int rc = mdb_cursor_get(cursor_, key, data, op);
-    if (rc == MDB_NOTFOUND) return false;
-    check(rc, "cursor get");
-    return true;
-  }
-  void del() { check(mdb_cursor_del(cursor_, 0), "cursor del"); }
-
- private:
-  MDB_cursor* cursor_ = nullptr;
-};
 
 void check_key(std::string_view key) {
   if (auto why = key_refusal(key); !why.empty())
@@ -575,123 +497,10 @@ void on_lmdb_assert(MDB_env* env, const char* msg) {
   }
 }
 
-// Every entry of one database, each read once: a damaged page fails here, not in a client's scan.
-template <typename Fn>
-uint64_t walk(MDB_txn* txn, MDB_dbi dbi, Fn&& fn) {
-  Cursor cursor(txn, dbi);
-  MDB_val k, d;
-  uint64_t n = 0;
-  for (bool more = cursor.get(&k, &d, MDB_FIRST); more; more = cursor.get(&k, &d, MDB_NEXT)) {
-    fn(view(k), view(d));
-    ++n;
-  }
-  return n;
-}
-
 }  // namespace
 
 void set_damage_reporter(void (*report)(const char* message)) {
   g_damage_reporter = report;
-}
-
-std::string Store::verify(bool full) const {
-  auto r = read();
-  MDB_txn* txn = r->txn_;
-  const std::pair<const char*, MDB_dbi> dbs[] = {{"data", dbis_.data},
-                                                 {"meta", dbis_.meta},
-                                                 {"wscache", dbis_.wscache},
-                                                 {"txns", dbis_.txns},
-                                                 {"txn_seqnos", dbis_.txn_seqnos}};
-  std::string summary;
-  for (const auto& [name, dbi] : dbs) {
-    MDB_stat st;
-    check(mdb_stat(txn, dbi, &st), fmt::format("stat of database {}", name));
-    Cursor cursor(txn, dbi);
-    MDB_val k, d;
-    cursor.get(&k, &d, MDB_FIRST);
-    cursor.get(&k, &d, MDB_LAST);
-    summary += fmt::format("{}{}: {} entries", summary.empty() ? "" : ", ", name, st.ms_entries);
-  }
-  if (!full) return summary;
-  ContentHash recomputed;
-  walk(txn, dbis_.data, [&](std::string_view key, std::string_view raw) {
-    Versioned v = decode_data(raw);
-    recomputed.add(key, v.version, v.value);
-  });
-  uint64_t log_bytes = 0;
-  walk(txn, dbis_.wscache, [&](std::string_view, std::string_view d) { log_bytes += d.size(); });
-  for (MDB_dbi dbi : {dbis_.meta, dbis_.txns, dbis_.txn_seqnos})
-    walk(txn, dbi, [](std::string_view, std::string_view) {});
-  const Meta& m = r->meta();
-  if (recomputed != m.content_hash)
-    throw StorageError(StorageError::Kind::corrupt,
-                       fmt::format("storage: the data does not match its content hash: recorded "
-                                   "{}, recomputed {} (at seqno {})",
-                                   m.content_hash.hex(), recomputed.hex(), m.last_committed));
-  if (log_bytes != m.log_bytes)
-    throw StorageError(StorageError::Kind::corrupt,
-                       fmt::format("storage: the write-set log holds {} bytes, its meta says {}",
-                                   log_bytes, m.log_bytes));
-  return summary + fmt::format("; content hash {} matches the data, seqno {}", m.content_hash.hex(),
-                               m.last_committed);
-}
-
-VerifyReport verify_store(const Options& options, bool full) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    return {
-        false, false,
-        fmt::format("storage: cannot check {}: pipe: {}", options.dir.string(), strerror(errno))};
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return {
-        false, false,
-        fmt::format("storage: cannot check {}: fork: {}", options.dir.string(), strerror(errno))};
-  }
-  if (pid == 0) {  // the child: whatever LMDB does to it, only the report leaves it
-    ::close(fds[0]);
-    static int report_fd = fds[1];
-    set_damage_reporter([](const char* msg) {
-      [[maybe_unused]] auto n = ::write(report_fd, msg, std::strlen(msg));
-    });
-    std::string out;
-    int code = 0;
-    try {
-      out = Store::open(options)->verify(full);
-    } catch (const StorageError& e) {
-      out = e.what();
-      code = e.kind() == StorageError::Kind::corrupt ? 1 : 2;
-    } catch (const std::exception& e) {
-      out = e.what();
-      code = 1;
-    }
-    [[maybe_unused]] auto n = ::write(fds[1], out.data(), out.size());
-    ::_exit(code);
-  }
-  ::close(fds[1]);
-  std::string got;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    got.append(buf, n);
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, false, got};
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) return {false, false, got};
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !got.empty()) return {false, true, got};
-  const std::string how = WIFSIGNALED(status) ? fmt::format("signal {} ({})", WTERMSIG(status),
-                                                            strsignal(WTERMSIG(status)))
-                                              : fmt::format("exit status {}", WEXITSTATUS(status));
-  return {false, true,
-          fmt::format("storage: the data file in {} is damaged: reading it crashed the "
-                      "checking process ({}){}{}",
-                      options.dir.string(), how, got.empty() ? "" : ": ", got)};
 }
 
 void Store::sync() {
