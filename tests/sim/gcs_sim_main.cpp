@@ -3,7 +3,6 @@
 
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "sim/simulator.hpp"
 
@@ -32,19 +31,14 @@ int main(int argc, char** argv) {
   base.nodes = nodes;
   base.steps = steps;
   if (!faults_text.empty()) {
-    base.faults.clear();
-    std::stringstream ss(faults_text);
-    std::string name;
-    while (std::getline(ss, name, ',')) {
-      if (name.empty() || name == "none") continue;
-      auto f = parse_fault(name);
-      if (!f || *f == Fault::disk) {
-        std::cerr << "gcs-sim: unknown fault '" << name << "'"
-                  << (f ? " (members here have no disk: tutti-sim simulates it)" : "") << "\n";
-        return 2;
-      }
-      base.faults.insert(*f);
+    std::string bad;
+    auto faults = parse_faults(faults_text, bad);
+    if (!faults || faults->count(Fault::disk)) {
+      std::cerr << "gcs-sim: unknown fault '" << (faults ? "disk" : bad) << "'"
+                << (faults ? " (members here have no disk: tutti-sim simulates it)" : "") << "\n";
+      return 2;
     }
+    base.faults = *faults;
   }
   std::ofstream trace;
   if (!trace_file.empty()) {

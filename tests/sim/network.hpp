@@ -68,6 +68,16 @@ class Network {
     return it == sides_.end() ? 0 : it->second;
   }
   std::map<NodeId, int>& sides() { return sides_; }
+  // Every node to one of 2 or 3 sides at random; returns " node:side ..." for the trace.
+  std::string split_at_random() {
+    const int groups = static_cast<int>(draw(rng_, 2, 3));
+    std::string text;
+    for (auto& [id, g] : sides_) {
+      g = static_cast<int>(draw(rng_, 0, groups - 1));
+      text += " " + id + ":" + std::to_string(g);
+    }
+    return text;
+  }
   void heal_partition() {
     for (auto& [_, g] : sides_) g = 0;
   }

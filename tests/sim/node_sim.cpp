@@ -273,12 +273,7 @@ void NodeCluster::fault_step() {
       }
       break;
     case Fault::partition: {
-      const int groups = static_cast<int>(rand(2, 3));
-      std::string text;
-      for (auto& [id, g] : network_.sides()) {
-        g = static_cast<int>(rand(0, groups - 1));
-        text += fmt::format(" {}:{}", id, g);
-      }
+      const std::string text = network_.split_at_random();
       heal_at_ = now_ + rand(500, 5000);
       trace("sim", "\"event\":\"partition\"", "partition" + text);
       break;

@@ -125,10 +125,6 @@ class NodeCluster {
     uint64_t sender_seq = 0;
     bool marker = false;
   };
-  struct Primary {
-    std::vector<NodeId> members;
-    uint64_t base;
-  };
 
   // node_sim.cpp: the nodes, the events, the faults
   uint64_t rand(uint64_t lo, uint64_t hi) { return draw(rng_, lo, hi); }
@@ -189,9 +185,7 @@ class NodeCluster {
   std::map<std::string, uint64_t> committed_at_;   // txn id -> the seqno it was applied at
   std::map<std::string, uint64_t> acked_;          // txn id -> seqno acknowledged committed
   std::map<std::string, std::string> acked_puts_;  // key -> value, of acknowledged puts
-  std::map<gcs::ViewKey, Primary> primaries_;
-  std::map<gcs::ViewKey, gcs::ViewKey> successor_;
-  std::map<gcs::ViewKey, uint64_t> top_in_view_, stable_top_;
+  ViewChecker views_;
   std::deque<std::string> recent_;
   NodeSimResult result_;
 };

@@ -60,58 +60,15 @@ void NodeCluster::on_applied(SimNode& n, const core::Applied& a) {
                       dec.duplicate ? ",\"duplicate\":true" : ""),
           fmt::format("apply seqno {} {} {}", d.seqno, dec.txn_id, outcome));
   n.applied_top = d.seqno;
-  uint64_t& top = top_in_view_[n.in_view];
-  top = std::max(top, d.seqno);
-  if (!d.at_view_change) {
-    uint64_t& stable = stable_top_[n.in_view];
-    stable = std::max(stable, d.seqno);
-  }
+  views_.delivered(n.in_view, d.seqno, d.at_view_change);
 }
 
 void NodeCluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
   ++result_.view_changes;
   n.in_view = v.view.id;
-  std::string members;
-  for (const auto& m : v.view.members)
-    members += fmt::format("{}\"{}\"", members.empty() ? "" : ",", m);
-  trace(n.id,
-        fmt::format("\"event\":\"view\",\"view\":\"{}\",\"members\":[{}],\"primary\":{},"
-                    "\"base\":{}{}",
-                    gcs::to_string(v.view.id), members, v.view.primary, v.view.base,
-                    v.predecessor
-                        ? fmt::format(",\"predecessor\":\"{}\"", gcs::to_string(*v.predecessor))
-                        : ""),
-        fmt::format("view {} [{}] primary={} base={}", gcs::to_string(v.view.id), members,
-                    v.view.primary, v.view.base));
+  trace(n.id, view_json(v), view_text(v));
   if (!v.view.primary) return;
-  auto [rec, first] = primaries_.try_emplace(v.view.id, Primary{v.view.members, v.view.base});
-  if (!first && (rec->second.members != v.view.members || rec->second.base != v.view.base))
-    throw SimViolation(
-        fmt::format("primary view {} installed with two contents", gcs::to_string(v.view.id)));
-  if (first) {
-    for (const auto& [view, top] : top_in_view_)
-      if (view < v.view.id && top > v.view.base)
-        throw SimViolation(fmt::format(
-            "primary view {} starts at seqno {} but seqno {} was applied in view {}: lost",
-            gcs::to_string(v.view.id), v.view.base, top, gcs::to_string(view)));
-    if (v.predecessor) {
-      auto [succ, fresh] = successor_.try_emplace(*v.predecessor, v.view.id);
-      if (!fresh && succ->second != v.view.id)
-        throw SimViolation(fmt::format("two primary views {} and {} continue {}: split brain",
-                                       gcs::to_string(succ->second), gcs::to_string(v.view.id),
-                                       gcs::to_string(*v.predecessor)));
-      auto prev = primaries_.find(*v.predecessor);
-      if (prev != primaries_.end()) {
-        size_t kept = 0;
-        for (const auto& m : prev->second.members)
-          kept += std::count(v.view.members.begin(), v.view.members.end(), m);
-        if (2 * kept <= prev->second.members.size())
-          throw SimViolation(fmt::format(
-              "primary view {} keeps {} of the {} members of {}", gcs::to_string(v.view.id), kept,
-              prev->second.members.size(), gcs::to_string(*v.predecessor)));
-      }
-    }
-  }
+  views_.primary_installed(v);
   if (v.self_needs_transfer)
     schedule(Event{Event::transfer, now_ + rand(20, 200), 0, n.id, "", n.incarnation});
   else if (n.applied_top != v.view.base)
@@ -122,15 +79,7 @@ void NodeCluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
 // What a node's disk holds when it crashes: everything stable in its last committed primary
 // view, which it acknowledged.
 void NodeCluster::check_crash(SimNode& n) {
-  if (!n.up) return;
-  const gcs::Durable d = core::load_durable(*n.store);
-  if (!d.last_committed) return;
-  const gcs::ViewInfo& v = *d.last_committed;
-  auto top = stable_top_.find(v.id);
-  for (uint64_t s = v.base + 1; top != stable_top_.end() && s <= top->second; ++s)
-    if (s > d.delivered && !d.log.count(s))
-      throw SimViolation(fmt::format("{} crashes without seqno {}, stable in its view {}", n.id, s,
-                                     gcs::to_string(v.id)));
+  if (n.up) views_.crashing(n.id, core::load_durable(*n.store));
 }
 
 // An answer must say what the history says of that transaction at that seqno.

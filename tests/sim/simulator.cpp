@@ -63,16 +63,7 @@ void Cluster::start(SimNode& n) {
 }
 
 void Cluster::crash_node(SimNode& n) {
-  // fsync durability: what any member delivered as stable in this node's primary view, this node
-  // acknowledged, so its persisted state must hold it now.
-  if (n.up && n.durable.last_committed) {
-    const gcs::ViewInfo& v = *n.durable.last_committed;
-    auto top = stable_top_.find(v.id);
-    for (uint64_t seqno = v.base + 1; top != stable_top_.end() && seqno <= top->second; ++seqno)
-      if (!n.durable.log.count(seqno) && n.durable.delivered < seqno)
-        throw Violation(fmt::format("{} crashes without seqno {}, delivered in its view {}", n.id,
-                                    seqno, gcs::to_string(v.id)));
-  }
+  if (n.up) views_.crashing(n.id, n.durable);
   n.up = false;
   n.flow_until = 0;
   n.member.reset();
@@ -168,12 +159,7 @@ void Cluster::on_delivery(SimNode& n, const gcs::Delivery& d) {
   n.last_seqno = d.seqno;
   // The view it is delivered in: the member's own view may already be the next one, whose view
   // event follows in the same batch.
-  uint64_t& top = top_in_view_[n.in_view];
-  top = std::max(top, d.seqno);
-  if (!d.at_view_change) {
-    uint64_t& stable = stable_top_[n.in_view];
-    stable = std::max(stable, d.seqno);
-  }
+  views_.delivered(n.in_view, d.seqno, d.at_view_change);
   for (auto& [_, node] : nodes_) node.pending.erase(id);
   result_.delivered = std::max(result_.delivered, d.seqno);
 }
@@ -181,53 +167,9 @@ void Cluster::on_delivery(SimNode& n, const gcs::Delivery& d) {
 void Cluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
   ++result_.view_changes;
   n.in_view = v.view.id;
-  std::string members;
-  for (const auto& m : v.view.members)
-    members += fmt::format("{}\"{}\"", members.empty() ? "" : ",", m);
-  trace(n.id,
-        fmt::format(
-            "\"event\":\"view\",\"view\":\"{}\",\"members\":[{}],\"primary\":{},\"base\":{}{}",
-            gcs::to_string(v.view.id), members, v.view.primary, v.view.base,
-            v.predecessor ? fmt::format(",\"predecessor\":\"{}\"", gcs::to_string(*v.predecessor))
-                          : ""),
-        fmt::format("view {} [{}] primary={} base={}", gcs::to_string(v.view.id), members,
-                    v.view.primary, v.view.base));
+  trace(n.id, view_json(v), view_text(v));
   if (!v.view.primary) return;
-  auto [rec, first] = primaries_.try_emplace(v.view.id, Primary{v.view.members, v.view.base});
-  if (!first && (rec->second.members != v.view.members || rec->second.base != v.view.base))
-    throw Violation(
-        fmt::format("primary view {} installed with two contents", gcs::to_string(v.view.id)));
-  if (first) {
-    // Safe delivery across views: nothing delivered in an earlier view may lie beyond the new
-    // view's base (a coordinator paused mid-change may commit its view late: later views count
-    // only against later ones).
-    for (const auto& [view, top] : top_in_view_)
-      if (view < v.view.id && top > v.view.base)
-        throw Violation(
-            fmt::format("primary view {} starts at seqno {} but seqno {} was "
-                        "delivered in view {}: a delivered message is lost",
-                        gcs::to_string(v.view.id), v.view.base, top, gcs::to_string(view)));
-    if (v.predecessor) {
-      auto [succ, fresh] = successor_.try_emplace(*v.predecessor, v.view.id);
-      if (!fresh && succ->second != v.view.id)
-        throw Violation(fmt::format("two primary views {} and {} continue {}: split brain",
-                                    gcs::to_string(succ->second), gcs::to_string(v.view.id),
-                                    gcs::to_string(*v.predecessor)));
-      auto prev = primaries_.find(*v.predecessor);
-      if (prev != primaries_.end()) {
-        uint64_t kept = 0, total = 0;
-        for (auto& m : prev->second.members) {
-          const uint64_t w = o_.weights.count(m) ? o_.weights.at(m) : 1;
-          total += w;
-          if (std::count(v.view.members.begin(), v.view.members.end(), m)) kept += w;
-        }
-        if (2 * kept <= total)
-          throw Violation(fmt::format("primary view {} holds weight {} of {} of {}: no majority",
-                                      gcs::to_string(v.view.id), kept, total,
-                                      gcs::to_string(*v.predecessor)));
-      }
-    }
-  }
+  views_.primary_installed(v);
   if (v.self_needs_transfer) {
     schedule(Event{Event::transfer, now_ + rand(20, 200), 0, n.id, "", 0, nullptr});
   } else if (n.last_seqno != v.view.base) {
@@ -305,12 +247,7 @@ void Cluster::fault_step() {
       }
       break;
     case Fault::partition: {
-      const int groups = static_cast<int>(rand(2, 3));
-      std::string text;
-      for (auto& [id, g] : network_.sides()) {
-        g = static_cast<int>(rand(0, groups - 1));
-        text += fmt::format(" {}:{}", id, g);
-      }
+      const std::string text = network_.split_at_random();
       heal_at_ = now_ + rand(500, 5000);
       trace("sim", "\"event\":\"partition\"", "partition" + text);
       break;
@@ -574,6 +511,24 @@ std::optional<Fault> parse_fault(const std::string& name) {
                   Fault::leave, Fault::disk})
     if (name == fault_name(f)) return f;
   return std::nullopt;
+}
+
+std::optional<std::set<Fault>> parse_faults(const std::string& text, std::string& bad) {
+  std::set<Fault> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string name = text.substr(start, comma - start);
+    start = comma + 1;
+    if (name.empty() || name == "none") continue;
+    auto f = parse_fault(name);
+    if (!f) {
+      bad = name;
+      return std::nullopt;
+    }
+    out.insert(*f);
+  }
+  return out;
 }
 
 const char* fault_name(Fault f) {

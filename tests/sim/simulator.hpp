@@ -18,11 +18,15 @@
 
 #include "gcs/member.hpp"
 #include "sim/network.hpp"
+#include "sim/view_checker.hpp"
 
 namespace tutti::sim {
 
 enum class Fault { crash, partition, loss, pause, join, leave, disk };  // disk: tutti-sim only
 std::optional<Fault> parse_fault(const std::string& name);
+// "crash,partition,..." ("" or "none": no fault); nullopt, with the name in `bad`, for a name
+// that is no fault.
+std::optional<std::set<Fault>> parse_faults(const std::string& text, std::string& bad);
 const char* fault_name(Fault f);
 
 struct SimOptions {
@@ -49,10 +53,6 @@ struct SimResult {
 };
 
 SimResult run_simulation(const SimOptions& options);
-
-struct SimViolation : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 using gcs::Message;
 using gcs::NodeId;
@@ -94,7 +94,7 @@ struct HistoryEntry {
 
 class Cluster {
  public:
-  explicit Cluster(const SimOptions& o) : o_(o), rng_(o.seed) {}
+  explicit Cluster(const SimOptions& o) : o_(o), rng_(o.seed), views_(o.weights) {}
   // The randomized run: faults, then the liveness phase.
   SimResult run();
 
@@ -166,14 +166,7 @@ class Cluster {
   std::map<uint64_t, HistoryEntry> history_;  // seqno -> message, as first delivered anywhere
   std::map<std::string, uint64_t> seqno_of_;
   std::set<std::string> accepted_;
-  struct Primary {
-    std::vector<NodeId> members;
-    uint64_t base;
-  };
-  std::map<gcs::ViewKey, Primary> primaries_;
-  std::map<gcs::ViewKey, gcs::ViewKey> successor_;
-  std::map<gcs::ViewKey, uint64_t> top_in_view_;  // highest seqno delivered in each view
-  std::map<gcs::ViewKey, uint64_t> stable_top_;   // ... of those stable in it (all members held)
+  ViewChecker views_;
   std::deque<std::string> recent_;
   SimResult result_;
 };

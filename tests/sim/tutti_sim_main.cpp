@@ -4,7 +4,6 @@
 
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "sim/node_sim.hpp"
 
@@ -37,19 +36,14 @@ int main(int argc, char** argv) {
   base.nodes = nodes;
   base.steps = steps;
   if (!faults_text.empty()) {
-    base.faults.clear();
-    std::stringstream ss(faults_text);
-    std::string name;
-    while (std::getline(ss, name, ',')) {
-      if (name.empty() || name == "none") continue;
-      auto f = parse_fault(name);
-      if (!f) {
-        std::cerr << "tutti-sim: unknown fault '" << name
-                  << "' (crash, partition, loss, pause, join, leave, disk)\n";
-        return 2;
-      }
-      base.faults.insert(*f);
+    std::string bad;
+    auto faults = parse_faults(faults_text, bad);
+    if (!faults) {
+      std::cerr << "tutti-sim: unknown fault '" << bad
+                << "' (crash, partition, loss, pause, join, leave, disk)\n";
+      return 2;
     }
+    base.faults = *faults;
   }
   std::ofstream trace;
   if (!trace_file.empty()) {
