@@ -57,7 +57,7 @@ void check_identity(storage::Store& store, const NodeConfig& f) {
         "data dir {} belongs to no cluster yet: start with --bootstrap to form a new cluster, "
         "or with --peers HOST:PORT,... to join one",
         f.data_dir));
-  const std::string node = random_uuid();
+  const std::string node = random_uuid(store.env());
   store.write([&](storage::WriteTxn& t) {
     t.set_identity("", node);
     t.meta_put(kMetaClusterName, f.cluster_name);
@@ -102,7 +102,7 @@ int Daemon::run() {
           "--bootstrap --force on a data dir of history {}: this node forms a new primary "
           "component on its own, from its state at seqno {} (an operator decision)",
           uuid_text(m->durable().history), meta.last_committed);
-    m->bootstrap(random_uuid());
+    m->bootstrap(random_uuid(store_.env()));
     node_->group_changed();
   }
   auto server_limits = f_.server;

@@ -1,21 +1,19 @@
 #include "core/uuid.hpp"
 
-#include <random>
-
 #include <fmt/format.h>
 
 namespace tutti::core {
 
-std::string random_uuid() {
-  std::random_device rd;
+std::string random_uuid(storage::Env& env) {
   std::string out(16, '\0');
-  for (size_t i = 0; i < out.size(); i += 4) {
-    const uint32_t r = rd();
-    for (size_t j = 0; j < 4; ++j) out[i + j] = static_cast<char>((r >> (8 * j)) & 0xff);
-  }
-  out[6] = static_cast<char>((out[6] & 0x0f) | 0x40);
-  out[8] = static_cast<char>((out[8] & 0x3f) | 0x80);
+  env.random_bytes(out.data(), out.size());
+  out[6] = static_cast<char>((out[6] & 0x0f) | 0x40);  // version 4
+  out[8] = static_cast<char>((out[8] & 0x3f) | 0x80);  // RFC 4122 variant
   return out;
+}
+
+std::string random_uuid() {
+  return random_uuid(storage::default_env());
 }
 
 std::string uuid_text(std::string_view bytes) {

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "gcs/invariant.hpp"
 #include "gcs/member.hpp"
 #include "gcs/view_decision.hpp"
 
@@ -239,7 +240,11 @@ void Member::commit_view() {
       std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
   if (inst.view.primary && !joiner) {
     for (uint64_t s = d_.delivered + 1; s <= inst.view.base; ++s) {
-      const LogEntry& e = d_.log.at(s);
+      auto it = d_.log.find(s);
+      TUTTI_INVARIANT(it != d_.log.end(),
+                      "primary view {} starts at seqno {} but this member's log lacks seqno {}",
+                      to_string(inst.view.id), inst.view.base, s);
+      const LogEntry& e = it->second;
       deliver(s, e.sender, e.sender_seq, e.payload, true);
     }
   }

@@ -27,6 +27,11 @@ class FaultEnv final : public storage::Env {
                      : "storage: commit: Input/output error on " + dir.string() + " (injected)");
   }
 
+  // Not random: a counter, so that a run replays.
+  void random_bytes(char* out, size_t n) override {
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(++random_counter_ * 131);
+  }
+
   // Moves the clock to t unless it is there already (the disk may have run it ahead).
   void advance_to(storage::Clock::time_point t) {
     if (t > now_) now_ = t;
@@ -40,6 +45,7 @@ class FaultEnv final : public storage::Env {
 
  private:
   storage::Clock::time_point now_{};
+  uint64_t random_counter_ = 0;
 };
 
 }  // namespace tutti::test
