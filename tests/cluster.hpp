@@ -57,6 +57,17 @@ struct Cluster {
     args.insert(args.begin(), {TUTTI_BIN, "--timeout", "5", "--node", nodes[i].client_addr()});
     return run(args);
   }
+  // A linearizable read through node i that a view change under way may refuse (exit 3, said
+  // so): asked again, bounded, until it answers. A wrong answer is never retried away.
+  CliResult read_through(size_t i, std::vector<std::string> args) {
+    CliResult r = cli(i, args);
+    for (int tries = 0; r.code == 3 && tries < 50; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      r = cli(i, args);
+    }
+    return r;
+  }
+
   json status(size_t i) {
     auto r = cli(i, {"--json", "status"});
     return r.code == 0 ? json::parse(r.out) : json{};

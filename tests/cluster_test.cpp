@@ -134,7 +134,9 @@ TEST_CASE(
   c.nodes[2].start();
   c.wait_until([&] { return c.primary_size(2) == 3; }, "n3 back and synced");
   CHECK(c.cli(2, {"put", "b", "2"}).code == 0);
-  CHECK(c.cli(0, {"get", "b"}).out == "2\n");
+  const auto read = c.read_through(0, {"get", "b"});
+  INFO(read.err);
+  CHECK(read.out == "2\n");
 
   c.nodes[2].process.kill9();
   c.wait_until([&] { return c.primary_size(0) == 2; }, "n1 and n2 go on");
