@@ -32,11 +32,6 @@ std::string view_text(const gcs::ViewKey& id);
 // After a failed persist, the node tries again this often.
 inline constexpr std::chrono::milliseconds kPersistRetry{200};
 
-// Storage meta names the node keeps beside storage's own.
-inline constexpr std::string_view kMetaGcsState = "gcs_state";
-inline constexpr std::string_view kMetaGcsPeers = "gcs_peers";
-inline constexpr std::string_view kMetaClusterName = "cluster_name";
-
 // What a member persisted, as the group protocol needs it at a restart: its durable state and the
 // tentative tail of its log (beyond what it applied).
 gcs::Durable load_durable(const storage::Store& store);

@@ -1,6 +1,5 @@
 #include "core/persister.hpp"
 
-#include "core/node.hpp"
 #include "gcs/invariant.hpp"
 #include "gcs/wire.hpp"
 

@@ -23,6 +23,11 @@
 
 namespace tutti::core {
 
+// Storage meta names the node keeps beside storage's own.
+inline constexpr std::string_view kMetaGcsState = "gcs_state";
+inline constexpr std::string_view kMetaGcsPeers = "gcs_peers";
+inline constexpr std::string_view kMetaClusterName = "cluster_name";
+
 struct PersistBatch {
   gcs::MemberReady ready;                // its sends and events wait for the outcome
   std::optional<std::string> directory;  // the member directory to remember, encoded

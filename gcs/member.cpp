@@ -160,18 +160,11 @@ MemberReady Member::take_ready() {
     return std::holds_alternative<Delivery>(e);
   });
   if (meta_changed_ || delivers || out.truncate_after || !out.append.empty()) {
-    out.meta.emplace();
-    Durable& m = *out.meta;  // all of d_ but the log: copying the log would cost a batch dear
-    m.history = d_.history;
-    m.last_primary = d_.last_primary;
-    m.last_committed = d_.last_committed;
-    m.previous_primary = d_.previous_primary;
-    m.installs = d_.installs;
-    m.needs_transfer = d_.needs_transfer;
-    m.delivered = d_.delivered;
-    m.promised = d_.promised;
-    m.incarnation = d_.incarnation;
-    m.sender_high = d_.sender_high;
+    // All of d_ but the log, whose changes the batch carries: copying the log would cost a
+    // batch dear, moving it aside costs nothing.
+    auto log = std::move(d_.log);
+    out.meta = d_;
+    d_.log = std::move(log);
   }
   meta_changed_ = false;
   return out;

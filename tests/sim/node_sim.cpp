@@ -109,7 +109,6 @@ bool NodeCluster::start(SimNode& n) {
   }
   n.up = true;
   n.paused = false;
-  n.busy_until = 0;
   ++n.incarnation;
   n.applied_top = n.store->read()->meta().last_committed;
   auto member = std::make_unique<gcs::Member>(n.id, core::load_durable(*n.store), group_config(),
@@ -174,7 +173,7 @@ void NodeCluster::handle(const Event& e) {
   SimNode& n = nodes_.at(e.node);
   if (e.kind == Event::tick) {
     schedule(Event{Event::tick, now_ + kStep, 0, e.node});
-    if (!n.up || n.paused || now_ < n.busy_until) return;
+    if (!n.up || n.paused) return;
   }
   if (e.kind == Event::message && !network_.arrives(e.from, e.node, e.epoch)) return;
   if ((e.kind == Event::flush || e.kind == Event::client_request || e.kind == Event::persisted ||
@@ -183,16 +182,11 @@ void NodeCluster::handle(const Event& e) {
     return;
   if (!n.up) return;  // lost with the node
   if (n.paused) return n.held.push_back(e);
-  if (now_ < n.busy_until) {  // blocked on its disk: it takes this afterwards, in order
-    Event later = e;
-    later.t = n.busy_until;
-    return schedule(later);
-  }
   at_node(n, e);
 }
 
-// One input to a live node, on its own clock; a slow disk runs that clock ahead, and the node
-// takes nothing else until the simulation catches up with it.
+// One input to a live node, on the simulation's clock. (A slow disk slows the node's storage
+// thread, not its loop: see submit_persist.)
 void NodeCluster::at_node(SimNode& n, const Event& e) {
   n.env.advance_to(clock(now_));
   switch (e.kind) {
@@ -228,9 +222,6 @@ void NodeCluster::at_node(SimNode& n, const Event& e) {
     case Event::client_reply:
       break;
   }
-  const Time ran_to =
-      std::chrono::duration_cast<std::chrono::milliseconds>(n.env.now().time_since_epoch()).count();
-  if (ran_to > now_) n.busy_until = ran_to;
 }
 
 void NodeCluster::run_until(Time t) {

@@ -94,7 +94,7 @@ class NodeCluster {
     NodeId id;
     std::filesystem::path dir;
     bool up = false, left = false, paused = false;
-    Time restart_at = 0, unpause_at = 0, disk_until = 0, busy_until = 0;
+    Time restart_at = 0, unpause_at = 0, disk_until = 0;
     uint64_t incarnation = 0;
     test::FaultEnv env;
     std::unique_ptr<storage::Store> store;
