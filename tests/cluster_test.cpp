@@ -108,7 +108,11 @@ TEST_CASE("3 nodes: two killed - the last refuses writes - back again a primary 
   auto local = c.cli(0, {"get", "--local", "before"});
   CHECK(local.code == 0);
   CHECK_THAT(local.err, Catch::Contains("may be stale"));
-  // It says what it waits for: which members of the last primary view are missing.
+  // It says what it waits for: which members of the last primary view are missing, once it has
+  // installed the view without them (until then a view change is under way; slow under ASan).
+  c.wait_until(
+      [&] { return c.nodes[0].log_text().find("waiting for a majority") != std::string::npos; },
+      "n1 in a non-primary view without n2 and n3");
   const std::string waiting = c.status(0)["waiting_for"].get<std::string>();
   CHECK_THAT(waiting, Catch::Contains("a majority of the last primary view"));
   CHECK_THAT(waiting, Catch::Contains("missing n2, n3") || Catch::Contains("missing n3, n2"));
