@@ -8,6 +8,10 @@
 
 namespace tutti::gcs {
 
+bool ViewInfo::learner(const NodeId& n) const {
+  return std::binary_search(learners.begin(), learners.end(), n);
+}
+
 std::string to_string(const ViewKey& id) {
   return fmt::format("{}.{}", id.epoch, id.coordinator);
 }
@@ -47,7 +51,7 @@ void Member::bootstrap(const std::string& new_history) {
   const ViewKey id{promised_.epoch + 1, self_};
   promised_ = d_.promised = id;
   const uint64_t base = d_.delivered;
-  Install inst{ViewInfo{id, {self_}, true, base},
+  Install inst{ViewInfo{id, {self_}, true, base, {}},
                {},
                d_.last_primary ? std::optional(d_.last_primary->id) : std::nullopt,
                std::nullopt,
@@ -144,7 +148,8 @@ Message Member::heartbeat() const {
                      promised_,
                      phase_ == Phase::idle,
                      phase_ == Phase::installed,
-                     flow_pause_ && !leaving_self_};
+                     flow_pause_ && !leaving_self_,
+                     d_.needs_transfer};
   return m;
 }
 
@@ -302,7 +307,10 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   for (const auto& n : h.known)
     if (n != self_) known_.insert(n);
   // Heartbeats carry acknowledgements too, so a lost Ack is repaired within an interval.
-  if (phase_ == Phase::operational && m.view == view_.id) on_ack(m, Ack{h.held});
+  if (phase_ == Phase::operational && m.view == view_.id) {
+    if (!h.needs_transfer && view_.learner(m.from)) synced_learners_.insert(m.from);
+    on_ack(m, Ack{h.held});
+  }
 }
 
 void Member::on_data(const Message& m, const Data& d) {

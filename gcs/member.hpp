@@ -154,6 +154,7 @@ class Member {
                                          // view change it last promised
   bool leaving_self_ = false;
   bool flow_pause_ = false;               // this member asks the group to pause
+  std::set<NodeId> synced_learners_;      // learners of the view that finished their transfer
   std::map<NodeId, Time> pausing_since_;  // members asking for a pause, since when
   Time last_heartbeat_ = 0;
 

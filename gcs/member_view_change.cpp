@@ -42,6 +42,7 @@ void Member::maybe_propose() {
         evict.push_back(n);
     uint64_t total = 0, staying = 0;
     for (const auto& n : view_.members) {
+      if (view_.learner(n)) continue;  // no vote: its going takes no majority away
       total += weight(n);
       auto ex = excluded_until_.find(n);
       const bool out = std::find(evict.begin(), evict.end(), n) != evict.end() ||
@@ -91,6 +92,11 @@ void Member::maybe_propose() {
         if (pv != peer_view_.end() && view_.id < pv->second) need = true;
         if (idle_peers_.count(n)) need = true;  // a member restarted: it must join again
       }
+      // A learner that caught up gets its vote in a view of the same members: until then it
+      // counts for nothing, and the view holds only as many failures as its voters allow.
+      if (view_.primary &&
+          (!synced_learners_.empty() || (view_.learner(self_) && !d_.needs_transfer)))
+        need = true;
       break;
     }
     default:
@@ -252,6 +258,7 @@ void Member::commit_view() {
   phase_ = Phase::operational;
   if (view_.primary) restarted_ = false;
   for (const auto& n : view_.members) idle_peers_.erase(n);  // they belong to this view now
+  synced_learners_.clear();
   // A pause holds this view only from its start: one asked for earlier is not held against it.
   for (auto& [n, since] : pausing_since_) since = std::max(since, now_);
   if (view_.primary) {

@@ -33,7 +33,11 @@ struct ViewInfo {
   std::vector<NodeId> members;  // sorted; the first is the coordinator and sequencer
   bool primary = false;
   uint64_t base = 0;
+  // Members that entered this view needing a state transfer: they have no vote in it (etcd's
+  // learners). A primary view needs a majority of its other members, the voters.
+  std::vector<NodeId> learners;  // sorted
   bool operator==(const ViewInfo&) const = default;
+  bool learner(const NodeId& n) const;
 };
 
 // One application message in the total order.
@@ -92,11 +96,12 @@ struct BroadcastResult {
 struct Heartbeat {
   uint64_t held = 0;  // contiguous positions held in the sender's current view
   bool leaving = false;
-  std::vector<NodeId> known;  // whom the sender knows: a joiner that knows one member meets all
-  ViewKey promised;           // a view change the sender takes part in, if above its view
-  bool idle = false;          // the sender (re)started and belongs to no view yet
-  bool installed = false;     // the sender installed `promised` and waits for its Commit
-  bool flow_pause = false;    // the sender asks the group to stop originating (flow control)
+  std::vector<NodeId> known;    // whom the sender knows: a joiner that knows one member meets all
+  ViewKey promised;             // a view change the sender takes part in, if above its view
+  bool idle = false;            // the sender (re)started and belongs to no view yet
+  bool installed = false;       // the sender installed `promised` and waits for its Commit
+  bool flow_pause = false;      // the sender asks the group to stop originating (flow control)
+  bool needs_transfer = false;  // the sender waits for a state transfer (a learner till it ends)
 };
 struct DataItem {
   uint64_t seq = 0;

@@ -25,7 +25,7 @@ bool memory_quorum(const Reports& reports, const ViewInfo& lp, const Weights& we
     return majority_of(reports, lp, weights);
   }
   for (const auto& n : lp.members)
-    if (!reports.count(n)) return false;
+    if (!lp.learner(n) && !reports.count(n)) return false;
   return true;
 }
 
@@ -103,6 +103,7 @@ Lineage choose_lineage(const Reports& reports) {
 bool majority_of(const Reports& reports, const ViewInfo& v, const Weights& weights) {
   uint64_t present = 0, total = 0;
   for (const auto& n : v.members) {
+    if (v.learner(n)) continue;  // no vote until it holds the view's state
     total += weight(weights, n);
     if (reports.count(n)) present += weight(weights, n);
   }
@@ -120,7 +121,7 @@ ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
   const Lineage lin = choose_lineage(reports);
   ViewDecision out;
   Install& inst = out.install;
-  inst.view = ViewInfo{id, members, false, 0};
+  inst.view = ViewInfo{id, members, false, 0, {}};
   uint64_t end = UINT64_MAX;
   if (lin.lp) {
     inst.predecessor = lin.lp->id;
@@ -144,6 +145,7 @@ ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
       if (std::find(out.continuing.begin(), out.continuing.end(), n) == out.continuing.end() &&
           (r.needs_transfer || r.delivered != end))
         inst.joiners.push_back(n);
+    inst.view.learners = inst.joiners;  // sorted, as the reports are
   } else {
     out.continuing.clear();
   }

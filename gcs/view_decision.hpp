@@ -27,7 +27,7 @@ bool maybe_committed(const Reports& reports, const ViewInfo& v);
 // Each reporter's lineage is the latest primary view it persisted that may have committed; LP is
 // the latest of those. The pointers point into reports.
 Lineage choose_lineage(const Reports& reports);
-// Whether the reporters weigh a strict majority of v's members.
+// Whether the reporters weigh a strict majority of v's voters (its members but its learners).
 bool majority_of(const Reports& reports, const ViewInfo& v, const Weights& weights);
 
 struct ViewDecision {

@@ -44,6 +44,7 @@ void set_view(wire::ViewInfo::Builder out, const ViewInfo& v) {
   set_ids(out.initMembers(v.members.size()), v.members);
   out.setPrimary(v.primary);
   out.setBase(v.base);
+  set_ids(out.initLearners(v.learners.size()), v.learners);
 }
 
 void set_seqs(capnp::List<wire::Seq>::Builder out, const std::map<NodeId, uint64_t>& m) {
@@ -96,6 +97,7 @@ void set_heartbeat(wire::Message::Heartbeat::Builder out, const Heartbeat& h) {
   out.setIdle(h.idle);
   out.setInstalled(h.installed);
   out.setFlowPause(h.flow_pause);
+  out.setNeedsTransfer(h.needs_transfer);
 }
 
 void set_message(wire::Message::Builder out, const Message& m) {
@@ -151,7 +153,8 @@ std::vector<NodeId> ids(capnp::List<capnp::Data>::Reader r) {
 }
 
 ViewInfo view(wire::ViewInfo::Reader r) {
-  return ViewInfo{key(r.getId()), ids(r.getMembers()), r.getPrimary(), r.getBase()};
+  return ViewInfo{key(r.getId()), ids(r.getMembers()), r.getPrimary(), r.getBase(),
+                  ids(r.getLearners())};
 }
 
 std::map<NodeId, uint64_t> seqs(capnp::List<wire::Seq>::Reader r) {
@@ -197,7 +200,7 @@ Install install(wire::Install::Reader r) {
 
 Heartbeat heartbeat(wire::Message::Heartbeat::Reader r) {
   return Heartbeat{r.getHeld(), r.getLeaving(),   ids(r.getKnown()), key(r.getPromised()),
-                   r.getIdle(), r.getInstalled(), r.getFlowPause()};
+                   r.getIdle(), r.getInstalled(), r.getFlowPause(),  r.getNeedsTransfer()};
 }
 
 Message message(wire::Message::Reader r) {

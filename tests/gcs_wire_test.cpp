@@ -15,7 +15,7 @@ Message round_trip(const Message& m) {
 }
 
 ViewInfo view() {
-  return ViewInfo{{7, a}, {a, b}, true, 40};
+  return ViewInfo{{7, a}, {a, b}, true, 40, {b}};
 }
 
 }  // namespace
@@ -25,8 +25,9 @@ TEST_CASE("gcs: every message kind round-trips") {
   m.from = a;
   m.history = std::string(16, 'h');
   m.view = {3, b};
-  m.body = Heartbeat{5, false, {a, b}, {4, a}, true, false, true};
+  m.body = Heartbeat{5, false, {a, b}, {4, a}, true, false, true, true};
   auto hb = std::get<Heartbeat>(round_trip(m).body);
+  CHECK(hb.needs_transfer);
   CHECK(hb.known == std::vector<NodeId>{a, b});
   CHECK(hb.promised == ViewKey{4, a});
   CHECK(hb.idle);

@@ -95,6 +95,9 @@ TEST_CASE("whole nodes: seeds that once broke a guarantee stay fixed") {
            Pinned{45113, 5, "(the same)"},
            Pinned{46017, 6, "(the same)"},
            Pinned{47120, 7, "(the same)"},
+           Pinned{29, 5,
+                  "a restarted member's deliveries at its first view change, labelled with no "
+                  "view, counted against a view that committed late (a checker bug)"},
        }) {
     INFO(p.what);
     require_ok(run_node_simulation(options(p.seed, p.nodes, NodeSimOptions{}.faults)), p.seed);

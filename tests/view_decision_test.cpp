@@ -8,7 +8,7 @@ using namespace tutti::gcs;
 namespace {
 
 ViewInfo view(uint64_t epoch, std::vector<NodeId> members, uint64_t base = 0) {
-  return ViewInfo{ViewKey{epoch, members.front()}, members, true, base};
+  return ViewInfo{ViewKey{epoch, members.front()}, members, true, base, {}};
 }
 
 // A member that persisted and saw committed `lp` (its installs: those views), holding up to held.
@@ -24,6 +24,12 @@ StateReport in(const ViewInfo& lp, uint64_t held, std::vector<ViewInfo> installs
 }
 
 const ViewInfo kABC = view(1, {"a", "b", "c"});
+// a, b and c, with three newcomers that never finished their transfer: learners, no votes.
+const ViewInfo kABCxyz = [] {
+  ViewInfo v = view(2, {"a", "b", "c", "x", "y", "z"}, 10);
+  v.learners = {"x", "y", "z"};
+  return v;
+}();
 
 struct Case {
   const char* name;
@@ -124,6 +130,29 @@ TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
        0,
        {}},
       {"newcomers alone have no lineage", {{"d", fresh}, {"e", fresh}}, {}, true, false, 0, {}},
+      // The field report: three joiners that could never catch up came and were killed; they
+      // had no vote, so the three that hold the state are still all of the voters.
+      {"learners that are gone take no majority away",
+       {{"a", in(kABCxyz, 12)}, {"b", in(kABCxyz, 12)}, {"c", in(kABCxyz, 12)}},
+       {},
+       true,
+       true,
+       12,
+       {}},
+      {"learners lend no majority to a minority of the voters",
+       {{"a", in(kABCxyz, 12)}, {"x", waiting}, {"y", waiting}, {"z", waiting}},
+       {},
+       true,
+       false,
+       0,
+       {}},
+      {"a majority of the voters takes its learners along: still learners",
+       {{"a", in(kABCxyz, 12)}, {"b", in(kABCxyz, 12)}, {"x", waiting}},
+       {},
+       true,
+       true,
+       12,
+       {"x"}},
       // b falls back to 1.a, which it holds (its tail beyond 10 is dropped): no transfer.
       {"an install that never committed is no lineage",
        {{"a", in(kABC, 10)}, {"b", b_saw_2}, {"c", in(kABC, 10)}},
@@ -173,6 +202,7 @@ TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
     CHECK(d.install.view.primary == c.primary);
     CHECK(d.install.view.base == c.base);
     CHECK(d.install.joiners == c.joiners);
+    CHECK(d.install.view.learners == c.joiners);  // who joins has no vote in the view
     CHECK(d.install.delivered.size() == c.reports.size());
     if (c.primary) CHECK(d.install.predecessor.has_value());
   }

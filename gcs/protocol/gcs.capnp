@@ -14,6 +14,7 @@ struct ViewInfo {
   members @1 :List(Data);
   primary @2 :Bool;
   base @3 :UInt64;
+  learners @4 :List(Data);             # members without a vote: they entered needing a transfer
 }
 
 struct Seq {
@@ -78,6 +79,7 @@ struct Message {
     idle @4 :Bool;
     installed @5 :Bool;
     flowPause @6 :Bool;
+    needsTransfer @7 :Bool;
   }
   struct DataMsg {
     lowest @0 :UInt64;

@@ -430,6 +430,9 @@ std::string NodeCluster::settled_problem() {
                          gcs::to_string(m.phase()), gcs::to_string(v.id), v.primary,
                          v.members.size(), live.size());
     if (m.durable().needs_transfer) return id + " still waits for its state transfer";
+    if (!v.learners.empty())
+      return fmt::format("{} is in view {}, whose learners have no vote yet", id,
+                         gcs::to_string(v.id));
     if (n.applied_top != top) return fmt::format("{} is at seqno {} of {}", id, n.applied_top, top);
     if (n.group->stuck()) return id + " cannot persist";
   }

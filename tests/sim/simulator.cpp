@@ -372,6 +372,9 @@ std::string Cluster::settled_problem() {
                          gcs::to_string(n.member->phase()), gcs::to_string(v.id), v.primary,
                          v.members.size(), live.size());
     if (n.durable.needs_transfer) return id + " still waits for its state transfer";
+    if (!v.learners.empty())
+      return fmt::format("{} is in view {}, whose learners have no vote yet", id,
+                         gcs::to_string(v.id));
     if (!n.pending.empty())
       return fmt::format("{} has {} broadcasts undelivered", id, n.pending.size());
     if (n.last_seqno != top) return fmt::format("{} is at seqno {} of {}", id, n.last_seqno, top);

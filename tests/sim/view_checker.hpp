@@ -34,6 +34,7 @@ class ViewChecker {
   struct Primary {
     std::vector<gcs::NodeId> members;
     uint64_t base;
+    std::vector<gcs::NodeId> learners;  // no vote in the view
   };
   std::map<gcs::NodeId, uint32_t> weights_;
   std::map<gcs::ViewKey, Primary> primaries_;
