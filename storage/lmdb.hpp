@@ -15,6 +15,7 @@
 namespace tutti::storage::lmdb {
 
 constexpr size_t kVersionBytes = 8;  // a data value starts with the seqno that wrote it
+constexpr std::string_view kMetaLiveTables = "live_tables";  // which set of state tables: 0 or 1
 
 [[noreturn]] inline void fail(int rc, std::string_view what) {
   StorageError::Kind kind = StorageError::Kind::io;

@@ -22,7 +22,7 @@ namespace tutti::storage {
 using namespace lmdb;
 namespace {
 
-constexpr unsigned kMaxDbs = 8;
+constexpr unsigned kMaxDbs = 16;
 
 void on_lmdb_assert(MDB_env* env, const char* msg);
 
@@ -323,6 +323,7 @@ std::unique_ptr<Store> Store::open(const Options& options) {
 Store::Store(const Options& options, int lock_fd) : options_(options), lock_fd_(lock_fd) {}
 
 Store::~Store() {
+  cancel_snapshots();
   if (env_) {
     if (options_.durability == Durability::memory) mdb_env_sync(env_, 1);
     mdb_env_close(env_);
@@ -370,11 +371,24 @@ void Store::open_env() {
     }
     return dbi;
   };
-  dbis_.data = open_db("data", 0);
   dbis_.meta = open_db("meta", 0);
   dbis_.wscache = open_db("wscache", MDB_INTEGERKEY);
-  dbis_.txns = open_db("txns", 0);
-  dbis_.txn_seqnos = open_db("txn_seqnos", MDB_INTEGERKEY);
+  const MDB_dbi set0[] = {open_db("data", 0), open_db("txns", 0),
+                          open_db("txn_seqnos", MDB_INTEGERKEY)};
+  const MDB_dbi set1[] = {open_db("data.1", 0), open_db("txns.1", 0),
+                          open_db("txn_seqnos.1", MDB_INTEGERKEY)};
+  std::optional<std::string_view> live;
+  try {
+    live = raw_get(txn, dbis_.meta, val(kMetaLiveTables));
+  } catch (...) {
+    mdb_txn_abort(txn);
+    throw;
+  }
+  const bool second = live && u64_from(*live) == 1;
+  const MDB_dbi* on = second ? set1 : set0;
+  const MDB_dbi* off = second ? set0 : set1;
+  dbis_.data = on[0], dbis_.txns = on[1], dbis_.txn_seqnos = on[2];
+  dbis_.staged_data = off[0], dbis_.staged_txns = off[1], dbis_.staged_txn_seqnos = off[2];
   check(mdb_txn_commit(txn), "commit database handles");
 }
 
@@ -429,11 +443,13 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");
     int rc = MDB_SUCCESS;
+    bool installed = false;
     try {
       WriteTxn w(txn, dbis_, load_meta(txn));
       fn(w);
       w.trim_log(options_.wscache_bytes);
       w.write_meta();
+      installed = w.installed_;
     } catch (const StorageError& e) {
       mdb_txn_abort(txn);
       if (e.kind() != StorageError::Kind::map_full) throw;
@@ -451,7 +467,15 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
       }
       rc = mdb_txn_commit(txn);  // frees txn whatever it returns
     }
-    if (rc == MDB_SUCCESS) return;
+    if (rc == MDB_SUCCESS) {
+      if (installed) {  // a staged snapshot is live from now on: later reads see it
+        std::unique_lock swap(growth_);
+        std::swap(dbis_.data, dbis_.staged_data);
+        std::swap(dbis_.txns, dbis_.staged_txns);
+        std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
+      }
+      return;
+    }
     if (rc == EIO || rc == ENOSPC) fail_io(rc);
     if (rc != MDB_MAP_FULL) fail(rc, "commit");
     if (map_bytes_ >= options_.max_map_bytes)
@@ -460,6 +484,7 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
                                      options_.max_map_bytes));
     const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
     std::unique_lock alone(growth_);
+    cancel_snapshots();  // a donor's long read must not stop the writer: its joiner starts over
     check(mdb_env_set_mapsize(env_, grown), "grow map");
     map_bytes_ = grown;
   }
@@ -505,42 +530,6 @@ void set_damage_reporter(void (*report)(const char* message)) {
 
 void Store::sync() {
   check(mdb_env_sync(env_, 1), "sync");
-}
-
-void Store::snapshot_to(int fd) const {
-  check(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "snapshot");
-}
-
-void Store::restore_from(int fd, const std::filesystem::path& dir) {
-  std::filesystem::create_directories(dir);
-  const auto path = dir / "data.mdb";
-  if (std::filesystem::exists(path))
-    throw StorageError(StorageError::Kind::io,
-                       fmt::format("storage: {} already holds a database", dir.string()));
-  const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (out < 0)
-    throw StorageError(StorageError::Kind::io, fmt::format("storage: cannot create {}: {}",
-                                                           path.string(), strerror(errno)));
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n == 0) break;
-    if (n < 0 && errno == EINTR) continue;
-    ssize_t done = n < 0 ? -1 : 0;
-    while (done >= 0 && done < n) {
-      const ssize_t w = ::write(out, buf.data() + done, n - done);
-      done = w < 0 ? (errno == EINTR ? done : -1) : done + w;
-    }
-    if (n < 0 || done < 0) {
-      const int err = errno;
-      ::close(out);
-      std::filesystem::remove(path);
-      fail(err, "restore snapshot");
-    }
-  }
-  const bool synced = ::fsync(out) == 0;
-  ::close(out);
-  if (!synced) fail(errno, "restore snapshot fsync");
 }
 
 }  // namespace tutti::storage

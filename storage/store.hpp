@@ -6,6 +6,8 @@
 //   wscache seqno -> write-set bytes: the node's durable replication log, bounded by bytes
 //   txns    client transaction id -> recorded outcome (opaque to storage)
 //   txn_seqnos seqno -> the transaction id recorded at it, to forget old records in order
+//   data.1, txns.1, txn_seqnos.1: the other set of the three state tables. One set is live (meta
+//           live_tables); a snapshot transfer stages into the other and installs it by one swap.
 //
 // All writes go through Store::write(), one LMDB write transaction per call, so a batch of
 // applied write-sets, the log entries and the meta that describes them land together or not at
@@ -19,7 +21,9 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -95,6 +99,29 @@ struct Meta {
 
 struct Dbis {
   MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0, txn_seqnos = 0;
+  MDB_dbi staged_data = 0, staged_txns = 0, staged_txn_seqnos = 0;  // the other set
+};
+
+// The tables a snapshot transfer carries: the node's state at one seqno. (The log and the meta
+// are the node's own; what meta the state needs travels beside, see core/transfer.)
+enum class Table : uint8_t { data = 0, txns = 1, txn_seqnos = 2 };
+inline constexpr uint8_t kStateTables = 3;
+
+// One stored entry as a snapshot streams it: the raw bytes of its table (a data value starts
+// with its 8-byte version; txn_seqnos keys are native-endian size_t, so both ends of a transfer
+// must share byte order, as every supported platform does).
+struct TableItem {
+  Table table = Table::data;
+  std::string key;
+  std::string value;
+};
+
+// Where a snapshot's stream stands: past `after` in `table` (nothing read yet: started false).
+struct SnapshotCursor {
+  uint8_t table = 0;
+  bool started = false;
+  std::string after;
+  bool done() const { return table >= kStateTables; }
 };
 
 // Why the store can never hold this key ("" when it can): empty, or over kMaxKeyBytes.
@@ -119,6 +146,39 @@ class ReadView {
   MDB_txn* txn_;
   Dbis dbis_;
   Meta meta_;
+};
+
+class Store;
+
+// A consistent view of the state tables for a snapshot transfer, which may stream for minutes.
+// Unlike a ReadTxn it does not hold the map's size: when the store must grow its map, it cancels
+// every snapshot first (the next read throws StorageError(io), "snapshot cancelled"), so that a
+// donor never stops writing for a transfer; the joiner starts that transfer again.
+// Thread-safe against the store's writer; one thread reads it at a time.
+class Snapshot {
+ public:
+  Snapshot(const Snapshot&) = delete;
+  ~Snapshot();
+  // The store's meta at the snapshot: last committed seqno, content hash.
+  const Meta& meta() const { return meta_; }
+  std::optional<std::string> meta_get(std::string_view name);
+  // The bytes the state tables take on disk (pages): what the stream will carry, about.
+  uint64_t table_bytes() const { return table_bytes_; }
+  // The entries after the cursor, in table then key order, up to about max_bytes (at least one
+  // entry while any is left); advances the cursor. Empty once cursor.done().
+  std::vector<TableItem> next(SnapshotCursor& cursor, size_t max_bytes);
+
+ private:
+  friend class Store;
+  Snapshot(Store* store, MDB_txn* txn, Dbis dbis);
+  void cancel();  // REQUIRES: mu_ held
+
+  std::mutex mu_;
+  Store* store_;  // nullptr once the store closed
+  MDB_txn* txn_;
+  Dbis dbis_;
+  Meta meta_;
+  uint64_t table_bytes_ = 0;
 };
 
 class ReadTxn : public ReadView {
@@ -149,9 +209,22 @@ class WriteTxn : public ReadView {
   void set_identity(std::string_view history_uuid, std::string_view node_uuid);
   void set_last_committed(uint64_t seqno);
 
+  // Snapshot transfer, joiner side: the other set of state tables is filled (stage_put, in the
+  // snapshot's order) and installed in one step; the live set serves until then.
+  // Empties the staged set (an earlier transfer's part, say).
+  void stage_reset();
+  // Adds a data item to staged_hash, the content hash of what is staged. Throws
+  // StorageError(corrupt) for an item out of order or a data value without its version.
+  void stage_put(const TableItem& item, ContentHash& staged_hash);
+  // Makes the staged set live as the state at seqno, with that content hash, and empties the old
+  // one. REQUIRES: the staged set is a whole snapshot at seqno (the caller checked its hash);
+  // seqno >= last committed.
+  void install_staged(uint64_t seqno, const ContentHash& content_hash);
+
  private:
   friend class Store;
   WriteTxn(MDB_txn* txn, Dbis dbis, Meta meta) : ReadView(txn, dbis, std::move(meta)) {}
+  bool installed_ = false;  // install_staged ran: the store swaps its sets once this commits
   void trim_log(uint64_t max_bytes);
   void write_meta();
 };
@@ -193,10 +266,8 @@ class Store {
   // Flushes what memory durability left in the page cache.
   void sync();
 
-  // Streams a consistent copy of the whole environment to fd (a read transaction: writers go on).
-  void snapshot_to(int fd) const;
-  // Writes a snapshot read from fd into dir (which must not hold an environment yet).
-  static void restore_from(int fd, const std::filesystem::path& dir);
+  // A snapshot of the state tables for a transfer (see Snapshot).
+  std::unique_ptr<Snapshot> snapshot();
 
   // The checks of verify_store, in this process: throws StorageError(corrupt) naming what is
   // wrong, else returns a summary of what was read.
@@ -214,6 +285,7 @@ class Store {
   void check_format();
   void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;
+  void cancel_snapshots();
   [[noreturn]] void fail_io(int rc) const;
 
   Options options_;
@@ -224,6 +296,9 @@ class Store {
   // LMDB moves the map only while no transaction is open in the process: readers share it,
   // growing takes it alone.
   mutable std::shared_mutex growth_;
+  friend class Snapshot;
+  std::mutex snapshots_mu_;
+  std::set<Snapshot*> snapshots_;  // cancelled before the map grows
 };
 
 }  // namespace tutti::storage

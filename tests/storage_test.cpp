@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include "storage/store.hpp"
@@ -213,36 +214,108 @@ TEST_CASE("log appends must go forward - a tentative tail can be truncated") {
   CHECK(*store->read()->log_get(4) == "new4");
 }
 
-TEST_CASE("snapshot to a file descriptor and restore round-trip") {
-  TempDir dir, restored;
-  auto store = open_store(dir.path());
-  store->write([](WriteTxn& t) {
+namespace {
+
+// Streams a snapshot of `from` in chunks of about chunk bytes into the staged set of `to`.
+uint64_t stream(Snapshot& snap, Store& to, size_t chunk, ContentHash& hash) {
+  SnapshotCursor cursor;
+  uint64_t items = 0;
+  to.write([](WriteTxn& t) { t.stage_reset(); });
+  while (!cursor.done()) {
+    auto part = snap.next(cursor, chunk);
+    items += part.size();
+    to.write([&](WriteTxn& t) {
+      ContentHash h = hash;  // the write may run again (map growth)
+      for (const auto& item : part) t.stage_put(item, h);
+      hash = h;
+    });
+  }
+  return items;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot streams the state tables, and a staged copy installs in one swap") {
+  TempDir dir, joiner_dir;
+  auto donor = open_store(dir.path());
+  donor->write([](WriteTxn& t) {
     for (int i = 0; i < 1000; ++i) t.put("key" + std::to_string(i), i + 1, std::string(i, 'v'));
-    t.log_append(1000, "ws");
+    t.record_txn("txn-a", 7, "outcome-a");
     t.set_last_committed(1000);
-    t.meta_put("custom", "meta");
   });
-  const auto file = dir / "snapshot";
+  auto joiner = open_store(joiner_dir.path());
+  joiner->write([](WriteTxn& t) {
+    t.put("old", 1, "gone after the install");
+    t.log_append(5, "joiner's own log");
+    t.set_last_committed(3);
+  });
+  auto snap = donor->snapshot();
+  CHECK(snap->meta().last_committed == 1000);
+  CHECK(snap->table_bytes() > 0);
+  // The donor goes on writing: the snapshot does not see it.
+  donor->write([](WriteTxn& t) {
+    t.put("key0", 2000, "later");
+    t.set_last_committed(1001);
+  });
+  ContentHash staged;
+  CHECK(stream(*snap, *joiner, 4096, staged) == 1000 + 2);  // data, txns, txn_seqnos
+  CHECK(staged == snap->meta().content_hash);
+  // Until the install the joiner serves its own state.
+  CHECK(joiner->read()->get("old"));
+  CHECK(!joiner->read()->get("key5"));
+  joiner->write([&](WriteTxn& t) { t.install_staged(1000, staged); });
   {
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    REQUIRE(fd >= 0);
-    store->snapshot_to(fd);
-    ::close(fd);
+    auto r = joiner->read();
+    CHECK(r->meta().last_committed == 1000);
+    CHECK(r->meta().content_hash == staged);
+    CHECK(!r->get("old"));
+    CHECK(r->get("key999")->value == std::string(999, 'v'));
+    CHECK(r->get("key0")->version == 1);  // as of the snapshot
+    CHECK(*r->txn_outcome("txn-a") == "outcome-a");
+    CHECK(*r->log_get(5) == "joiner's own log");  // the log is the joiner's own
   }
-  {
-    const int fd = ::open(file.c_str(), O_RDONLY);
-    REQUIRE(fd >= 0);
-    Store::restore_from(fd, restored / "db");
-    ::close(fd);
-  }
-  auto copy = open_store(restored / "db");
-  auto a = store->read(), b = copy->read();
-  CHECK(b->meta().content_hash == a->meta().content_hash);
-  CHECK(b->meta().last_committed == 1000);
-  CHECK(b->get("key999")->value == std::string(999, 'v'));
-  CHECK(*b->meta_get("custom") == "meta");
-  CHECK(*b->log_get(1000) == "ws");
-  CHECK(recompute(*copy) == b->meta().content_hash);
+  CHECK(recompute(*joiner) == staged);
+  // The swap is on disk: it survives a reopen, and a second transfer swaps back.
+  joiner.reset();
+  joiner = open_store(joiner_dir.path());
+  CHECK(joiner->read()->get("key999"));
+  auto snap2 = donor->snapshot();
+  ContentHash again;
+  stream(*snap2, *joiner, 1 << 20, again);
+  joiner->write([&](WriteTxn& t) { t.install_staged(1001, again); });
+  CHECK(joiner->read()->get("key0")->value == "later");
+  CHECK(recompute(*joiner) == joiner->read()->meta().content_hash);
+}
+
+TEST_CASE("a snapshot gives way to the map's growth: the writer never waits for a transfer") {
+  TempDir dir;
+  Options o;
+  o.dir = dir.path();
+  o.initial_map_bytes = 1 << 20;
+  auto store = Store::open(o);
+  store->write([](WriteTxn& t) { t.put("a", 1, "x"); });
+  auto snap = store->snapshot();
+  // Enough to grow the 1 MiB map several times over.
+  for (int i = 0; i < 8; ++i)
+    store->write([&](WriteTxn& t) {
+      for (int j = 0; j < 100; ++j) t.put(fmt::format("k{}-{}", i, j), 1, std::string(4000, 'x'));
+    });
+  CHECK(store->map_bytes() > (1u << 20));
+  SnapshotCursor cursor;
+  CHECK_THROWS_WITH(snap->next(cursor, 100), Catch::Contains("snapshot cancelled"));
+  snap.reset();
+  CHECK(store->snapshot()->meta().content_hash == store->read()->meta().content_hash);
+}
+
+TEST_CASE("a staged entry out of order is refused") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  ContentHash h;
+  CHECK_THROWS_WITH(store->write([&](WriteTxn& t) {
+    t.stage_put(TableItem{Table::data, "b", std::string(8, '\0') + "1"}, h);
+    t.stage_put(TableItem{Table::data, "a", std::string(8, '\0') + "2"}, h);
+  }),
+                    Catch::Contains("out of order"));
 }
 
 TEST_CASE("a data dir of an unknown format version is refused") {

@@ -1,0 +1,161 @@
+// Snapshot transfer in storage: the donor's Snapshot (one long read transaction that gives way
+// to the map's growth) and the joiner's staged set of state tables, installed by one swap.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "storage/lmdb.hpp"
+#include "storage/store.hpp"
+
+namespace tutti::storage {
+using namespace lmdb;
+namespace {
+
+MDB_dbi table_dbi(const Dbis& d, uint8_t table, bool staged) {
+  switch (static_cast<Table>(table)) {
+    case Table::data:
+      return staged ? d.staged_data : d.data;
+    case Table::txns:
+      return staged ? d.staged_txns : d.txns;
+    case Table::txn_seqnos:
+      return staged ? d.staged_txn_seqnos : d.txn_seqnos;
+  }
+  throw StorageError(StorageError::Kind::invalid, fmt::format("storage: no table {}", table));
+}
+
+[[noreturn]] void cancelled() {
+  throw StorageError(StorageError::Kind::io,
+                     "storage: snapshot cancelled: the store grew its map (or closed) meanwhile");
+}
+
+}  // namespace
+
+// ---- donor: Snapshot ----
+
+std::unique_ptr<Snapshot> Store::snapshot() {
+  std::shared_lock no_growth(growth_);  // only while it starts: after, growth cancels it
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "begin snapshot");
+  std::unique_ptr<Snapshot> snap(new Snapshot(this, txn, dbis_));
+  try {
+    snap->meta_ = load_meta(txn);
+    for (uint8_t t = 0; t < kStateTables; ++t) {
+      MDB_stat st;
+      check(mdb_stat(txn, table_dbi(dbis_, t, false), &st), "stat for snapshot");
+      snap->table_bytes_ +=
+          uint64_t{st.ms_psize} * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+    }
+  } catch (...) {
+    std::lock_guard lock(snap->mu_);
+    snap->cancel();
+    snap->store_ = nullptr;
+    throw;
+  }
+  std::lock_guard lock(snapshots_mu_);
+  snapshots_.insert(snap.get());
+  return snap;
+}
+
+void Store::cancel_snapshots() {
+  std::lock_guard lock(snapshots_mu_);
+  for (Snapshot* s : snapshots_) {
+    std::lock_guard one(s->mu_);
+    s->cancel();
+    s->store_ = nullptr;
+  }
+  snapshots_.clear();
+}
+
+Snapshot::Snapshot(Store* store, MDB_txn* txn, Dbis dbis) : store_(store), txn_(txn), dbis_(dbis) {}
+
+Snapshot::~Snapshot() {
+  Store* store = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    store = store_;
+  }
+  // The store's lock first, as cancel_snapshots takes them; it may have cancelled us meanwhile.
+  if (store) {
+    std::lock_guard lock(store->snapshots_mu_);
+    store->snapshots_.erase(this);
+  }
+  std::lock_guard lock(mu_);
+  cancel();
+}
+
+void Snapshot::cancel() {
+  if (txn_) mdb_txn_abort(txn_);
+  txn_ = nullptr;
+}
+
+std::optional<std::string> Snapshot::meta_get(std::string_view name) {
+  std::lock_guard lock(mu_);
+  if (!txn_) cancelled();
+  auto raw = raw_get(txn_, dbis_.meta, val(name));
+  if (!raw) return std::nullopt;
+  return std::string(*raw);
+}
+
+std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes) {
+  std::lock_guard lock(mu_);
+  if (!txn_) cancelled();
+  std::vector<TableItem> out;
+  size_t bytes = 0;
+  while (!c.done() && (out.empty() || bytes < max_bytes)) {
+    Cursor cursor(txn_, table_dbi(dbis_, c.table, false));
+    MDB_val k = val(c.after), d;
+    bool more = c.started ? cursor.get(&k, &d, MDB_SET_RANGE) : cursor.get(&k, &d, MDB_FIRST);
+    if (more && c.started && view(k) == c.after) more = cursor.get(&k, &d, MDB_NEXT);
+    for (; more && (out.empty() || bytes < max_bytes); more = cursor.get(&k, &d, MDB_NEXT)) {
+      out.push_back(
+          TableItem{static_cast<Table>(c.table), std::string(view(k)), std::string(view(d))});
+      bytes += k.mv_size + d.mv_size + 16;
+      c.started = true;
+      c.after = out.back().key;
+    }
+    if (!more) {  // this table is done: the next one from its start
+      ++c.table;
+      c.started = false;
+      c.after.clear();
+    }
+  }
+  return out;
+}
+
+// ---- joiner: the staged set ----
+
+void WriteTxn::stage_reset() {
+  for (uint8_t t = 0; t < kStateTables; ++t)
+    check(mdb_drop(txn_, table_dbi(dbis_, t, true), 0), "empty the staged tables");
+}
+
+void WriteTxn::stage_put(const TableItem& item, ContentHash& staged_hash) {
+  if (item.table == Table::data) {
+    const Versioned v = decode_data(item.value);
+    staged_hash.add(item.key, v.version, v.value);
+  }
+  MDB_val k = val(item.key), d = val(item.value);
+  const int rc =
+      mdb_put(txn_, table_dbi(dbis_, static_cast<uint8_t>(item.table), true), &k, &d, MDB_APPEND);
+  if (rc == MDB_KEYEXIST)
+    throw StorageError(StorageError::Kind::corrupt,
+                       "storage: a snapshot entry arrived out of order: the transfer is damaged");
+  check(rc, "stage snapshot entry");
+}
+
+void WriteTxn::install_staged(uint64_t seqno, const ContentHash& content_hash) {
+  set_last_committed(seqno);
+  meta_.content_hash = content_hash;
+  const bool second_live = [&] {
+    auto raw = meta_get(kMetaLiveTables);
+    return raw && u64_from(*raw) == 1;
+  }();
+  meta_put(kMetaLiveTables, u64_bytes(second_live ? 0 : 1));
+  std::swap(dbis_.data, dbis_.staged_data);
+  std::swap(dbis_.txns, dbis_.staged_txns);
+  std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
+  stage_reset();  // the old state: superseded by the snapshot
+  installed_ = true;
+}
+
+}  // namespace tutti::storage
