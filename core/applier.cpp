@@ -12,7 +12,6 @@
 namespace tutti::core {
 namespace {
 
-constexpr std::string_view kMetaCertHash = "cert_hash";
 
 uint64_t load_u64(std::string_view bytes) {
   uint64_t v = 0;

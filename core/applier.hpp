@@ -35,7 +35,9 @@ inline constexpr uint64_t kTxnRetention = 1'000'000;
 Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
                            uint64_t txn_retention = kTxnRetention);
 
-// Hash chain over every outcome, kept in meta, so two nodes can compare certification histories.
+// Hash chain over every outcome, kept in meta under this name, so two nodes can compare
+// certification histories. A snapshot transfer carries it.
+inline constexpr std::string_view kMetaCertHash = "cert_hash";
 uint64_t certification_hash(const storage::ReadView& view);
 
 }  // namespace tutti::core

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/codec_transfer.hpp"
 #include "core/protocol/tutti.capnp.h"
 #include "gcs/capnp_bytes.hpp"
 
@@ -114,6 +115,8 @@ std::string encode_request(const Request& request) {
           root.setMembers();
         } else if constexpr (std::is_same_v<T, WatchViewsRequest>) {
           root.setWatchViews(body.after);
+        } else if constexpr (std::is_same_v<T, TransferRequest>) {
+          codec::set_transfer_request(root.initTransfer(), body);
         } else {
           root.setStatus();
         }
@@ -148,6 +151,9 @@ Request decode_request(std::string_view payload) {
         break;
       case wire::Request::WATCH_VIEWS:
         out.body = WatchViewsRequest{r.getWatchViews()};
+        break;
+      case wire::Request::TRANSFER:
+        out.body = codec::transfer_request_from(r.getTransfer());
         break;
       default:
         throw DecodeError("unknown request type");
@@ -222,6 +228,7 @@ void set_status(wire::Response::Status::Builder out, const StatusReply& s) {
   auto paused = out.initPausedBy(s.paused_by.size());
   for (size_t i = 0; i < s.paused_by.size(); ++i) paused.set(i, as_text(s.paused_by[i]));
   out.setWaitingFor(as_text(s.waiting_for));
+  if (!s.transfer.kind.empty()) codec::set_progress(out.initTransfer(), s.transfer);
 }
 
 StatusReply status_from(wire::Response::Status::Reader s) {
@@ -236,8 +243,10 @@ StatusReply status_from(wire::Response::Status::Reader s) {
                   str(s.getDurability()),
                   str(s.getViewId()),
                   {},
-                  str(s.getWaitingFor())};
+                  str(s.getWaitingFor()),
+                  {}};
   for (auto p : s.getPausedBy()) out.paused_by.push_back(str(p));
+  if (s.hasTransfer()) out.transfer = codec::progress_from(s.getTransfer());
   return out;
 }
 
@@ -296,6 +305,7 @@ std::string encode_response(const Response& response) {
   if (auto* v = std::get_if<ValueReply>(&response.body)) hint = v->value.size();
   if (auto* e = std::get_if<ScanReply>(&response.body))
     for (const auto& kv : e->entries) hint += kv.key.size() + kv.value.size() + 32;
+  if (auto* t = std::get_if<TransferReply>(&response.body)) hint = codec::transfer_reply_bytes(*t);
   capnp::MallocMessageBuilder message(first_segment_words(hint));
   auto root = message.initRoot<wire::Response>();
   root.setProtocolVersion(kProtocolVersion);
@@ -335,6 +345,8 @@ std::string encode_response(const Response& response) {
           set_members(root.initMembers(), body);
         } else if constexpr (std::is_same_v<T, ViewsReply>) {
           set_views(root.initViews(), body);
+        } else if constexpr (std::is_same_v<T, TransferReply>) {
+          codec::set_transfer_reply(root.initTransfer(), body);
         } else {
           set_status(root.initStatus(), body);
         }
@@ -380,6 +392,9 @@ Response decode_response(std::string_view payload) {
         break;
       case wire::Response::VIEWS:
         out.body = views_from(r.getViews());
+        break;
+      case wire::Response::TRANSFER:
+        out.body = codec::transfer_reply_from(r.getTransfer());
         break;
       default:
         throw DecodeError("unknown response type");

@@ -87,6 +87,18 @@ int Daemon::run() {
   node_ = std::make_unique<Node>(
       f_.name, store_, *group_, f_.limits, [this] { asio::post(io_, [this] { node_->flush(); }); },
       [this] { return transport_->directory(); }, persister_.get());
+  fetcher_ = std::make_unique<TransferFetcher>(
+      [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+  node_->set_transfer_link(
+      [this](const gcs::NodeId& donor, Request request, TransferFetcher::Done done) {
+        std::string address;
+        for (const auto& p : transport_->directory())
+          if (p.uuid == donor) address = p.client_addr;
+        if (address.empty())  // not yet known here: the joiner asks again, or another
+          return asio::post(io_, [done = std::move(done)] { done(std::nullopt); });
+        fetcher_->fetch(address, std::move(request), std::move(done));
+      },
+      f_.donors);
   transport_->on_message = [this, m](gcs::Message msg) {
     m->receive(msg, now());
     node_->group_changed();
@@ -130,6 +142,7 @@ int Daemon::run() {
 void Daemon::tick() {
   group_->member().tick(now());
   transport_->set_progress(to_string(node_->state()), node_->last_committed());
+  node_->tick();
   node_->group_changed();
   tick_timer_.expires_after(std::chrono::milliseconds(10));
   tick_timer_.async_wait([this](asio::error_code ec) {

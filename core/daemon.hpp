@@ -12,6 +12,7 @@
 
 #include "core/node.hpp"
 #include "core/server.hpp"
+#include "core/transfer_fetcher.hpp"
 #include "gcs/group.hpp"
 #include "gcs/transport.hpp"
 #include "storage/store.hpp"
@@ -24,6 +25,7 @@ struct NodeConfig {
   bool bootstrap = false;
   bool force = false;
   std::string durability = "fsync";
+  std::vector<std::string> donors;  // names of the members to ask first for a state transfer
   NodeLimits limits;
   ServerLimits server;
   gcs::Config gcs;
@@ -72,6 +74,8 @@ class Daemon {
   std::unique_ptr<gcs::Group> group_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<ClientServer> server_;
+  // Declared after the node: its thread joined before the node goes.
+  std::unique_ptr<TransferFetcher> fetcher_;
   // Declared after the node: destroyed (its thread joined) before it.
   std::unique_ptr<ThreadPersister> persister_;
 };

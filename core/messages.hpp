@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "storage/store.hpp"
 
 namespace tutti::core {
 
@@ -70,10 +73,26 @@ struct WatchViewsRequest {
   uint64_t after = 0;
 };
 
+// State transfer (docs/transfer.md): a joiner pulls from a donor, one request at a time.
+struct LogPull {
+  uint64_t from = 0, through = 0;
+  uint32_t max_bytes = 0;
+};
+struct SnapshotPull {
+  uint64_t session = 0;  // 0: start a snapshot
+  storage::SnapshotCursor cursor;
+  uint32_t max_bytes = 0;
+};
+struct TransferRequest {
+  std::string history;
+  std::variant<LogPull, SnapshotPull> pull;
+  std::string joiner;  // its name
+};
+
 struct Request {
   uint64_t id = 0;
   std::variant<GetRequest, ScanRequest, CommitRequest, StatusRequest, MembersRequest,
-               WatchViewsRequest>
+               WatchViewsRequest, TransferRequest>
       body;
 };
 
@@ -115,6 +134,15 @@ struct CommitReply {
   std::vector<std::string> conflict_keys;
   bool duplicate = false;
 };
+struct TransferProgress {
+  std::string kind;  // "snapshot" or "incremental"; empty: no transfer
+  std::string role;  // "joiner" or "donor"
+  std::string peer;
+  uint64_t done = 0, total = 0;
+  std::string unit;  // "bytes" or "write-sets"
+  double rate = 0;   // units per second
+  double eta_s = 0;
+};
 struct StatusReply {
   std::string name;
   std::string state;
@@ -128,6 +156,7 @@ struct StatusReply {
   std::string view_id;
   std::vector<std::string> paused_by;  // names of members holding the group paused
   std::string waiting_for;             // when not primary: what the node waits for
+  TransferProgress transfer;
 };
 struct MemberEntry {
   std::string name;
@@ -154,10 +183,29 @@ struct ViewsReply {
   std::vector<ViewChange> changes;
 };
 
+struct LogChunk {
+  bool covered = false;  // false: the donor's log does not hold the range's start
+  uint64_t donor_committed = 0;
+  std::vector<std::string> entries;  // encoded gcs log entries, contiguous from the pull's `from`
+};
+struct SnapshotChunk {
+  uint64_t session = 0;
+  uint64_t seqno = 0;
+  storage::ContentHash content_hash;
+  std::string cert_hash;
+  std::map<std::string, uint64_t> sender_high;
+  uint64_t total_bytes = 0;
+  std::vector<storage::TableItem> items;
+  storage::SnapshotCursor cursor;  // after items
+};
+struct TransferReply {
+  std::variant<LogChunk, SnapshotChunk> chunk;
+};
+
 struct Response {
   uint64_t id = 0;
   std::variant<ErrorReply, ValueReply, ScanReply, CommitReply, StatusReply, MembersReply,
-               ViewsReply>
+               ViewsReply, TransferReply>
       body;
 };
 

@@ -77,7 +77,8 @@ Node::Node(std::string name, storage::Store& store, gcs::Group& group, NodeLimit
       persister_(persister),
       flow_(limits_),
       free_space_(store),
-      views_(limits_.max_view_watchers) {
+      views_(limits_.max_view_watchers),
+      donor_(store) {
   const auto meta = store_.read()->meta();
   node_uuid_ = meta.node_uuid;
   if (!persister_) {
@@ -110,6 +111,8 @@ void Node::handle(Request request, ReplyFn reply) {
     } else if (auto* w = std::get_if<WatchViewsRequest>(&request.body)) {
       if (!views_.watch(id, w->after, reply))
         reply(Response{id, error(ErrorCode::busy, "too many view watchers")});
+    } else if (auto* t = std::get_if<TransferRequest>(&request.body)) {
+      serve_transfer(id, *t, reply);
     } else {
       reply(Response{id, status()});
     }
@@ -117,6 +120,22 @@ void Node::handle(Request request, ReplyFn reply) {
     spdlog::error("request {} failed in storage: {}", id, e.what());
     reply(Response{id, error(ErrorCode::storage, e.what())});
   }
+}
+
+// A joiner's pull: only a member that holds the group's state donates, and only to its history.
+void Node::serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& reply) {
+  const auto& d = group_.member().durable();
+  if (d.history.empty() || t.history != d.history)
+    return reply(Response{
+        id, error(ErrorCode::bad_request,
+                  fmt::format("this node belongs to cluster history {}, the joiner to {}: no "
+                              "state transfer between histories",
+                              d.history.empty() ? "none yet" : uuid_text(d.history),
+                              t.history.empty() ? "none" : uuid_text(t.history)))});
+  if (d.needs_transfer || joiner_)
+    return reply(Response{id, error(ErrorCode::unavailable,
+                                    "this node is catching up by state transfer itself")});
+  reply(donor_.serve(id, t, store_.env().now()));
 }
 
 bool Node::stale(Consistency consistency) const {
@@ -161,6 +180,10 @@ void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
 // read arrived: once the marker is applied here, so is everything ordered before it.
 void Node::read_after_marker(Request request, ReplyFn reply) {
   const uint64_t id = request.id;
+  if (auto e = catching_up()) {
+    e->message += "; a --local read answers from its (possibly stale) snapshot";
+    return reply(Response{id, *e});
+  }
   if (!group_.primary())
     return reply(Response{
         id, error(ErrorCode::not_primary, not_primary_reason() +
@@ -209,6 +232,7 @@ void Node::fail_reads(const ErrorReply& e) {
 // Refused before it is replicated: once ordered, a write-set must be persisted, so a node that
 // cannot write must not send one (it would stall or leave the group instead of answering).
 std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
+  if (auto e = catching_up()) return e;
   if (!group_.primary()) return error(ErrorCode::not_primary, not_primary_reason());
   if (!persist_error_.empty())
     return error(ErrorCode::storage,
@@ -293,16 +317,17 @@ void Node::schedule_flush() {
 void Node::flush() {
   flush_requested_ = false;
   if (persisting_) return;  // its outcome flushes again
-  if (!group_.has_ready() && !directory_dirty_) return;
+  if (!group_.has_ready() && !directory_dirty_ && !(joiner_ && joiner_->has_write())) return;
   // After a failed persist, try again now and then rather than at every tick.
   if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
-  PersistBatch batch{group_.ready(), std::nullopt};
+  PersistBatch batch{group_.ready(), std::nullopt, std::nullopt};
   if (directory_dirty_ && directory_) batch.directory = gcs::encode_frame(directory_());
   directory_dirty_ = false;
+  if (joiner_) batch.transfer = joiner_->take_write();
   persisting_ = true;
   // Nothing to write (heartbeats, say), and every batch before it is on disk: its messages need
   // not wait for a trip through the storage thread.
-  if (!batch.ready.meta && !batch.directory) {
+  if (batch.empty()) {
     PersistResult nothing_to_write;
     nothing_to_write.batch = std::move(batch);
     nothing_to_write.ok = true;
@@ -326,6 +351,7 @@ void Node::persisted(PersistResult r) {
     persist_error_ = r.error;
     persist_failed_at_ = store_.env().now();
     if (r.batch.directory) directory_dirty_ = true;
+    if (r.batch.transfer && joiner_) joiner_->write_failed(std::move(*r.batch.transfer));
     group_.advance(std::move(ready), false);
     // Nothing it sends leaves until it can write, so reads waiting for a marker would hang.
     fail_reads(error(ErrorCode::storage, not_primary_reason()));
@@ -336,10 +362,17 @@ void Node::persisted(PersistResult r) {
   auto events = std::move(ready.events);
   ready.events.clear();
   const uint64_t before = last_committed_;
-  if (ready.meta) last_committed_ = ready.meta->delivered;  // delivered is applied: one txn
+  // Delivered is applied (one txn); while a transfer runs, the transfer's writes say how far.
+  if (ready.meta && !ready.meta->needs_transfer) last_committed_ = ready.meta->delivered;
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(r.certified), before);
-  adjust_flow(backlog, r.write_time);
+  after_transfer_write(r);
+  // A joiner never holds the group back: what it logs meanwhile waits for its transfer anyway.
+  if (group_.member().durable().needs_transfer) {
+    adjust_flow(0, {});
+  } else {
+    adjust_flow(backlog, r.write_time);
+  }
   if (group_.has_ready() || directory_dirty_) schedule_flush();
 }
 
@@ -392,16 +425,13 @@ void Node::on_view(const gcs::ViewEvent& ev) {
         "are refused until a primary component forms; waiting for {}",
         view_text(ev.view.id), names.size(), fmt::join(names, ", "), waiting_for());
   }
-  if (ev.self_needs_transfer)
-    spdlog::warn(
-        "this node needs a state transfer: it applied up to seqno {}, the group is at seqno {}. "
-        "This version does not build state transfer yet: the node delivers nothing and refuses "
-        "writes and linearizable reads until it has one, so it cannot diverge",
-        last_committed_, ev.view.base);
+  if (ev.view.primary && ev.self_needs_transfer) start_transfer(ev);
   for (const auto& j : ev.joiners)
     if (j != node_uuid_)
-      spdlog::info("member '{}' joins and needs a state transfer up to seqno {}", member_name(j),
-                   ev.view.base);
+      spdlog::info(
+          "member '{}' joins and needs a state transfer up to seqno {}; it has no vote until it "
+          "catches up",
+          member_name(j), ev.view.base);
   for (const auto& p : pausing_)
     if (std::find(ev.view.members.begin(), ev.view.members.end(), p) == ev.view.members.end())
       spdlog::warn(

@@ -18,6 +18,7 @@
 #include "core/marked_reads.hpp"
 #include "core/messages.hpp"
 #include "core/persister.hpp"
+#include "core/transfer.hpp"
 #include "core/view_history.hpp"
 #include "gcs/group.hpp"
 #include "gcs/wire.hpp"
@@ -48,7 +49,17 @@ class NodeObserver {
   virtual ~NodeObserver() = default;
   virtual void applied(const Applied& a) = 0;
   virtual void view_installed(const gcs::ViewEvent& v) = 0;
+  // A snapshot transfer made the store the state after seqno, with this content hash.
+  virtual void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash) {
+    (void)seqno, (void)hash;
+  }
 };
+
+// How a joiner's pulls reach a donor: send the request to the donor's client port and call done
+// with its answer on the node's thread, or with nullopt when none came (unreachable, broken,
+// timed out). tuttid: a client connection on a thread of its own; the simulator: its network.
+using TransferLink = std::function<void(const gcs::NodeId& donor, Request request,
+                                        std::function<void(std::optional<Response>)> done)>;
 
 class Node {
  public:
@@ -73,6 +84,11 @@ class Node {
   // (idle_for_transfer()), or that batch, assembled before the transfer, would undo it.
   void transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high);
   bool idle_for_transfer() const { return !persisting_; }
+  // Where the state transfer's pulls go (none: this node never catches up by itself), and the
+  // members to ask first. REQUIRES: before the first view.
+  void set_transfer_link(TransferLink link, std::vector<std::string> preferred_donors = {});
+  // Time passes: transfers time out, retry, report progress. The driver calls it with its ticks.
+  void tick();
 
   // REQUIRES: observer outlives the node, or is reset to nullptr first.
   void set_observer(NodeObserver* observer) { observer_ = observer; }
@@ -107,6 +123,12 @@ class Node {
                      uint64_t applied);
   void on_view(const gcs::ViewEvent& event);
   void adjust_flow(size_t backlog, std::chrono::steady_clock::duration write_time);
+  void serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& reply);
+  void start_transfer(const gcs::ViewEvent& ev);
+  void finish_transfer();
+  void pull();
+  void after_transfer_write(PersistResult& r);
+  std::optional<ErrorReply> catching_up() const;
   void schedule_flush();
   std::string member_name(const gcs::NodeId& id) const;
 
@@ -141,6 +163,13 @@ class Node {
 
   MarkedReads reads_;  // linearizable reads waiting for a marker
   ViewHistory views_;
+
+  // State transfer: this node as a joiner (while it catches up) and as a donor.
+  TransferLink link_;
+  std::vector<std::string> preferred_donors_;  // names
+  std::unique_ptr<Joiner> joiner_;
+  Donor donor_;
+  uint64_t link_epoch_ = 0;  // a joiner's answers from before it was replaced are dropped
 };
 
 }  // namespace tutti::core

@@ -32,11 +32,7 @@ std::string Node::not_primary_reason() const {
   if (!persist_error_.empty())
     return "not primary: this node cannot write to its data dir (" + persist_error_ +
            "), so the group goes on without it";
-  if (group_.member().durable().needs_transfer)
-    return fmt::format(
-        "not primary: this node is behind the group (it applied up to seqno {}) and waits for a "
-        "state transfer",
-        last_committed_);
+  if (auto e = catching_up()) return e->message;
   return "not primary: " + waiting_for();
 }
 
@@ -48,8 +44,9 @@ std::string Node::waiting_for() const {
   if (group_.primary()) return "";
   const auto& d = group_.member().durable();
   if (d.needs_transfer)
-    return fmt::format("a state transfer: it applied up to seqno {}, the group is further",
-                       last_committed_);
+    return joiner_ ? joiner_->describe()
+                   : fmt::format("a state transfer: it applied up to seqno {}, the group is further",
+                                 last_committed_);
   if (!d.last_primary)
     return "a primary component to join (it has never been in one: start the first node with "
            "--bootstrap, the others with --peers)";
@@ -78,8 +75,13 @@ std::string Node::member_name(const gcs::NodeId& id) const {
   return uuid_text(id).substr(0, 8);
 }
 
+// JOINING while behind (or outside a primary component), JOINED once a transfer caught it up and
+// until the view change that gives it its vote, DONOR while it serves a transfer.
 NodeState Node::state() const {
-  return primary() ? NodeState::synced : NodeState::joining;
+  if (!primary()) return NodeState::joining;
+  if (group_.view().learner(node_uuid_)) return NodeState::joined;
+  if (donor_.active(store_.env().now())) return NodeState::donor;
+  return NodeState::synced;
 }
 
 // Primary as clients should see it: a node that cannot persist acknowledges nothing, and the
@@ -105,6 +107,7 @@ StatusReply Node::status() const {
   s.view_id = view_text(view.id);
   for (const auto& p : group_.member().paused_by()) s.paused_by.push_back(member_name(p));
   s.waiting_for = waiting_for();
+  s.transfer = joiner_ ? joiner_->progress(store_.env().now()) : donor_.progress(store_.env().now());
   return s;
 }
 

@@ -4,14 +4,54 @@
 #include "gcs/wire.hpp"
 
 namespace tutti::core {
+namespace {
+
+// A joiner's state transfer (core/transfer.hpp) in the batch's transaction.
+TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
+                               std::vector<Certified>& certified, bool with_hashes) {
+  TransferWritten out;
+  switch (w.kind) {
+    case TransferWrite::Kind::apply:
+      for (const auto& raw : w.entries) {
+        gcs::LogEntry e = gcs::decode_log_entry(raw);
+        TUTTI_INVARIANT(e.seqno == txn.meta().last_committed + 1,
+                        "a transfer applies seqno {} after seqno {}", e.seqno,
+                        txn.meta().last_committed);
+        Decision decision = certify_and_apply(txn, e.seqno, e.payload);
+        certified.push_back(Certified{
+            std::move(decision), with_hashes ? txn.meta().content_hash : storage::ContentHash{}});
+        out.deliveries.push_back(
+            gcs::Delivery{e.seqno, e.sender, std::move(e.payload), e.sender_seq, false});
+      }
+      break;
+    case TransferWrite::Kind::stage: {
+      if (w.reset) txn.stage_reset();
+      out.staged_hash = w.reset ? storage::ContentHash{} : w.staged_hash;
+      for (const auto& item : w.items) txn.stage_put(item, out.staged_hash);
+      break;
+    }
+    case TransferWrite::Kind::install:
+      txn.install_staged(w.seqno, w.content_hash);
+      if (!w.cert_hash.empty()) txn.meta_put(kMetaCertHash, w.cert_hash);
+      break;
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
-                                   const PersistBatch& batch, bool with_hashes) {
+                                   const PersistBatch& batch, bool with_hashes,
+                                   TransferWritten* transferred,
+                                   std::vector<Certified>* transfer_certified) {
   std::vector<Certified> certified;
   const gcs::MemberReady& ready = batch.ready;
-  if (!ready.meta && !batch.directory) return certified;  // every change comes with meta
+  if (batch.empty()) return certified;  // every change comes with meta
+  TUTTI_INVARIANT(!batch.transfer || (transferred && transfer_certified),
+                  "a transfer write with nowhere to report it");
   store.write([&](storage::WriteTxn& txn) {
     certified.clear();  // the map may grow and this run again
+    if (transfer_certified) transfer_certified->clear();
     if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
     for (size_t i = 0; i < ready.append.size(); ++i) {
       const auto& e = ready.append[i];
@@ -35,6 +75,8 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
         txn.set_identity(ready.meta->history, node_uuid);
     }
     if (batch.directory) txn.meta_put(kMetaGcsPeers, *batch.directory);
+    if (batch.transfer)
+      *transferred = write_transfer(txn, *batch.transfer, *transfer_certified, with_hashes);
   });
   return certified;
 }
@@ -44,7 +86,8 @@ PersistResult persist(storage::Store& store, const std::string& node_uuid, Persi
   PersistResult r;
   const auto started = store.env().now();
   try {
-    r.certified = write_batch(store, node_uuid, batch, with_hashes);
+    r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
+                              &r.transfer_certified);
     r.ok = true;
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     r.error = e.what();

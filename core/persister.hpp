@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/applier.hpp"
+#include "core/transfer.hpp"
 #include "gcs/member.hpp"
 #include "storage/store.hpp"
 
@@ -31,6 +32,8 @@ inline constexpr std::string_view kMetaClusterName = "cluster_name";
 struct PersistBatch {
   gcs::MemberReady ready;                // its sends and events wait for the outcome
   std::optional<std::string> directory;  // the member directory to remember, encoded
+  std::optional<TransferWrite> transfer;  // a joiner's state transfer, written after the rest
+  bool empty() const { return !ready.meta && !directory && !transfer; }
 };
 
 struct Certified {
@@ -43,13 +46,17 @@ struct PersistResult {
   bool ok = false;
   std::string error;                 // why not, when not ok; nothing of the batch was written
   std::vector<Certified> certified;  // one per delivery of the batch, in order
+  TransferWritten transferred;       // what the transfer write did
+  std::vector<Certified> transfer_certified;  // one per write-set it applied, in order
   storage::Clock::duration write_time{};
 };
 
 // Writes the batch in one storage transaction and certifies its deliveries. Throws what the store
 // throws; then nothing was written. node_uuid: the node's identity, kept with the history.
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
-                                   const PersistBatch& batch, bool with_hashes);
+                                   const PersistBatch& batch, bool with_hashes,
+                                   TransferWritten* transferred = nullptr,
+                                   std::vector<Certified>* transfer_certified = nullptr);
 
 // Runs write_batch and fills in the result, catching its failure.
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,

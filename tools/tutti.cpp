@@ -295,7 +295,15 @@ int cmd_status(const Options& o) {
            {"durability", s.durability},
            {"view_id", s.view_id},
            {"paused_by", s.paused_by},
-           {"waiting_for", s.waiting_for}};
+           {"waiting_for", s.waiting_for},
+           {"transfer", nullptr}};
+    if (const auto& t = s.transfer; !t.kind.empty()) {
+      // The joiner names its donor, the donor its joiner.
+      j["transfer"] = json{{"kind", t.kind},  {t.role == "joiner" ? "donor" : "joiner", t.peer},
+                           {"done", t.done},  {"total", t.total},
+                           {"unit", t.unit},  {"rate", t.rate},
+                           {"eta_s", t.eta_s}};
+    }
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "name:           " << s.name << "\n"
@@ -313,6 +321,11 @@ int cmd_status(const Options& o) {
                                       : fmt::format("{}", fmt::join(s.paused_by, ", ")))
               << "\n";
     if (!s.waiting_for.empty()) std::cout << "waiting for:    " << s.waiting_for << "\n";
+    if (const auto& t = s.transfer; !t.kind.empty())
+      std::cout << "transfer:       " << t.kind << (t.role == "joiner" ? " from " : " to ") << t.peer
+                << ": " << t.done << " of " << t.total << " " << t.unit
+                << fmt::format(", {:.0f} {}/s, about {:.0f} s left", t.rate, t.unit, t.eta_s)
+                << "\n";
   }
   return kOk;
 }

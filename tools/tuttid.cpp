@@ -113,6 +113,10 @@ int main(int argc, char** argv) {
   app.add_flag("--force", f.force,
                "with --bootstrap on a data dir that already has a history: form a primary "
                "component of this node alone (when the rest of the cluster is lost for good)");
+  app.add_option("--donor", f.donors,
+                 "NAME[,NAME...]: members to ask first when this node catches up by state "
+                 "transfer (any other voting member serves when these cannot)")
+      ->delimiter(',');
   app.add_option("--durability", f.durability,
                  "fsync: a commit is on disk before it is acknowledged (default); memory: in "
                  "memory, flushed in the background every 100 ms")

@@ -52,6 +52,28 @@ struct Request {
     status @5 :Void;
     members @6 :Void;
     watchViews @7 :UInt64;   # answered once a view change later than this number is installed
+    transfer @8 :Transfer;   # a joiner pulls state from a donor (docs/transfer.md)
+  }
+
+  struct Transfer {
+    history @0 :Data;        # the joiner's cluster history: a donor of another refuses
+    union {
+      log @1 :LogPull;
+      snapshot @2 :SnapshotPull;
+    }
+    joiner @3 :Text;         # the joiner's name, for the donor's log and status
+  }
+  # Write-sets from the donor's log, seqnos from..through, up to maxBytes.
+  struct LogPull {
+    from @0 :UInt64;
+    through @1 :UInt64;
+    maxBytes @2 :UInt32;
+  }
+  # session 0 starts a snapshot; then the entries after the cursor, up to maxBytes.
+  struct SnapshotPull {
+    session @0 :UInt64;
+    cursor @1 :SnapshotCursor;
+    maxBytes @2 :UInt32;
   }
 
   struct Get {
@@ -68,6 +90,25 @@ struct Request {
     reads @1 :List(ReadItem);
     writes @2 :List(WriteItem);
   }
+}
+
+# Where a snapshot's stream stands: past `after` in table `table` (0 data, 1 txns, 2 txn_seqnos).
+struct SnapshotCursor {
+  table @0 :UInt8;
+  started @1 :Bool;
+  after @2 :Data;
+}
+
+# One entry of a state table, as stored (a data value starts with its 8-byte LE version).
+struct TableItem {
+  table @0 :UInt8;
+  key @1 :Data;
+  value @2 :Data;
+}
+
+struct SenderHigh {
+  sender @0 :Data;
+  seq @1 :UInt64;
 }
 
 enum ErrorCode {
@@ -93,6 +134,29 @@ struct Response {
     status @6 :Status;
     members @7 :Members;
     views @8 :Views;
+    transfer @9 :TransferChunk;
+  }
+
+  struct TransferChunk {
+    union {
+      log @0 :LogChunk;
+      snapshot @1 :SnapshotChunk;
+    }
+  }
+  struct LogChunk {
+    covered @0 :Bool;          # false: the donor's log no longer (or not yet) holds `from`
+    donorCommitted @1 :UInt64;
+    entries @2 :List(Data);    # log entries (gcs LogEntry) from `from` on, contiguous
+  }
+  struct SnapshotChunk {
+    session @0 :UInt64;
+    seqno @1 :UInt64;          # the snapshot's: the state is that after this seqno
+    contentHash @2 :Data;      # 16 bytes: lo, hi (LE)
+    certHash @3 :Data;         # the certification hash chain at seqno
+    senderHigh @4 :List(SenderHigh);
+    totalBytes @5 :UInt64;     # what the state tables take at the donor, about
+    items @6 :List(TableItem);
+    cursor @7 :SnapshotCursor; # after these items; its table is 3 once the stream is done
   }
 
   struct Error {
@@ -134,6 +198,17 @@ struct Response {
     viewId @9 :Text;
     pausedBy @10 :List(Text);   # names of the members holding the group paused (flow control)
     waitingFor @11 :Text;       # when not primary: what this node waits for, in words
+    transfer @12 :TransferProgress;  # absent (empty kind) when no transfer runs
+  }
+  struct TransferProgress {
+    kind @0 :Text;       # "snapshot" or "incremental"
+    role @1 :Text;       # "joiner" or "donor"
+    peer @2 :Text;       # the other side's name
+    done @3 :UInt64;
+    total @4 :UInt64;
+    unit @5 :Text;       # "bytes" or "write-sets"
+    rate @6 :Float64;    # units per second
+    etaS @7 :Float64;
   }
   struct Member {
     name @0 :Text;

@@ -1,0 +1,171 @@
+#include "core/codec_transfer.hpp"
+
+#include "core/codec.hpp"
+#include "gcs/capnp_bytes.hpp"
+
+namespace tutti::core::codec {
+namespace {
+
+using capnp_bytes::as_data;
+using capnp_bytes::as_text;
+using capnp_bytes::str;
+
+std::string u64_le(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return out;
+}
+
+uint64_t u64_le(std::string_view b) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[i]);
+  return v;
+}
+
+void set_cursor(wire::SnapshotCursor::Builder out, const storage::SnapshotCursor& c) {
+  out.setTable(c.table);
+  out.setStarted(c.started);
+  out.setAfter(as_data(c.after));
+}
+
+storage::SnapshotCursor cursor_from(wire::SnapshotCursor::Reader r) {
+  if (r.getTable() > storage::kStateTables) throw DecodeError("snapshot cursor: no such table");
+  return storage::SnapshotCursor{r.getTable(), r.getStarted(), str(r.getAfter())};
+}
+
+void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const SnapshotChunk& c) {
+  out.setSession(c.session);
+  out.setSeqno(c.seqno);
+  const std::string hash = u64_le(c.content_hash.lo()) + u64_le(c.content_hash.hi());
+  out.setContentHash(as_data(hash));
+  out.setCertHash(as_data(c.cert_hash));
+  auto high = out.initSenderHigh(c.sender_high.size());
+  size_t i = 0;
+  for (const auto& [sender, seq] : c.sender_high) {
+    high[i].setSender(as_data(sender));
+    high[i++].setSeq(seq);
+  }
+  out.setTotalBytes(c.total_bytes);
+  auto items = out.initItems(c.items.size());
+  for (i = 0; i < c.items.size(); ++i) {
+    items[i].setTable(static_cast<uint8_t>(c.items[i].table));
+    items[i].setKey(as_data(c.items[i].key));
+    items[i].setValue(as_data(c.items[i].value));
+  }
+  set_cursor(out.initCursor(), c.cursor);
+}
+
+SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
+  SnapshotChunk c;
+  c.session = r.getSession();
+  c.seqno = r.getSeqno();
+  const std::string hash = str(r.getContentHash());
+  if (hash.size() != 16) throw DecodeError("snapshot chunk: content hash is not 16 bytes");
+  c.content_hash = storage::ContentHash(u64_le(hash.substr(0, 8)), u64_le(hash.substr(8)));
+  c.cert_hash = str(r.getCertHash());
+  for (auto h : r.getSenderHigh()) c.sender_high[str(h.getSender())] = h.getSeq();
+  c.total_bytes = r.getTotalBytes();
+  for (auto item : r.getItems()) {
+    if (item.getTable() >= storage::kStateTables) throw DecodeError("snapshot item: no such table");
+    c.items.push_back(storage::TableItem{static_cast<storage::Table>(item.getTable()),
+                                         str(item.getKey()), str(item.getValue())});
+  }
+  c.cursor = cursor_from(r.getCursor());
+  return c;
+}
+
+}  // namespace
+
+void set_transfer_request(wire::Request::Transfer::Builder out, const TransferRequest& t) {
+  out.setHistory(as_data(t.history));
+  out.setJoiner(as_text(t.joiner));
+  if (auto* log = std::get_if<LogPull>(&t.pull)) {
+    auto l = out.initLog();
+    l.setFrom(log->from);
+    l.setThrough(log->through);
+    l.setMaxBytes(log->max_bytes);
+  } else {
+    const auto& snap = std::get<SnapshotPull>(t.pull);
+    auto s = out.initSnapshot();
+    s.setSession(snap.session);
+    set_cursor(s.initCursor(), snap.cursor);
+    s.setMaxBytes(snap.max_bytes);
+  }
+}
+
+TransferRequest transfer_request_from(wire::Request::Transfer::Reader r) {
+  TransferRequest t;
+  t.history = str(r.getHistory());
+  t.joiner = str(r.getJoiner());
+  switch (r.which()) {
+    case wire::Request::Transfer::LOG: {
+      auto l = r.getLog();
+      t.pull = LogPull{l.getFrom(), l.getThrough(), l.getMaxBytes()};
+      break;
+    }
+    case wire::Request::Transfer::SNAPSHOT: {
+      auto s = r.getSnapshot();
+      t.pull = SnapshotPull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes()};
+      break;
+    }
+    default:
+      throw DecodeError("unknown transfer request");
+  }
+  return t;
+}
+
+void set_transfer_reply(wire::Response::TransferChunk::Builder out, const TransferReply& t) {
+  if (auto* log = std::get_if<LogChunk>(&t.chunk)) {
+    auto l = out.initLog();
+    l.setCovered(log->covered);
+    l.setDonorCommitted(log->donor_committed);
+    auto entries = l.initEntries(log->entries.size());
+    for (size_t i = 0; i < log->entries.size(); ++i) entries.set(i, as_data(log->entries[i]));
+  } else {
+    set_snapshot_chunk(out.initSnapshot(), std::get<SnapshotChunk>(t.chunk));
+  }
+}
+
+TransferReply transfer_reply_from(wire::Response::TransferChunk::Reader r) {
+  switch (r.which()) {
+    case wire::Response::TransferChunk::LOG: {
+      auto l = r.getLog();
+      LogChunk c{l.getCovered(), l.getDonorCommitted(), {}};
+      for (auto e : l.getEntries()) c.entries.push_back(str(e));
+      return TransferReply{std::move(c)};
+    }
+    case wire::Response::TransferChunk::SNAPSHOT:
+      return TransferReply{snapshot_chunk_from(r.getSnapshot())};
+    default:
+      throw DecodeError("unknown transfer reply");
+  }
+}
+
+void set_progress(wire::Response::TransferProgress::Builder out, const TransferProgress& p) {
+  out.setKind(as_text(p.kind));
+  out.setRole(as_text(p.role));
+  out.setPeer(as_text(p.peer));
+  out.setDone(p.done);
+  out.setTotal(p.total);
+  out.setUnit(as_text(p.unit));
+  out.setRate(p.rate);
+  out.setEtaS(p.eta_s);
+}
+
+TransferProgress progress_from(wire::Response::TransferProgress::Reader r) {
+  return TransferProgress{str(r.getKind()), str(r.getRole()), str(r.getPeer()), r.getDone(),
+                          r.getTotal(),     str(r.getUnit()), r.getRate(),      r.getEtaS()};
+}
+
+size_t transfer_reply_bytes(const TransferReply& t) {
+  size_t n = 0;
+  if (auto* log = std::get_if<LogChunk>(&t.chunk)) {
+    for (const auto& e : log->entries) n += e.size() + 16;
+  } else {
+    for (const auto& i : std::get<SnapshotChunk>(t.chunk).items)
+      n += i.key.size() + i.value.size() + 40;
+  }
+  return n;
+}
+
+}  // namespace tutti::core::codec

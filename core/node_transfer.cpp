@@ -1,0 +1,110 @@
+// The node's side of state transfer (core/transfer.hpp): it starts a Joiner when a primary view
+// says it is behind, sends the Joiner's pulls through its TransferLink, writes what they bring
+// in its own batches (one at a time, in order with the group's), and hands the group the seqno
+// it reached. The donor's side is Donor, answering pulls in handle().
+#include <spdlog/spdlog.h>
+
+#include "core/node.hpp"
+#include "core/uuid.hpp"
+#include "gcs/invariant.hpp"
+
+namespace tutti::core {
+
+void Node::set_transfer_link(TransferLink link, std::vector<std::string> preferred_donors) {
+  link_ = std::move(link);
+  preferred_donors_ = std::move(preferred_donors);
+}
+
+void Node::start_transfer(const gcs::ViewEvent& ev) {
+  std::vector<gcs::NodeId> donors;
+  for (const auto& m : ev.view.members)
+    if (m != node_uuid_ && !ev.view.learner(m)) donors.push_back(m);
+  if (!joiner_) {
+    const auto& d = group_.member().durable();
+    ++link_epoch_;
+    joiner_ = std::make_unique<Joiner>(d.history, name_, last_committed_, d.sender_high,
+                                       Joiner::Options{preferred_donors_},
+                                       store_.env().now());
+    joiner_->set_donor_name([this](const gcs::NodeId& id) { return member_name(id); });
+    spdlog::info(
+        "this node is behind the group: it applied up to seqno {}, the group is at seqno {}: "
+        "catching up by state transfer (writes and linearizable reads are refused meanwhile)",
+        last_committed_, ev.view.base);
+    if (!link_)
+      spdlog::error("this node has no way to reach a donor: it cannot catch up (a test setup?)");
+  }
+  joiner_->set_target(ev.view.base, std::move(donors));
+  pull();
+}
+
+void Node::tick() {
+  const auto now = store_.env().now();
+  donor_.tick(now);
+  if (!joiner_) return;
+  if (joiner_->done() && !persisting_) return finish_transfer();
+  if (auto line = joiner_->progress_line(now); !line.empty()) spdlog::info("{}", line);
+  pull();
+  if (joiner_->has_write()) schedule_flush();
+}
+
+void Node::pull() {
+  if (!link_ || !joiner_) return;
+  auto p = joiner_->poll(store_.env().now());
+  if (!p) return;
+  const uint64_t epoch = link_epoch_;
+  const uint64_t number = p->number;
+  link_(p->donor, Request{0, std::move(p->request)},
+        [this, epoch, number](std::optional<Response> reply) {
+          if (epoch != link_epoch_ || !joiner_) return;  // a transfer since replaced
+          joiner_->on_reply(number, reply, store_.env().now());
+          if (joiner_->has_write()) schedule_flush();
+          pull();
+        });
+}
+
+// A transfer write is on disk: report what it applied, and hand over once all is there.
+void Node::after_transfer_write(PersistResult& r) {
+  if (!r.batch.transfer || !joiner_) return;
+  const TransferWrite& w = *r.batch.transfer;
+  const auto& deliveries = r.transferred.deliveries;
+  TUTTI_INVARIANT(deliveries.size() == r.transfer_certified.size(),
+                  "{} write-sets transferred, {} certified", deliveries.size(),
+                  r.transfer_certified.size());
+  if (observer_) {
+    for (size_t i = 0; i < deliveries.size(); ++i)
+      observer_->applied(Applied{deliveries[i], r.transfer_certified[i].decision,
+                                 r.transfer_certified[i].hash});
+    if (w.kind == TransferWrite::Kind::install)
+      observer_->snapshot_installed(w.seqno, w.content_hash);
+  }
+  joiner_->written(r.transferred, store_.env().now());
+  last_committed_ = joiner_->applied();
+  if (joiner_->done()) return finish_transfer();
+  pull();
+}
+
+void Node::finish_transfer() {
+  const uint64_t seqno = joiner_->applied();
+  const auto high = joiner_->sender_high();
+  spdlog::info("state transfer done: this node holds the group's state up to seqno {}", seqno);
+  joiner_.reset();
+  ++link_epoch_;
+  transfer_done(seqno, high);
+}
+
+// A node behind the group refuses what needs the group's state; one that caught up waits for
+// the view change that gives it its vote.
+std::optional<ErrorReply> Node::catching_up() const {
+  if (group_.member().durable().needs_transfer)
+    return error_reply(ErrorCode::not_primary,
+                       "not primary: " + (joiner_ ? joiner_->describe()
+                                                  : std::string("waiting for a state transfer")));
+  if (group_.primary() && group_.view().learner(node_uuid_))
+    return error_reply(ErrorCode::not_primary,
+                       fmt::format("not primary: caught up by state transfer at seqno {}; waiting "
+                                   "for the view change that gives this node its vote",
+                                   last_committed_));
+  return std::nullopt;
+}
+
+}  // namespace tutti::core

@@ -1,0 +1,409 @@
+#include "core/transfer.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/applier.hpp"
+#include "core/admission.hpp"
+#include "core/persister.hpp"
+#include "core/uuid.hpp"
+#include "gcs/wire.hpp"
+
+namespace tutti::core {
+namespace {
+
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+TransferProgress make_progress(std::string kind, std::string role, std::string peer,
+                               uint64_t done, uint64_t total, std::string unit,
+                               Clock::duration elapsed) {
+  TransferProgress p{std::move(kind), std::move(role), std::move(peer), done, total,
+                     std::move(unit), 0, 0};
+  const double s = seconds(elapsed);
+  if (s > 0) p.rate = static_cast<double>(done) / s;
+  if (p.rate > 0 && total > done) p.eta_s = static_cast<double>(total - done) / p.rate;
+  return p;
+}
+
+std::string progress_text(const TransferProgress& p) {
+  const bool bytes = p.unit == "bytes";
+  const double scale = bytes ? 1e6 : 1;
+  const char* unit = bytes ? "MB" : "write-sets";
+  return fmt::format("{:.1f} of {:.1f} {} ({:.0f}%), {:.1f} {}/s, about {:.0f} s left",
+                     static_cast<double>(p.done) / scale, static_cast<double>(p.total) / scale,
+                     unit, p.total ? 100.0 * static_cast<double>(p.done) / p.total : 100.0,
+                     p.rate / scale, unit, p.eta_s);
+}
+
+}  // namespace
+
+// ---- donor ----
+
+Response Donor::serve(uint64_t id, const TransferRequest& req, Clock::time_point now) {
+  last_served_ = now;
+  last_joiner_ = req.joiner;
+  if (auto* log = std::get_if<LogPull>(&req.pull)) {
+    last_kind_ = "incremental";
+    return log_chunk(id, *log);
+  }
+  last_kind_ = "snapshot";
+  return snapshot_chunk(id, req, std::get<SnapshotPull>(req.pull), now);
+}
+
+// Only applied entries leave (a tentative tail may yet be cut), contiguous from the pull's start.
+Response Donor::log_chunk(uint64_t id, const LogPull& pull) {
+  auto txn = store_.read();
+  LogChunk out;
+  out.donor_committed = txn->meta().last_committed;
+  const uint64_t through = std::min(pull.through, out.donor_committed);
+  const size_t max_bytes = std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes);
+  size_t bytes = 0;
+  uint64_t next = pull.from;
+  while (next <= through && bytes < max_bytes) {
+    auto entries = txn->log_from(next, 1024);
+    if (entries.empty()) break;
+    for (auto& e : entries) {
+      if (e.seqno != next || e.seqno > through || bytes >= max_bytes) break;
+      bytes += e.bytes.size();
+      out.entries.push_back(std::move(e.bytes));
+      ++next;
+    }
+    if (next <= through && (entries.back().seqno != next - 1)) break;  // a gap: stop there
+  }
+  // Covered: the log holds the start, or the donor has not reached it yet (nothing to send).
+  out.covered = !out.entries.empty() || pull.from > out.donor_committed;
+  return Response{id, TransferReply{std::move(out)}};
+}
+
+Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const SnapshotPull& pull,
+                               Clock::time_point now) {
+  uint64_t session = pull.session;
+  if (session == 0) {
+    if (sessions_.size() >= kMaxSnapshotSessions)
+      return Response{id, error_reply(ErrorCode::busy,
+                                      fmt::format("this donor serves {} snapshots already",
+                                                  sessions_.size()))};
+    Session s;
+    s.snap = store_.snapshot();
+    s.header.seqno = s.snap->meta().last_committed;
+    s.header.content_hash = s.snap->meta().content_hash;
+    s.header.cert_hash = s.snap->meta_get(kMetaCertHash).value_or("");
+    if (auto raw = s.snap->meta_get(kMetaGcsState))
+      s.header.sender_high = gcs::decode_durable(*raw).sender_high;
+    s.header.total_bytes = s.snap->table_bytes();
+    s.joiner = req.joiner;
+    s.started = now;
+    session = s.header.session = next_session_++;
+    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)",
+                 s.header.seqno, req.joiner, static_cast<double>(s.header.total_bytes) / 1e6);
+    sessions_.emplace(session, std::move(s));
+  }
+  auto it = sessions_.find(session);
+  if (it == sessions_.end())
+    return Response{id, error_reply(ErrorCode::unavailable,
+                                    "no such snapshot session here (it expired, or this donor "
+                                    "restarted): start the snapshot again")};
+  Session& s = it->second;
+  s.last = now;
+  SnapshotChunk out = s.header;
+  out.cursor = pull.cursor;
+  try {
+    out.items = s.snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1,
+                                                               kTransferChunkBytes));
+  } catch (const storage::StorageError& e) {
+    sessions_.erase(it);
+    return Response{id, error_reply(ErrorCode::unavailable, e.what())};
+  }
+  for (const auto& i : out.items) s.sent_bytes += i.key.size() + i.value.size();
+  if (out.cursor.done()) {
+    spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s",
+                 s.header.seqno, s.joiner, static_cast<double>(s.sent_bytes) / 1e6,
+                 seconds(now - s.started));
+    sessions_.erase(it);
+  }
+  return Response{id, TransferReply{std::move(out)}};
+}
+
+void Donor::tick(Clock::time_point now) {
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (now - it->second.last < kSessionIdle) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("donor: snapshot for '{}' dropped: not pulled for {} s", it->second.joiner,
+                 std::chrono::duration_cast<std::chrono::seconds>(kSessionIdle).count());
+    it = sessions_.erase(it);
+  }
+  if (!sessions_.empty() && now - last_logged_ >= kProgressEvery) {
+    last_logged_ = now;
+    const TransferProgress p = progress(now);
+    spdlog::info("donor: sending a snapshot to '{}': {}", p.peer, progress_text(p));
+  }
+}
+
+bool Donor::active(Clock::time_point now) const {
+  return !sessions_.empty() || (last_served_ != Clock::time_point{} &&
+                                now - last_served_ < std::chrono::seconds(2));
+}
+
+TransferProgress Donor::progress(Clock::time_point now) const {
+  if (!sessions_.empty()) {
+    const Session& s = sessions_.begin()->second;
+    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes, s.header.total_bytes,
+                         "bytes", now - s.started);
+  }
+  if (!active(now)) return {};
+  return TransferProgress{last_kind_, "donor", last_joiner_, 0, 0, "write-sets", 0, 0};
+}
+
+// ---- joiner ----
+
+Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
+               std::map<gcs::NodeId, uint64_t> sender_high, Options options,
+               Clock::time_point now)
+    : history_(std::move(history)),
+      self_name_(std::move(self_name)),
+      o_(std::move(options)),
+      applied_(applied),
+      sender_high_(std::move(sender_high)),
+      next_from_(applied + 1),
+      ist_start_(applied),
+      phase_started_(now),
+      last_logged_(now) {}
+
+void Joiner::set_target(uint64_t base, std::vector<gcs::NodeId> donors) {
+  target_ = std::max(target_, base);
+  target_known_ = true;
+  donors_ = std::move(donors);
+  if (donor_ && std::find(donors_.begin(), donors_.end(), *donor_) == donors_.end())
+    donor_.reset();  // it left the view: the next pull goes to another
+}
+
+std::optional<gcs::NodeId> Joiner::choose_donor(Clock::time_point now) const {
+  std::vector<gcs::NodeId> order;
+  for (const auto& p : o_.preferred)
+    for (const auto& d : donors_)
+      if ((name_ ? name_(d) : d) == p) order.push_back(d);
+  for (const auto& d : donors_)
+    if (std::find(order.begin(), order.end(), d) == order.end()) order.push_back(d);
+  for (const auto& d : order) {
+    auto f = failed_until_.find(d);
+    if (f == failed_until_.end() || f->second <= now) return d;
+  }
+  return std::nullopt;
+}
+
+std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
+  if (in_flight_ && now - sent_at_ >= o_.timeout)
+    fail_donor(fmt::format("no answer in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(o_.timeout).count()), now);
+  if (in_flight_ || !pending_.empty() || !target_known_ || now < retry_at_) return std::nullopt;
+  if (mode_ == Mode::incremental && next_from_ > target_) return std::nullopt;
+  if (!donor_) {
+    donor_ = choose_donor(now);
+    if (!donor_) return std::nullopt;
+    spdlog::info("state transfer: asking '{}' for {}", donor_name(),
+                 mode_ == Mode::snapshot
+                     ? std::string("a snapshot")
+                     : fmt::format("write-sets {}..{} from its log", next_from_, target_));
+  }
+  TransferRequest req{history_, LogPull{}, self_name_};
+  if (mode_ == Mode::incremental) {
+    req.pull = LogPull{next_from_, target_, o_.chunk_bytes};
+  } else {
+    req.pull = SnapshotPull{session_, cursor_, o_.chunk_bytes};
+  }
+  in_flight_ = next_number_++;
+  sent_at_ = now;
+  return Pull{*in_flight_, *donor_, std::move(req)};
+}
+
+void Joiner::on_reply(uint64_t number, const std::optional<Response>& reply,
+                      Clock::time_point now) {
+  if (!in_flight_ || number != *in_flight_) return;  // late: already given up on
+  in_flight_.reset();
+  if (!reply) return fail_donor("no answer (unreachable, or the connection broke)", now);
+  if (auto* e = std::get_if<ErrorReply>(&reply->body)) return fail_donor(e->message, now);
+  auto* t = std::get_if<TransferReply>(&reply->body);
+  if (!t) return fail_donor("an answer that is no transfer chunk", now);
+  if (auto* log = std::get_if<LogChunk>(&t->chunk)) {
+    if (mode_ != Mode::incremental) return fail_donor("a log chunk for a snapshot pull", now);
+    return on_log(*log, now);
+  }
+  if (mode_ != Mode::snapshot) return fail_donor("a snapshot chunk for a log pull", now);
+  on_snapshot(std::get<SnapshotChunk>(t->chunk), now);
+}
+
+void Joiner::on_log(const LogChunk& c, Clock::time_point now) {
+  if (!c.covered) {
+    spdlog::info(
+        "state transfer: '{}' no longer holds write-set {} in its log: a snapshot instead",
+        donor_name(), next_from_);
+    return start_snapshot(now);
+  }
+  if (c.entries.empty()) {  // the donor is not that far yet: ask again shortly
+    retry_at_ = now + std::chrono::milliseconds(50);
+    return;
+  }
+  TransferWrite w;
+  w.kind = TransferWrite::Kind::apply;
+  for (const auto& raw : c.entries) {
+    gcs::LogEntry e;
+    try {
+      e = gcs::decode_log_entry(raw);
+    } catch (const std::exception& ex) {
+      return fail_donor(fmt::format("a log entry that does not decode: {}", ex.what()), now);
+    }
+    if (e.seqno != next_from_ || e.seqno > target_)
+      return fail_donor(fmt::format("log entry {} where {} was due", e.seqno, next_from_), now);
+    ++next_from_;
+    w.entries.push_back(raw);
+  }
+  pending_.push_back(std::move(w));
+}
+
+void Joiner::on_snapshot(const SnapshotChunk& c, Clock::time_point now) {
+  if (session_ != 0 && c.session != session_) return fail_donor("another snapshot session", now);
+  if (session_ == 0) {
+    session_ = c.session;
+    header_ = c;
+    header_.items.clear();
+    spdlog::info("state transfer: '{}' streams a snapshot at seqno {} ({:.1f} MB)", donor_name(),
+                 c.seqno, static_cast<double>(c.total_bytes) / 1e6);
+  }
+  TransferWrite w;
+  w.kind = TransferWrite::Kind::stage;
+  w.reset = first_chunk_;
+  first_chunk_ = false;
+  for (const auto& i : c.items) received_bytes_ += i.key.size() + i.value.size();
+  w.items = c.items;
+  cursor_ = c.cursor;
+  pending_.push_back(std::move(w));
+  if (!cursor_.done()) return;
+  TransferWrite install;
+  install.kind = TransferWrite::Kind::install;
+  install.seqno = header_.seqno;
+  install.content_hash = header_.content_hash;
+  install.cert_hash = header_.cert_hash;
+  pending_.push_back(std::move(install));
+}
+
+std::optional<TransferWrite> Joiner::take_write() {
+  if (writing_ || pending_.empty()) return std::nullopt;
+  TransferWrite w = std::move(pending_.front());
+  pending_.pop_front();
+  if (w.kind == TransferWrite::Kind::stage) w.staged_hash = w.reset ? storage::ContentHash{} : staged_;
+  if (w.kind == TransferWrite::Kind::install && !(staged_ == w.content_hash)) {
+    // What reached the disk is not the donor's state at the snapshot's seqno: never install it.
+    spdlog::error(
+        "state transfer: the snapshot from '{}' staged here hashes {}, the donor's state at seqno "
+        "{} hashes {}: discarded, starting over",
+        donor_name(), staged_.hex(), w.seqno, w.content_hash.hex());
+    failed_until_[donor_.value_or("")] = Clock::time_point::max();
+    session_ = 0;
+    donor_.reset();
+    first_chunk_ = true;
+    cursor_ = {};
+    received_bytes_ = 0;
+    return std::nullopt;
+  }
+  writing_ = w.kind;
+  return w;
+}
+
+void Joiner::written(const TransferWritten& w, Clock::time_point now) {
+  const auto kind = writing_;
+  writing_.reset();
+  staged_ = w.staged_hash;
+  for (const auto& d : w.deliveries) {
+    applied_ = d.seqno;
+    uint64_t& high = sender_high_[d.origin];
+    high = std::max(high, d.sender_seq);
+  }
+  if (kind != TransferWrite::Kind::install) return;
+  // The staged snapshot is live: the rest comes from the log, from its seqno on.
+  applied_ = header_.seqno;
+  for (const auto& [s, high] : header_.sender_high)
+    sender_high_[s] = std::max(sender_high_[s], high);
+  spdlog::info("state transfer: snapshot at seqno {} installed ({:.1f} MB in {:.1f} s)",
+               header_.seqno, static_cast<double>(received_bytes_) / 1e6,
+               seconds(now - phase_started_));
+  start_incremental(applied_ + 1, now);
+}
+
+void Joiner::write_failed(TransferWrite w) {
+  writing_.reset();
+  pending_.push_front(std::move(w));
+}
+
+void Joiner::start_snapshot(Clock::time_point now) {
+  mode_ = Mode::snapshot;
+  session_ = 0;
+  cursor_ = {};
+  first_chunk_ = true;
+  received_bytes_ = 0;
+  phase_started_ = now;
+}
+
+void Joiner::start_incremental(uint64_t from, Clock::time_point now) {
+  mode_ = Mode::incremental;
+  next_from_ = from;
+  ist_start_ = from - 1;
+  session_ = 0;
+  phase_started_ = now;
+}
+
+void Joiner::fail_donor(const std::string& why, Clock::time_point now) {
+  in_flight_.reset();
+  last_failure_ = why;
+  if (donor_) {
+    spdlog::warn("state transfer: donor '{}' failed: {}; trying another", donor_name(), why);
+    failed_until_[*donor_] = now + kDonorBackoff;
+  }
+  donor_.reset();
+  // A snapshot lives in its donor's read transaction: with another donor it starts over. What
+  // the log gave is applied: the incremental transfer goes on from there.
+  if (mode_ == Mode::snapshot) start_snapshot(now);
+  retry_at_ = now + std::chrono::milliseconds(100);
+}
+
+std::string Joiner::donor_name() const {
+  if (!donor_) return "?";
+  return name_ ? name_(*donor_) : uuid_text(*donor_).substr(0, 8);
+}
+
+TransferProgress Joiner::progress(Clock::time_point now) const {
+  const std::string peer = donor_ ? donor_name() : "";
+  if (mode_ == Mode::snapshot)
+    return make_progress("snapshot", "joiner", peer, received_bytes_, header_.total_bytes, "bytes",
+                         now - phase_started_);
+  return make_progress("incremental", "joiner", peer, applied_ - ist_start_,
+                       target_ > ist_start_ ? target_ - ist_start_ : 0, "write-sets",
+                       now - phase_started_);
+}
+
+std::string Joiner::describe() const {
+  const TransferProgress p = progress(phase_started_);
+  const std::string from = donor_ ? " from '" + donor_name() + "'" : "";
+  if (mode_ == Mode::snapshot)
+    return fmt::format("catching up: {:.0f}% of the snapshot{} ({:.1f} of {:.1f} MB)",
+                       p.total ? 100.0 * static_cast<double>(p.done) / p.total : 0.0, from,
+                       static_cast<double>(p.done) / 1e6, static_cast<double>(p.total) / 1e6);
+  return fmt::format("catching up: applied seqno {} of {} by incremental transfer{}", applied_,
+                     target_, from);
+}
+
+std::string Joiner::progress_line(Clock::time_point now) {
+  if (now - last_logged_ < kProgressEvery) return "";
+  last_logged_ = now;
+  const TransferProgress p = progress(now);
+  std::string line = fmt::format("state transfer ({}{}): {}", p.kind,
+                                 p.peer.empty() ? "" : " from '" + p.peer + "'", progress_text(p));
+  if (!donor_ && !last_failure_.empty()) line += "; waiting for a donor (last: " + last_failure_ + ")";
+  return line;
+}
+
+}  // namespace tutti::core

@@ -1,0 +1,188 @@
+// State transfer (docs/transfer.md): how a node that is behind the group catches up.
+//
+// The joiner pulls, one request at a time, from a donor (a voting member of its view):
+//   incremental - the write-sets it misses, from the donor's write-set log, applied through
+//                 the same certification and apply as live deliveries;
+//   snapshot    - when no donor's log covers what it misses: the donor's state tables from one
+//                 read transaction (the donor goes on writing), staged beside the joiner's own
+//                 state, checked against the snapshot's content hash, installed by one swap; then
+//                 incrementally what the group delivered between the snapshot and the view's base.
+// Both halves are decisions over the messages and the time passed in: the node carries out what
+// they say (sends through its TransferLink, writes through its Persister), so tuttid and the
+// simulator run the same code.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/messages.hpp"
+#include "gcs/messages.hpp"
+#include "storage/store.hpp"
+
+namespace tutti::core {
+
+using Clock = storage::Clock;
+
+inline constexpr uint32_t kTransferChunkBytes = 4u << 20;
+// A pull unanswered this long is given up and the joiner turns to another donor.
+inline constexpr std::chrono::milliseconds kTransferTimeout{10000};
+// A donor that failed a joiner is not asked again for this long (unless it is the only one).
+inline constexpr std::chrono::milliseconds kDonorBackoff{3000};
+// A snapshot session unpulled this long is dropped (its joiner died or moved on).
+inline constexpr std::chrono::milliseconds kSessionIdle{30000};
+inline constexpr size_t kMaxSnapshotSessions = 4;
+// Progress is logged this often on both sides.
+inline constexpr std::chrono::milliseconds kProgressEvery{5000};
+
+// What a joiner's next batch writes: applied write-sets, staged snapshot entries, or the
+// install of a whole staged snapshot.
+struct TransferWrite {
+  enum class Kind { apply, stage, install } kind = Kind::apply;
+  std::vector<std::string> entries;  // apply: encoded gcs log entries, seqnos in order
+  std::vector<storage::TableItem> items;  // stage
+  bool reset = false;                     // stage: first chunk of a snapshot: empty the stage
+  storage::ContentHash staged_hash;       // stage: of what is staged before this write
+  uint64_t seqno = 0;                     // install: the snapshot's
+  storage::ContentHash content_hash;      // install
+  std::string cert_hash;                  // install
+};
+
+// What writing it did (persister.cpp writes it): its deliveries (apply), or the staged content
+// hash after it (stage).
+struct TransferWritten {
+  std::vector<gcs::Delivery> deliveries;
+  storage::ContentHash staged_hash;
+};
+
+// The donor's half: answers pulls from its store. Snapshot sessions are bounded in number and
+// dropped when idle.
+class Donor {
+ public:
+  explicit Donor(storage::Store& store) : store_(store) {}
+  // REQUIRES: the request's history is this node's and this node holds the group's state.
+  Response serve(uint64_t id, const TransferRequest& req, Clock::time_point now);
+  // Drops idle sessions; logs progress now and then.
+  void tick(Clock::time_point now);
+  // Served a pull lately: the node reports itself a DONOR.
+  bool active(Clock::time_point now) const;
+  TransferProgress progress(Clock::time_point now) const;
+
+ private:
+  Response log_chunk(uint64_t id, const LogPull& pull);
+  Response snapshot_chunk(uint64_t id, const TransferRequest& req, const SnapshotPull& pull,
+                          Clock::time_point now);
+  struct Session {
+    std::unique_ptr<storage::Snapshot> snap;
+    SnapshotChunk header;  // seqno, hashes, sender_high, total
+    std::string joiner;
+    Clock::time_point started, last;
+    uint64_t sent_bytes = 0;
+  };
+  storage::Store& store_;
+  std::map<uint64_t, Session> sessions_;
+  uint64_t next_session_ = 1;
+  Clock::time_point last_served_{};
+  Clock::time_point last_logged_{};
+  std::string last_joiner_;
+  std::string last_kind_;
+};
+
+// The joiner's half.
+class Joiner {
+ public:
+  struct Options {
+    std::vector<std::string> preferred;  // names of the donors to ask first, in order
+    uint32_t chunk_bytes = kTransferChunkBytes;
+    Clock::duration timeout = kTransferTimeout;
+  };
+  // applied, sender_high: what the node holds now.
+  Joiner(std::string history, std::string self_name, uint64_t applied,
+         std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now);
+
+  // The node is in a primary view with this base, and these members may donate.
+  void set_target(uint64_t base, std::vector<gcs::NodeId> donors);
+  // A pull to send now, with its number: (donor, request). At most one is in flight.
+  struct Pull {
+    uint64_t number;
+    gcs::NodeId donor;
+    TransferRequest request;
+  };
+  std::optional<Pull> poll(Clock::time_point now);
+  // The answer to pull `number`, or nullopt when it got none (unreachable, broken, timed out).
+  void on_reply(uint64_t number, const std::optional<Response>& reply, Clock::time_point now);
+  // The next write, once the one before it is on disk.
+  std::optional<TransferWrite> take_write();
+  bool has_write() const { return !writing_ && !pending_.empty(); }
+  void written(const TransferWritten& w, Clock::time_point now);
+  // The write did not reach the disk: it is written again.
+  void write_failed(TransferWrite w);
+
+  // Everything up to the target is applied: the group delivers from applied() + 1 on.
+  bool done() const {
+    return target_known_ && applied_ >= target_ && !writing_ && pending_.empty() &&
+           mode_ == Mode::incremental;
+  }
+  uint64_t applied() const { return applied_; }
+  const std::map<gcs::NodeId, uint64_t>& sender_high() const { return sender_high_; }
+  TransferProgress progress(Clock::time_point now) const;
+  // Why the node refuses writes meanwhile, in words ("catching up: 41% of the snapshot ...").
+  std::string describe() const;
+  // A line for the log every kProgressEvery (empty when not due).
+  std::string progress_line(Clock::time_point now);
+  void set_donor_name(std::function<std::string(const gcs::NodeId&)> name) {
+    name_ = std::move(name);
+  }
+
+ private:
+  enum class Mode { incremental, snapshot };
+  void fail_donor(const std::string& why, Clock::time_point now);
+  std::optional<gcs::NodeId> choose_donor(Clock::time_point now) const;
+  void on_log(const LogChunk& c, Clock::time_point now);
+  void on_snapshot(const SnapshotChunk& c, Clock::time_point now);
+  void start_snapshot(Clock::time_point now);
+  void start_incremental(uint64_t from, Clock::time_point now);
+  std::string donor_name() const;
+
+  std::string history_, self_name_;
+  Options o_;
+  std::function<std::string(const gcs::NodeId&)> name_;
+  uint64_t applied_;
+  std::map<gcs::NodeId, uint64_t> sender_high_;
+  uint64_t target_ = 0;
+  bool target_known_ = false;
+  std::vector<gcs::NodeId> donors_;
+  std::map<gcs::NodeId, Clock::time_point> failed_until_;
+  std::optional<gcs::NodeId> donor_;
+  Mode mode_ = Mode::incremental;
+
+  uint64_t next_number_ = 1;
+  std::optional<uint64_t> in_flight_;  // the number of the pull awaiting its answer
+  Clock::time_point sent_at_{};
+  Clock::time_point retry_at_{};  // no pull before (a donor not yet at the range, say)
+
+  std::deque<TransferWrite> pending_;  // bounded: no pull while one waits
+  std::optional<TransferWrite::Kind> writing_;  // on its way to disk
+
+  uint64_t next_from_ = 0;  // incremental: the next seqno to pull
+  uint64_t ist_start_ = 0;  // incremental: applied when it started, for progress
+
+  // snapshot
+  uint64_t session_ = 0;
+  storage::SnapshotCursor cursor_;
+  SnapshotChunk header_;
+  storage::ContentHash staged_;  // of what is staged on disk
+  uint64_t received_bytes_ = 0;
+  bool first_chunk_ = true;
+
+  Clock::time_point phase_started_;
+  Clock::time_point last_logged_{};
+  std::string last_failure_;
+};
+
+}  // namespace tutti::core
