@@ -27,6 +27,8 @@ struct NodeLimits {
   // batch takes longer than flow_pause_write_time, the node asks the group to pause.
   size_t flow_pause_backlog = 4096;
   std::chrono::milliseconds flow_pause_write_time{500};
+  // State transfer: the most a joiner asks a donor for in one pull.
+  uint32_t transfer_chunk_bytes = 4u << 20;
 };
 
 using ReplyFn = std::function<void(Response)>;

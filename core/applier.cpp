@@ -12,7 +12,6 @@
 namespace tutti::core {
 namespace {
 
-
 uint64_t load_u64(std::string_view bytes) {
   uint64_t v = 0;
   if (bytes.size() == sizeof v) std::memcpy(&v, bytes.data(), sizeof v);

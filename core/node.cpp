@@ -133,8 +133,8 @@ void Node::serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& 
                               d.history.empty() ? "none yet" : uuid_text(d.history),
                               t.history.empty() ? "none" : uuid_text(t.history)))});
   if (d.needs_transfer || joiner_)
-    return reply(Response{id, error(ErrorCode::unavailable,
-                                    "this node is catching up by state transfer itself")});
+    return reply(Response{
+        id, error(ErrorCode::unavailable, "this node is catching up by state transfer itself")});
   reply(donor_.serve(id, t, store_.env().now()));
 }
 
@@ -296,7 +296,7 @@ void Node::directory_changed() {
   schedule_flush();
 }
 
-void Node::transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high) {
+bool Node::transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high) {
   TUTTI_INVARIANT(!persisting_,
                   "a state transfer ended while a batch from before it was on its "
                   "way to disk");
@@ -304,8 +304,9 @@ void Node::transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& 
                   "a state transfer to seqno {} left the store at seqno {}", seqno,
                   store_.read()->meta().last_committed);
   last_committed_ = seqno;
-  group_.member().transfer_done(seqno, sender_high);
+  const bool done = group_.member().transfer_done(seqno, sender_high);
   group_changed();
+  return done;
 }
 
 void Node::schedule_flush() {
@@ -362,8 +363,8 @@ void Node::persisted(PersistResult r) {
   auto events = std::move(ready.events);
   ready.events.clear();
   const uint64_t before = last_committed_;
-  // Delivered is applied (one txn); while a transfer runs, the transfer's writes say how far.
-  if (ready.meta && !ready.meta->needs_transfer) last_committed_ = ready.meta->delivered;
+  // What the batch's transaction left: deliveries and a transfer's writes alike.
+  if (r.last_committed) last_committed_ = *r.last_committed;
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(r.certified), before);
   after_transfer_write(r);

@@ -43,6 +43,7 @@ struct Applied {
   const gcs::Delivery& delivery;
   const Decision& decision;
   const storage::ContentHash& content_hash;  // of the data after this seqno
+  bool by_transfer = false;                  // applied by an incremental state transfer
 };
 class NodeObserver {
  public:
@@ -82,7 +83,9 @@ class Node {
   // per sender: the group delivers from seqno + 1 on.
   // REQUIRES: the store's last_committed is seqno; no batch is on its way to disk
   // (idle_for_transfer()), or that batch, assembled before the transfer, would undo it.
-  void transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high);
+  // False (and nothing changed) when the group moved on meanwhile: a primary view further on
+  // is where the transfer must reach.
+  bool transfer_done(uint64_t seqno, const std::map<gcs::NodeId, uint64_t>& sender_high);
   bool idle_for_transfer() const { return !persisting_; }
   // Where the state transfer's pulls go (none: this node never catches up by itself), and the
   // members to ask first. REQUIRES: before the first view.

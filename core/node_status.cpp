@@ -44,9 +44,10 @@ std::string Node::waiting_for() const {
   if (group_.primary()) return "";
   const auto& d = group_.member().durable();
   if (d.needs_transfer)
-    return joiner_ ? joiner_->describe()
-                   : fmt::format("a state transfer: it applied up to seqno {}, the group is further",
-                                 last_committed_);
+    return joiner_
+               ? joiner_->describe()
+               : fmt::format("a state transfer: it applied up to seqno {}, the group is further",
+                             last_committed_);
   if (!d.last_primary)
     return "a primary component to join (it has never been in one: start the first node with "
            "--bootstrap, the others with --peers)";
@@ -107,7 +108,8 @@ StatusReply Node::status() const {
   s.view_id = view_text(view.id);
   for (const auto& p : group_.member().paused_by()) s.paused_by.push_back(member_name(p));
   s.waiting_for = waiting_for();
-  s.transfer = joiner_ ? joiner_->progress(store_.env().now()) : donor_.progress(store_.env().now());
+  s.transfer =
+      joiner_ ? joiner_->progress(store_.env().now()) : donor_.progress(store_.env().now());
   return s;
 }
 

@@ -22,9 +22,9 @@ void Node::start_transfer(const gcs::ViewEvent& ev) {
   if (!joiner_) {
     const auto& d = group_.member().durable();
     ++link_epoch_;
-    joiner_ = std::make_unique<Joiner>(d.history, name_, last_committed_, d.sender_high,
-                                       Joiner::Options{preferred_donors_},
-                                       store_.env().now());
+    joiner_ = std::make_unique<Joiner>(
+        d.history, name_, last_committed_, d.sender_high,
+        Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes}, store_.env().now());
     joiner_->set_donor_name([this](const gcs::NodeId& id) { return member_name(id); });
     spdlog::info(
         "this node is behind the group: it applied up to seqno {}, the group is at seqno {}: "
@@ -73,23 +73,33 @@ void Node::after_transfer_write(PersistResult& r) {
   if (observer_) {
     for (size_t i = 0; i < deliveries.size(); ++i)
       observer_->applied(Applied{deliveries[i], r.transfer_certified[i].decision,
-                                 r.transfer_certified[i].hash});
+                                 r.transfer_certified[i].hash, true});
     if (w.kind == TransferWrite::Kind::install)
       observer_->snapshot_installed(w.seqno, w.content_hash);
   }
   joiner_->written(r.transferred, store_.env().now());
-  last_committed_ = joiner_->applied();
+  TUTTI_INVARIANT(last_committed_ == joiner_->applied(),
+                  "a transfer reached seqno {} but the store is at seqno {}", joiner_->applied(),
+                  last_committed_);
   if (joiner_->done()) return finish_transfer();
   pull();
 }
 
 void Node::finish_transfer() {
   const uint64_t seqno = joiner_->applied();
-  const auto high = joiner_->sender_high();
+  if (!transfer_done(seqno, joiner_->sender_high())) {
+    const gcs::ViewInfo& v = *group_.member().durable().last_primary;
+    spdlog::info("state transfer: at seqno {}, but the group moved on to seqno {} meanwhile", seqno,
+                 v.base);
+    std::vector<gcs::NodeId> donors;
+    for (const auto& m : v.members)
+      if (m != node_uuid_ && !v.learner(m)) donors.push_back(m);
+    joiner_->set_target(v.base, std::move(donors));
+    return pull();
+  }
   spdlog::info("state transfer done: this node holds the group's state up to seqno {}", seqno);
   joiner_.reset();
   ++link_epoch_;
-  transfer_done(seqno, high);
 }
 
 // A node behind the group refuses what needs the group's state; one that caught up waits for

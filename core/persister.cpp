@@ -17,6 +17,9 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
         TUTTI_INVARIANT(e.seqno == txn.meta().last_committed + 1,
                         "a transfer applies seqno {} after seqno {}", e.seqno,
                         txn.meta().last_committed);
+        // The log holds what was applied: whatever it held at this seqno was a tentative entry
+        // that the group replaced (kept by a joiner, which may not trust it).
+        txn.log_put(e.seqno, raw);
         Decision decision = certify_and_apply(txn, e.seqno, e.payload);
         certified.push_back(Certified{
             std::move(decision), with_hashes ? txn.meta().content_hash : storage::ContentHash{}});
@@ -32,6 +35,7 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
     }
     case TransferWrite::Kind::install:
       txn.install_staged(w.seqno, w.content_hash);
+      txn.log_drop_through(w.seqno);  // what it held up to there was not applied as such here
       if (!w.cert_hash.empty()) txn.meta_put(kMetaCertHash, w.cert_hash);
       break;
   }
@@ -43,7 +47,8 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
                                    const PersistBatch& batch, bool with_hashes,
                                    TransferWritten* transferred,
-                                   std::vector<Certified>* transfer_certified) {
+                                   std::vector<Certified>* transfer_certified,
+                                   std::optional<uint64_t>* last_committed) {
   std::vector<Certified> certified;
   const gcs::MemberReady& ready = batch.ready;
   if (batch.empty()) return certified;  // every change comes with meta
@@ -77,6 +82,7 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
     if (batch.directory) txn.meta_put(kMetaGcsPeers, *batch.directory);
     if (batch.transfer)
       *transferred = write_transfer(txn, *batch.transfer, *transfer_certified, with_hashes);
+    if (last_committed) *last_committed = txn.meta().last_committed;
   });
   return certified;
 }
@@ -87,7 +93,7 @@ PersistResult persist(storage::Store& store, const std::string& node_uuid, Persi
   const auto started = store.env().now();
   try {
     r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
-                              &r.transfer_certified);
+                              &r.transfer_certified, &r.last_committed);
     r.ok = true;
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     r.error = e.what();

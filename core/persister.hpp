@@ -30,8 +30,8 @@ inline constexpr std::string_view kMetaGcsPeers = "gcs_peers";
 inline constexpr std::string_view kMetaClusterName = "cluster_name";
 
 struct PersistBatch {
-  gcs::MemberReady ready;                // its sends and events wait for the outcome
-  std::optional<std::string> directory;  // the member directory to remember, encoded
+  gcs::MemberReady ready;                 // its sends and events wait for the outcome
+  std::optional<std::string> directory;   // the member directory to remember, encoded
   std::optional<TransferWrite> transfer;  // a joiner's state transfer, written after the rest
   bool empty() const { return !ready.meta && !directory && !transfer; }
 };
@@ -44,9 +44,10 @@ struct Certified {
 struct PersistResult {
   PersistBatch batch;
   bool ok = false;
-  std::string error;                 // why not, when not ok; nothing of the batch was written
-  std::vector<Certified> certified;  // one per delivery of the batch, in order
-  TransferWritten transferred;       // what the transfer write did
+  std::string error;                       // why not, when not ok; nothing of the batch was written
+  std::vector<Certified> certified;        // one per delivery of the batch, in order
+  std::optional<uint64_t> last_committed;  // the store's after the batch, when it wrote one
+  TransferWritten transferred;             // what the transfer write did
   std::vector<Certified> transfer_certified;  // one per write-set it applied, in order
   storage::Clock::duration write_time{};
 };
@@ -56,7 +57,8 @@ struct PersistResult {
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
                                    const PersistBatch& batch, bool with_hashes,
                                    TransferWritten* transferred = nullptr,
-                                   std::vector<Certified>* transfer_certified = nullptr);
+                                   std::vector<Certified>* transfer_certified = nullptr,
+                                   std::optional<uint64_t>* last_committed = nullptr);
 
 // Runs write_batch and fills in the result, catching its failure.
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,

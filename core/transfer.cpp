@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "core/applier.hpp"
 #include "core/admission.hpp"
+#include "core/applier.hpp"
 #include "core/persister.hpp"
 #include "core/uuid.hpp"
 #include "gcs/wire.hpp"
@@ -18,11 +18,10 @@ double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-TransferProgress make_progress(std::string kind, std::string role, std::string peer,
-                               uint64_t done, uint64_t total, std::string unit,
-                               Clock::duration elapsed) {
-  TransferProgress p{std::move(kind), std::move(role), std::move(peer), done, total,
-                     std::move(unit), 0, 0};
+TransferProgress make_progress(std::string kind, std::string role, std::string peer, uint64_t done,
+                               uint64_t total, std::string unit, Clock::duration elapsed) {
+  TransferProgress p{
+      std::move(kind), std::move(role), std::move(peer), done, total, std::move(unit), 0, 0};
   const double s = seconds(elapsed);
   if (s > 0) p.rate = static_cast<double>(done) / s;
   if (p.rate > 0 && total > done) p.eta_s = static_cast<double>(total - done) / p.rate;
@@ -84,9 +83,9 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
   uint64_t session = pull.session;
   if (session == 0) {
     if (sessions_.size() >= kMaxSnapshotSessions)
-      return Response{id, error_reply(ErrorCode::busy,
-                                      fmt::format("this donor serves {} snapshots already",
-                                                  sessions_.size()))};
+      return Response{
+          id, error_reply(ErrorCode::busy,
+                          fmt::format("this donor serves {} snapshots already", sessions_.size()))};
     Session s;
     s.snap = store_.snapshot();
     s.header.seqno = s.snap->meta().last_committed;
@@ -98,8 +97,8 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
     s.joiner = req.joiner;
     s.started = now;
     session = s.header.session = next_session_++;
-    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)",
-                 s.header.seqno, req.joiner, static_cast<double>(s.header.total_bytes) / 1e6);
+    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)", s.header.seqno,
+                 req.joiner, static_cast<double>(s.header.total_bytes) / 1e6);
     sessions_.emplace(session, std::move(s));
   }
   auto it = sessions_.find(session);
@@ -112,17 +111,16 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
   SnapshotChunk out = s.header;
   out.cursor = pull.cursor;
   try {
-    out.items = s.snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1,
-                                                               kTransferChunkBytes));
+    out.items =
+        s.snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes));
   } catch (const storage::StorageError& e) {
     sessions_.erase(it);
     return Response{id, error_reply(ErrorCode::unavailable, e.what())};
   }
   for (const auto& i : out.items) s.sent_bytes += i.key.size() + i.value.size();
   if (out.cursor.done()) {
-    spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s",
-                 s.header.seqno, s.joiner, static_cast<double>(s.sent_bytes) / 1e6,
-                 seconds(now - s.started));
+    spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s", s.header.seqno,
+                 s.joiner, static_cast<double>(s.sent_bytes) / 1e6, seconds(now - s.started));
     sessions_.erase(it);
   }
   return Response{id, TransferReply{std::move(out)}};
@@ -146,15 +144,15 @@ void Donor::tick(Clock::time_point now) {
 }
 
 bool Donor::active(Clock::time_point now) const {
-  return !sessions_.empty() || (last_served_ != Clock::time_point{} &&
-                                now - last_served_ < std::chrono::seconds(2));
+  return !sessions_.empty() ||
+         (last_served_ != Clock::time_point{} && now - last_served_ < std::chrono::seconds(2));
 }
 
 TransferProgress Donor::progress(Clock::time_point now) const {
   if (!sessions_.empty()) {
     const Session& s = sessions_.begin()->second;
-    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes, s.header.total_bytes,
-                         "bytes", now - s.started);
+    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes, s.header.total_bytes, "bytes",
+                         now - s.started);
   }
   if (!active(now)) return {};
   return TransferProgress{last_kind_, "donor", last_joiner_, 0, 0, "write-sets", 0, 0};
@@ -163,8 +161,7 @@ TransferProgress Donor::progress(Clock::time_point now) const {
 // ---- joiner ----
 
 Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
-               std::map<gcs::NodeId, uint64_t> sender_high, Options options,
-               Clock::time_point now)
+               std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now)
     : history_(std::move(history)),
       self_name_(std::move(self_name)),
       o_(std::move(options)),
@@ -199,7 +196,10 @@ std::optional<gcs::NodeId> Joiner::choose_donor(Clock::time_point now) const {
 
 std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   if (in_flight_ && now - sent_at_ >= o_.timeout)
-    fail_donor(fmt::format("no answer in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(o_.timeout).count()), now);
+    fail_donor(
+        fmt::format("no answer in {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(o_.timeout).count()),
+        now);
   if (in_flight_ || !pending_.empty() || !target_known_ || now < retry_at_) return std::nullopt;
   if (mode_ == Mode::incremental && next_from_ > target_) return std::nullopt;
   if (!donor_) {
@@ -239,9 +239,8 @@ void Joiner::on_reply(uint64_t number, const std::optional<Response>& reply,
 
 void Joiner::on_log(const LogChunk& c, Clock::time_point now) {
   if (!c.covered) {
-    spdlog::info(
-        "state transfer: '{}' no longer holds write-set {} in its log: a snapshot instead",
-        donor_name(), next_from_);
+    spdlog::info("state transfer: '{}' no longer holds write-set {} in its log: a snapshot instead",
+                 donor_name(), next_from_);
     return start_snapshot(now);
   }
   if (c.entries.empty()) {  // the donor is not that far yet: ask again shortly
@@ -295,7 +294,8 @@ std::optional<TransferWrite> Joiner::take_write() {
   if (writing_ || pending_.empty()) return std::nullopt;
   TransferWrite w = std::move(pending_.front());
   pending_.pop_front();
-  if (w.kind == TransferWrite::Kind::stage) w.staged_hash = w.reset ? storage::ContentHash{} : staged_;
+  if (w.kind == TransferWrite::Kind::stage)
+    w.staged_hash = w.reset ? storage::ContentHash{} : staged_;
   if (w.kind == TransferWrite::Kind::install && !(staged_ == w.content_hash)) {
     // What reached the disk is not the donor's state at the snapshot's seqno: never install it.
     spdlog::error(
@@ -402,7 +402,8 @@ std::string Joiner::progress_line(Clock::time_point now) {
   const TransferProgress p = progress(now);
   std::string line = fmt::format("state transfer ({}{}): {}", p.kind,
                                  p.peer.empty() ? "" : " from '" + p.peer + "'", progress_text(p));
-  if (!donor_ && !last_failure_.empty()) line += "; waiting for a donor (last: " + last_failure_ + ")";
+  if (!donor_ && !last_failure_.empty())
+    line += "; waiting for a donor (last: " + last_failure_ + ")";
   return line;
 }
 

@@ -44,7 +44,7 @@ inline constexpr std::chrono::milliseconds kProgressEvery{5000};
 // install of a whole staged snapshot.
 struct TransferWrite {
   enum class Kind { apply, stage, install } kind = Kind::apply;
-  std::vector<std::string> entries;  // apply: encoded gcs log entries, seqnos in order
+  std::vector<std::string> entries;       // apply: encoded gcs log entries, seqnos in order
   std::vector<storage::TableItem> items;  // stage
   bool reset = false;                     // stage: first chunk of a snapshot: empty the stage
   storage::ContentHash staged_hash;       // stage: of what is staged before this write
@@ -166,7 +166,7 @@ class Joiner {
   Clock::time_point sent_at_{};
   Clock::time_point retry_at_{};  // no pull before (a donor not yet at the range, say)
 
-  std::deque<TransferWrite> pending_;  // bounded: no pull while one waits
+  std::deque<TransferWrite> pending_;           // bounded: no pull while one waits
   std::optional<TransferWrite::Kind> writing_;  // on its way to disk
 
   uint64_t next_from_ = 0;  // incremental: the next seqno to pull

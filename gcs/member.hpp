@@ -71,7 +71,9 @@ class Member {
   void tick(Time now);
   // The application holds everything up to seqno (a state transfer): deliveries resume after it.
   // sender_high: the highest sender_seq delivered per sender up to seqno, from the donor.
-  void transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high);
+  // False when seqno falls short of the base of the primary view the member joined meanwhile:
+  // nothing changed, and the transfer goes on to that base (last_primary_base()).
+  bool transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sender_high);
   void leave();
   // The driver learnt of a peer (a link to it came up): heartbeats go to it from now on.
   void meet(const NodeId& peer);

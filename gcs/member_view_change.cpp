@@ -244,6 +244,12 @@ void Member::commit_view() {
   outbid_retries_ = 0;
   const bool joiner =
       std::find(inst.joiners.begin(), inst.joiners.end(), self_) != inst.joiners.end();
+  // A transfer that ended after this member's report reached the seqno it aimed at then, not
+  // necessarily this view's base: the member catches up again (tutti-sim seed 12).
+  if (inst.view.primary && joiner && !d_.needs_transfer) {
+    d_.needs_transfer = true;
+    meta_changed_ = true;
+  }
   if (inst.view.primary && !joiner) {
     for (uint64_t s = d_.delivered + 1; s <= inst.view.base; ++s) {
       auto it = d_.log.find(s);

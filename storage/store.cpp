@@ -173,6 +173,33 @@ void WriteTxn::log_truncate_from(uint64_t from) {
   }
 }
 
+void WriteTxn::log_put(uint64_t seqno, std::string_view bytes) {
+  const size_t s = seqno;
+  MDB_val k = seqno_key(s);
+  if (auto old = raw_get(txn_, dbis_.wscache, k)) meta_.log_bytes -= old->size();
+  MDB_val d = val(bytes);
+  check(mdb_put(txn_, dbis_.wscache, &k, &d, 0), "log put");
+  meta_.log_bytes += bytes.size();
+  if (meta_.log_first == 0 || seqno < meta_.log_first) meta_.log_first = seqno;
+  meta_.log_last = std::max(meta_.log_last, seqno);
+}
+
+void WriteTxn::log_drop_through(uint64_t seqno) {
+  Cursor cursor(txn_, dbis_.wscache);
+  MDB_val k, d;
+  for (bool more = cursor.get(&k, &d, MDB_FIRST); more; more = cursor.get(&k, &d, MDB_FIRST)) {
+    size_t s;
+    std::memcpy(&s, k.mv_data, sizeof s);
+    if (s > seqno) {
+      meta_.log_first = s;
+      return;
+    }
+    meta_.log_bytes -= d.mv_size;
+    cursor.del();
+  }
+  meta_.log_first = meta_.log_last = 0;
+}
+
 void WriteTxn::trim_log(uint64_t max_bytes) {
   if (meta_.log_bytes <= max_bytes) return;
   Cursor cursor(txn_, dbis_.wscache);

@@ -202,6 +202,10 @@ class WriteTxn : public ReadView {
   void log_append(uint64_t seqno, std::string_view bytes);
   // Drops log entries with seqno >= from (a tentative tail the group replaced).
   void log_truncate_from(uint64_t from);
+  // A state transfer's entries: put at seqno whatever the log held there (a tentative entry
+  // of an older view that the group replaced), and drop what a snapshot supersedes.
+  void log_put(uint64_t seqno, std::string_view bytes);
+  void log_drop_through(uint64_t seqno);
   void record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome);
   // Forgets the transaction records made at seqnos below `seqno`.
   void forget_txns_before(uint64_t seqno);

@@ -53,6 +53,37 @@ struct Cluster {
     wait_until([&] { return primary_size(0) == static_cast<int>(nodes.size()); }, "all joined");
   }
   std::string gcs_addr(size_t i) const { return "127.0.0.1:" + std::to_string(nodes[i].gcs_port); }
+  // A new node, n<N+1>, joining through the first one; wrapper: runs it under that command.
+  size_t add(const std::vector<std::string>& extra = {}, std::vector<std::string> wrapper = {}) {
+    NodeProcess p;
+    p.name = "n" + std::to_string(nodes.size() + 1);
+    p.data_dir = dir / p.name;
+    p.client_port = free_port();
+    p.gcs_port = free_port();
+    p.wrapper = std::move(wrapper);
+    std::vector<std::string> flags{"--peers", gcs_addr(0)};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    p.start(flags);
+    nodes.push_back(std::move(p));
+    return nodes.size() - 1;
+  }
+  // Commits count values of bytes each through node i, pipelined: bulk data for transfers.
+  void load(size_t i, int count, size_t bytes, const std::string& prefix = "bulk/") {
+    core::Client client(std::chrono::seconds(30));
+    client.connect(core::parse_host_port(nodes[i].client_addr()));
+    int sent = 0, answered = 0;
+    while (answered < count) {
+      while (sent < count && sent - answered < 16) {
+        const std::string key = prefix + std::to_string(sent++);
+        client.send(core::Request{
+            0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(bytes, 'x')}}}});
+      }
+      auto r = client.receive();
+      ++answered;
+      auto* c = std::get_if<core::CommitReply>(&r.body);
+      REQUIRE((c && c->committed));
+    }
+  }
   CliResult cli(size_t i, std::vector<std::string> args) {
     args.insert(args.begin(), {TUTTI_BIN, "--timeout", "5", "--node", nodes[i].client_addr()});
     return run(args);
@@ -75,6 +106,13 @@ struct Cluster {
   json members(size_t i) {
     auto r = run({GCS_TOOL_BIN, "--node", nodes[i].client_addr(), "members", "--json"});
     return r.code == 0 ? json::parse(r.out) : json{};
+  }
+  std::string state(size_t i) {
+    auto s = status(i);
+    return s.empty() ? "" : s["state"].get<std::string>();
+  }
+  bool log_has(size_t i, const std::string& text) {
+    return nodes[i].log_text().find(text) != std::string::npos;
   }
   // The size of node i's view when it is primary and its node is synced, else 0.
   int primary_size(size_t i) {

@@ -86,7 +86,9 @@ TEST_CASE("whole nodes: seeds that once broke a guarantee stay fixed") {
   };
   for (const Pinned& p : {
            Pinned{6, 5,
-                  "a state transfer ended while a batch from before it was on its way to disk"},
+                  "a state transfer ended while a batch from before it was on its way to disk; "
+                  "later, a donor served a tentative log entry it had kept below what it got "
+                  "by transfer"},
            Pinned{92, 5,
                   "three members that had only persisted an install formed a primary beside "
                   "the one that went on (joint majority of LP's predecessor)"},
@@ -95,6 +97,12 @@ TEST_CASE("whole nodes: seeds that once broke a guarantee stay fixed") {
            Pinned{45113, 5, "(the same)"},
            Pinned{46017, 6, "(the same)"},
            Pinned{47120, 7, "(the same)"},
+           Pinned{12, 5,
+                  "a transfer that ended after its member's report fell short of the view's "
+                  "base (the member entered the view behind it)"},
+           Pinned{194, 5,
+                  "a transfer finished for one view while its member had joined a later one, "
+                  "further on"},
            Pinned{29, 5,
                   "a restarted member's deliveries at its first view change, labelled with no "
                   "view, counted against a view that committed late (a checker bug)"},

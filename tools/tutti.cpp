@@ -322,8 +322,8 @@ int cmd_status(const Options& o) {
               << "\n";
     if (!s.waiting_for.empty()) std::cout << "waiting for:    " << s.waiting_for << "\n";
     if (const auto& t = s.transfer; !t.kind.empty())
-      std::cout << "transfer:       " << t.kind << (t.role == "joiner" ? " from " : " to ") << t.peer
-                << ": " << t.done << " of " << t.total << " " << t.unit
+      std::cout << "transfer:       " << t.kind << (t.role == "joiner" ? " from " : " to ")
+                << t.peer << ": " << t.done << " of " << t.total << " " << t.unit
                 << fmt::format(", {:.0f} {}/s, about {:.0f} s left", t.rate, t.unit, t.eta_s)
                 << "\n";
   }

@@ -1,6 +1,7 @@
 #include "sim/node_sim.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -38,7 +39,9 @@ struct InvariantBroken {
 NodeCluster::NodeCluster(const NodeSimOptions& o) : o_(o), rng_(o.seed) {
   // The nodes log as tuttid does; thousands of view changes are not worth printing here.
   old_log_level_ = spdlog::get_level();
-  spdlog::set_level(spdlog::level::off);
+  // TUTTI_SIM_LOG=1: the nodes' own log lines, each with its node and the simulated time.
+  log_nodes_ = std::getenv("TUTTI_SIM_LOG") != nullptr;
+  spdlog::set_level(log_nodes_ ? spdlog::level::info : spdlog::level::off);
   set_invariant_handler(invariant_to_violation);
   clients_.resize(o_.clients);
   for (int i = 0; i < o_.clients; ++i) clients_[i].index = i;
@@ -77,6 +80,8 @@ void NodeCluster::add_node(const NodeId& id, std::vector<NodeId> seeds, bool boo
   n.id = id;
   n.dir = dir_ / id;
   n.seeds = std::move(seeds);
+  n.log_bytes = rand(1, 64) << 10;
+  n.chunk_bytes = static_cast<uint32_t>(rand(1, 16) << 8);
   network_.set_side(id, 0);
   trace(id, "\"event\":\"join\"", "new node");
   if (!start(n)) throw SimViolation(id + " could not start on a fresh data dir");
@@ -98,6 +103,9 @@ bool NodeCluster::start(SimNode& n) {
     // file either way, so the OS's fsync would check nothing here and only cost time.
     so.durability = storage::Durability::memory;
     so.initial_map_bytes = 8u << 20;
+    // A log this small is trimmed within a few dozen write-sets: joiners catch up now by
+    // incremental transfer, now by snapshot.
+    so.wscache_bytes = n.log_bytes;
     so.env = &n.env;
     n.store = storage::Store::open(so);
     if (n.store->read()->meta().node_uuid.empty())
@@ -117,16 +125,22 @@ bool NodeCluster::start(SimNode& n) {
   n.group = std::make_unique<gcs::Group>(std::move(member), n);
   const uint64_t incarnation = n.incarnation;
   SimNode* self = &n;
+  core::NodeLimits limits;
+  limits.transfer_chunk_bytes = n.chunk_bytes;  // small: transfers take many pulls
   n.persister.cluster = this;
   n.persister.node = &n;
   n.persister.job.reset();
   n.node = std::make_unique<core::Node>(
-      n.id, *n.store, *n.group, core::NodeLimits{},
+      n.id, *n.store, *n.group, limits,
       [=, this] {
         schedule(Event{Event::flush, now_, 0, self->id, "", incarnation});
       },
       nullptr, &n.persister);
   n.node->set_observer(&n);
+  n.node->set_transfer_link([this, self](const NodeId& donor, core::Request request,
+                                         std::function<void(std::optional<core::Response>)> done) {
+    send_pull(*self, donor, std::move(request), std::move(done));
+  });
   trace(n.id, "\"event\":\"restart\"", fmt::format("start at seqno {}", n.applied_top));
   return true;
 }
@@ -156,6 +170,7 @@ void NodeCluster::crash(SimNode& n) {
   n.store.reset();
   n.up = false;
   n.held.clear();
+  n.pulls.clear();
   network_.cut(n.id);
   trace(n.id, "\"event\":\"crash\"", "crash");
 }
@@ -175,9 +190,10 @@ void NodeCluster::handle(const Event& e) {
     schedule(Event{Event::tick, now_ + kStep, 0, e.node});
     if (!n.up || n.paused) return;
   }
-  if (e.kind == Event::message && !network_.arrives(e.from, e.node, e.epoch)) return;
-  if ((e.kind == Event::flush || e.kind == Event::client_request || e.kind == Event::persisted ||
-       e.kind == Event::transfer) &&
+  if ((e.kind == Event::message || e.kind == Event::transfer || e.kind == Event::transfer_reply) &&
+      !network_.arrives(e.from, e.node, e.epoch))
+    return;
+  if ((e.kind == Event::flush || e.kind == Event::client_request || e.kind == Event::persisted) &&
       e.epoch != n.incarnation)
     return;
   if (!n.up) return;  // lost with the node
@@ -189,6 +205,8 @@ void NodeCluster::handle(const Event& e) {
 // thread, not its loop: see submit_persist.)
 void NodeCluster::at_node(SimNode& n, const Event& e) {
   n.env.advance_to(clock(now_));
+  if (log_nodes_) spdlog::set_pattern(fmt::format("t={} [{}] %v", now_, n.id));
+  at_ = n.id;
   switch (e.kind) {
     case Event::message:
       n.group->member().receive(*e.msg, now_);
@@ -196,6 +214,7 @@ void NodeCluster::at_node(SimNode& n, const Event& e) {
       break;
     case Event::tick:
       n.group->member().tick(now_);
+      n.node->tick();
       n.node->group_changed();
       break;
     case Event::flush:
@@ -214,7 +233,14 @@ void NodeCluster::at_node(SimNode& n, const Event& e) {
       break;
     }
     case Event::transfer:
-      do_transfer(n);
+      serve_pull(n, e);
+      break;
+    case Event::transfer_reply:
+      if (auto it = n.pulls.find(e.op); it != n.pulls.end()) {
+        auto done = std::move(it->second);
+        n.pulls.erase(it);
+        done(*e.response);
+      }
       break;
     case Event::persisted:
       finish_persist(n);
@@ -372,46 +398,28 @@ void NodeCluster::heal_all() {
   recoveries();
 }
 
-// The state transfer, simulated until the real one exists: the joiner applies the history up to
-// the view's base from the simulation's record of it, as it would from a donor's log.
-void NodeCluster::do_transfer(SimNode& n) {
-  auto& member = n.group->member();
-  if (!member.durable().needs_transfer || !member.durable().last_primary) return;
-  const uint64_t base = member.durable().last_primary->base;
-  // At a random moment: a fixed one can fall, every time, in the same phase of the node's
-  // heartbeat and its batch (seed 43044 did).
-  auto retry = [&] {
-    schedule(Event{Event::transfer, now_ + rand(5, 100), 0, n.id, "", n.incarnation});
-  };
-  if (n.applied_top > base)
-    throw SimViolation(fmt::format("{} needs a transfer to seqno {} but applied seqno {}", n.id,
-                                   base, n.applied_top));
-  if (static_cast<uint64_t>(std::distance(history_.begin(), history_.upper_bound(base))) != base)
-    return retry();  // not delivered anywhere yet
-  // A batch on its way to disk was assembled before the transfer: it must land first, or its
-  // state (from before the transfer) would overwrite the transfer's. (Seed 6 found this.)
-  if (!n.node->idle_for_transfer()) return retry();
-  std::map<NodeId, uint64_t> high;
-  for (auto it = history_.begin(); it != history_.end() && it->first <= base; ++it) {
-    uint64_t& h = high[it->second.origin];
-    h = std::max(h, it->second.sender_seq);
-  }
-  try {
-    n.store->write([&](storage::WriteTxn& txn) {
-      for (uint64_t s = txn.meta().last_committed + 1; s <= base; ++s)
-        core::certify_and_apply(txn, s, history_.at(s).payload);
-    });
-  } catch (const storage::StorageError&) {
-    return retry();  // its disk fails: later
-  }
-  if (n.store->read()->meta().content_hash.hex() != history_.at(base).hash && base > 0)
-    throw SimViolation(fmt::format("{}: the state transferred to seqno {} hashes {}, not {}", n.id,
-                                   base, n.store->read()->meta().content_hash.hex(),
-                                   history_.at(base).hash));
-  n.applied_top = base;
-  trace(n.id, fmt::format("\"event\":\"transfer\",\"seqno\":{}", base),
-        fmt::format("transfer to {}", base));
-  n.node->transfer_done(base, high);
+// A joiner's pull goes over the simulated network like any message: lost with a partition, a
+// broken link or a crash (the joiner then times out and turns to another donor).
+void NodeCluster::send_pull(SimNode& joiner, const NodeId& donor, core::Request request,
+                            std::function<void(std::optional<core::Response>)> done) {
+  const uint64_t number = joiner.next_pull++;
+  joiner.pulls[number] = std::move(done);
+  auto route = network_.route(joiner.id, donor, now_);
+  if (!route || !nodes_.count(donor)) return;
+  schedule(Event{Event::transfer, route->arrival, 0, donor, joiner.id, route->epoch, nullptr, -1,
+                 number, std::make_shared<const core::Request>(std::move(request))});
+}
+
+void NodeCluster::serve_pull(SimNode& donor, const Event& e) {
+  const NodeId joiner = e.from;
+  const NodeId from = donor.id;
+  const uint64_t number = e.op;
+  donor.node->handle(*e.request, [=, this](core::Response r) {
+    auto route = network_.route(from, joiner, now_);
+    if (!route) return;
+    schedule(Event{Event::transfer_reply, route->arrival, 0, joiner, from, route->epoch, nullptr,
+                   -1, number, nullptr, std::make_shared<const core::Response>(std::move(r))});
+  });
 }
 
 // Why the live nodes are not yet one primary view with everything applied and every client
@@ -485,7 +493,7 @@ NodeSimResult NodeCluster::run() {
     result_.violation = v.what();
   } catch (const InvariantBroken& b) {
     result_.ok = false;
-    result_.violation = "a node's invariant broke: " + b.message;
+    result_.violation = fmt::format("{}'s invariant broke: {}", at_, b.message);
   }
   if (!result_.ok) {
     result_.recent.assign(recent_.begin(), recent_.end());

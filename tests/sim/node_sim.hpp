@@ -44,6 +44,8 @@ struct NodeSimResult {
   uint64_t commits = 0, conflicts = 0, rejected = 0;
   uint64_t acked = 0;  // commits acknowledged to clients
   uint64_t view_changes = 0;
+  uint64_t transferred = 0;  // write-sets applied by incremental transfers
+  uint64_t snapshots = 0;    // snapshot transfers installed
   Time settled_after = 0;
 };
 
@@ -60,7 +62,17 @@ class NodeCluster {
  private:
   struct SimNode;
   struct Event {
-    enum Kind { message, tick, flush, client_request, client_reply, transfer, persisted } kind;
+    // transfer: a joiner's pull arrives at its donor; transfer_reply: the answer at the joiner.
+    enum Kind {
+      message,
+      tick,
+      flush,
+      client_request,
+      client_reply,
+      transfer,
+      transfer_reply,
+      persisted
+    } kind;
     Time t = 0;
     uint64_t order = 0;
     NodeId node;         // the node it happens at (reply: the node that answered)
@@ -99,16 +111,25 @@ class NodeCluster {
     test::FaultEnv env;
     std::unique_ptr<storage::Store> store;
     SimPersister persister;
-    Time disk_latency = 0;  // a slow disk: each batch takes this long more
+    Time disk_latency = 0;     // a slow disk: each batch takes this long more
+    uint64_t log_bytes = 0;    // its write-set log's bound
+    uint32_t chunk_bytes = 0;  // what it asks a donor for in one pull
     std::unique_ptr<gcs::Group> group;
     std::unique_ptr<core::Node> node;
     std::vector<NodeId> seeds;
     std::deque<Event> held;  // arrived while paused
+    // The joiner's pulls awaiting an answer, by number (numbers never repeat, so an answer to a
+    // pull of an earlier incarnation finds nothing).
+    std::map<uint64_t, std::function<void(std::optional<core::Response>)>> pulls;
+    uint64_t next_pull = 1;
     uint64_t applied_top = 0;
     gcs::ViewKey in_view;  // deliveries happen in the view of the last view event
     void send(const NodeId& to, const gcs::Message& m) override { cluster->send(id, to, m); }
     void applied(const core::Applied& a) override { cluster->on_applied(*this, a); }
     void view_installed(const gcs::ViewEvent& v) override { cluster->on_view(*this, v); }
+    void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash) override {
+      cluster->on_snapshot(*this, seqno, hash);
+    }
   };
   struct Client {
     int index = 0;
@@ -144,7 +165,9 @@ class NodeCluster {
   void recoveries();
   void heal_all();
   std::vector<SimNode*> up_nodes();
-  void do_transfer(SimNode& n);
+  void send_pull(SimNode& joiner, const NodeId& donor, core::Request request,
+                 std::function<void(std::optional<core::Response>)> done);
+  void serve_pull(SimNode& donor, const Event& e);
   void submit_persist(SimNode& n, SimPersister::Job job);
   void finish_persist(SimNode& n);
   std::string settled_problem();
@@ -162,6 +185,7 @@ class NodeCluster {
   // node_sim_check.cpp: every guarantee, at every event
   void on_applied(SimNode& n, const core::Applied& a);
   void on_view(SimNode& n, const gcs::ViewEvent& v);
+  void on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash);
   void check_crash(SimNode& n);
   void check_acked(const std::string& txn, uint64_t seqno, bool committed, const NodeId& at);
   void final_checks();
@@ -179,6 +203,8 @@ class NodeCluster {
   int next_node_ = 1;
   bool faults_on_ = true;
   int old_log_level_ = 0;
+  bool log_nodes_ = false;
+  NodeId at_;  // the node the current event is at
 
   // checker state
   std::map<uint64_t, Record> history_;

@@ -60,7 +60,11 @@ void NodeCluster::on_applied(SimNode& n, const core::Applied& a) {
                       dec.duplicate ? ",\"duplicate\":true" : ""),
           fmt::format("apply seqno {} {} {}", d.seqno, dec.txn_id, outcome));
   n.applied_top = d.seqno;
-  views_.delivered(n.in_view, d.seqno, d.at_view_change);
+  if (a.by_transfer) {
+    ++result_.transferred;
+  } else {
+    views_.delivered(n.in_view, d.seqno, d.at_view_change);
+  }
 }
 
 void NodeCluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
@@ -69,11 +73,29 @@ void NodeCluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
   trace(n.id, view_json(v), view_text(v));
   if (!v.view.primary) return;
   views_.primary_installed(v);
-  if (v.self_needs_transfer)
-    schedule(Event{Event::transfer, now_ + rand(20, 200), 0, n.id, "", n.incarnation});
-  else if (n.applied_top != v.view.base)
+  if (!v.self_needs_transfer && n.applied_top != v.view.base)
     throw SimViolation(fmt::format("{} enters primary view {} at seqno {} but its base is {}", n.id,
                                    gcs::to_string(v.view.id), n.applied_top, v.view.base));
+}
+
+// A snapshot transfer is the donor's state at its seqno: the same content as every node had
+// after that seqno.
+void NodeCluster::on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash) {
+  if (seqno < n.applied_top)
+    throw SimViolation(fmt::format("{} installed a snapshot at seqno {} below its seqno {}", n.id,
+                                   seqno, n.applied_top));
+  auto rec = history_.find(seqno);
+  if (seqno > 0 && (rec == history_.end() || rec->second.hash != hash.hex()))
+    throw SimViolation(fmt::format("{}: the snapshot at seqno {} hashes {}, not {}", n.id, seqno,
+                                   hash.hex(),
+                                   rec == history_.end() ? "(never applied)" : rec->second.hash));
+  if (n.store->read()->meta().content_hash != hash)
+    throw SimViolation(
+        fmt::format("{}: the store holds another content than the snapshot at {}", n.id, seqno));
+  trace(n.id, fmt::format("\"event\":\"snapshot\",\"seqno\":{}", seqno),
+        fmt::format("snapshot installed at seqno {}", seqno));
+  n.applied_top = seqno;
+  ++result_.snapshots;
 }
 
 // What a node's disk holds when it crashes: everything stable in its last committed primary

@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
     }
     base.trace = &trace;
   }
-  uint64_t commits = 0, conflicts = 0, view_changes = 0, violations = 0;
+  uint64_t commits = 0, conflicts = 0, view_changes = 0, violations = 0, transferred = 0,
+           snapshots = 0;
   for (int i = 0; i < runs; ++i) {
     NodeSimOptions o = base;
     o.seed = seed + i;
@@ -66,9 +67,12 @@ int main(int argc, char** argv) {
     commits += r.commits;
     conflicts += r.conflicts;
     view_changes += r.view_changes;
+    transferred += r.transferred;
+    snapshots += r.snapshots;
     std::cout << "run seed=" << o.seed << " nodes=" << o.nodes << " seqnos=" << r.seqnos
               << " commits=" << r.commits << " conflicts=" << r.conflicts << " acked=" << r.acked
-              << " view_changes=" << r.view_changes << " settled_ms=" << r.settled_after
+              << " view_changes=" << r.view_changes << " transferred=" << r.transferred
+              << " snapshots=" << r.snapshots << " settled_ms=" << r.settled_after
               << (r.ok ? " ok" : " VIOLATION") << "\n";
     if (!r.ok) {
       ++violations;
@@ -78,6 +82,7 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "summary: runs=" << runs << " violations=" << violations << " commits=" << commits
-            << " conflicts=" << conflicts << " view_changes=" << view_changes << "\n";
+            << " conflicts=" << conflicts << " view_changes=" << view_changes
+            << " transferred=" << transferred << " snapshots=" << snapshots << "\n";
   return violations ? 1 : 0;
 }

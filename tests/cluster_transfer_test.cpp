@@ -1,0 +1,141 @@
+// State transfer between real tuttid processes: a new node joins a running cluster by snapshot,
+// a node that was down comes back by incremental transfer, a donor or a joiner dies mid-way, and
+// every node is killed at once; each ends with every node holding the same content.
+#include "cluster.hpp"
+
+namespace {
+
+// The log a snapshot is needed past: 1 MiB of write-sets.
+const std::vector<std::string> kSmallLog{"--wscache-size", "1"};
+
+// Every sync of the process waits this long: a joiner whose transfer takes seconds.
+std::vector<std::string> slow_disk(int ms) {
+  return {"/usr/bin/env", std::string("LD_PRELOAD=") + SLOW_SYNC_LIB,
+          "TUTTI_TEST_SYNC_DELAY_MS=" + std::to_string(ms),
+          "ASAN_OPTIONS=verify_asan_link_order=0"};
+}
+
+void start_writers(Cluster& c, Writer& w, std::vector<std::thread>& threads,
+                   const std::vector<size_t>& through) {
+  for (size_t i : through)
+    threads.emplace_back([&, i] {
+      w.run(core::parse_host_port(c.nodes[i].client_addr()), "w" + std::to_string(i) + "/");
+    });
+}
+
+}  // namespace
+
+TEST_CASE("transfer: an empty node joins a running cluster by snapshot while writes go on") {
+  Cluster c(3, kSmallLog);
+  c.load(0, 200, 64 << 10);  // 12.5 MiB: far past the 1 MiB log
+  Writer w;
+  std::vector<std::thread> threads;
+  StopAndJoin join{w, threads};
+  start_writers(c, w, threads, {0, 1});
+  c.wait_until([&] { return w.count() > 500; }, "writes flowing");
+  const size_t j = c.add(kSmallLog);
+  c.wait_until([&] { return c.primary_size(j) == 4 && c.state(j) == "SYNCED"; },
+               "n4 SYNCED in a primary view of 4", std::chrono::seconds(60));
+  const size_t at_sync = w.count();
+  c.wait_until([&] { return w.count() > at_sync + 200; }, "writes after the join");
+  w.stop = true;
+  for (auto& t : threads) t.join();
+  CHECK(c.log_has(j, "streams a snapshot"));
+  CHECK(c.log_has(j, "installed"));
+  CHECK(c.log_has(j, "state transfer done"));
+  // It counted for nothing until it caught up, and says so in gcs-tool.
+  auto m = c.members(0);
+  bool listed = false;
+  for (auto& e : m["members"])
+    if (e["name"] == "n4") listed = e["state"] == "SYNCED";
+  CHECK(listed);
+  CHECK(w.surprises == 0);
+  check_converged(c, {0, 1, 2, j});
+  check_acked_present(c, j, w);
+  CHECK(c.cli(j, {"get", "bulk/199"}).code == 0);
+}
+
+TEST_CASE("transfer: a node that missed 1,000 writes comes back by incremental transfer") {
+  Cluster c(3);
+  c.nodes[2].process.kill9();
+  c.wait_until([&] { return c.primary_size(0) == 2; }, "n1 and n2 go on");
+  c.load(0, 1000, 100, "missed/");
+  c.nodes[2].start();
+  c.wait_until([&] { return c.primary_size(2) == 3 && c.state(2) == "SYNCED"; },
+               "n3 back and SYNCED", std::chrono::seconds(30));
+  CHECK(c.log_has(2, "from its log"));
+  CHECK(!c.log_has(2, "streams a snapshot"));
+  check_converged(c, {0, 1, 2});
+  CHECK(c.cli(2, {"get", "--local", "missed/999"}).out == std::string(100, 'x') + "\n");
+}
+
+TEST_CASE("transfer: the donor is killed mid-transfer - the joiner turns to another") {
+  Cluster c(3, kSmallLog);
+  c.load(0, 400, 64 << 10);  // 25 MiB
+  // A slow disk makes the joiner's transfer take seconds: each staged chunk waits for it.
+  const size_t j = c.add(kSmallLog, slow_disk(150));
+  c.wait_until([&] { return c.log_has(j, "streams a snapshot"); }, "the snapshot under way",
+               std::chrono::seconds(30));
+  size_t donor = 0;
+  for (size_t i = 0; i < 3; ++i)
+    if (c.log_has(i, "donor: snapshot")) donor = i;
+  REQUIRE(c.log_has(donor, "donor: snapshot"));
+  c.nodes[donor].process.kill9();
+  std::vector<size_t> rest;
+  for (size_t i = 0; i < 3; ++i)
+    if (i != donor) rest.push_back(i);
+  c.wait_until([&] { return c.state(j) == "SYNCED"; }, "the joiner SYNCED through another donor",
+               std::chrono::seconds(90));
+  CHECK(c.log_has(j, "failed"));
+  rest.push_back(j);
+  check_converged(c, rest);
+  CHECK(c.cli(j, {"get", "--local", "bulk/399"}).code == 0);
+}
+
+TEST_CASE(
+    "transfer: the joiner is killed mid-transfer - the cluster never notices, it starts "
+    "again") {
+  Cluster c(3, kSmallLog);
+  c.load(0, 400, 64 << 10);
+  const size_t j = c.add(kSmallLog, slow_disk(150));
+  c.wait_until([&] { return c.log_has(j, "streams a snapshot"); }, "the snapshot under way",
+               std::chrono::seconds(30));
+  c.nodes[j].process.kill9();
+  // A learner has no vote: the three that hold the state are still all of the voters.
+  CHECK(c.cli(1, {"put", "while-the-joiner-is-dead", "1"}).code == 0);
+  c.nodes[j].wrapper.clear();
+  c.nodes[j].start();
+  // A killed joiner serves nothing partial: until it has the whole snapshot it has its old
+  // (empty) state, and then the snapshot's.
+  auto local = c.cli(j, {"get", "--local", "bulk/0"});
+  CHECK((local.code == 0 || local.code == 1));
+  c.wait_until([&] { return c.primary_size(j) == 4 && c.state(j) == "SYNCED"; },
+               "the joiner SYNCED after its restart", std::chrono::seconds(60));
+  check_converged(c, {0, 1, 2, j});
+  CHECK(c.cli(j, {"get", "while-the-joiner-is-dead"}).out == "1\n");
+}
+
+TEST_CASE(
+    "transfer: kill -9 of every node - restarted with their usual flags they re-form the "
+    "primary by themselves and lose nothing acknowledged") {
+  Cluster c(3);
+  Writer w;
+  std::vector<std::thread> threads;
+  StopAndJoin join{w, threads};
+  start_writers(c, w, threads, {0, 1, 2});
+  c.wait_until([&] { return w.count() > 1000; }, "writes flowing");
+  for (auto& n : c.nodes) n.process.kill9();
+  w.stop = true;
+  for (auto& t : threads) t.join();
+  for (auto& n : c.nodes) n.start();
+  // Members that were behind catch up by transfer, then get their vote: all SYNCED.
+  c.wait_until(
+      [&] {
+        for (size_t i = 0; i < 3; ++i)
+          if (c.primary_size(i) != 3 || c.state(i) != "SYNCED") return false;
+        return true;
+      },
+      "one primary of all three again, all SYNCED", std::chrono::seconds(30));
+  check_converged(c, {0, 1, 2});
+  for (size_t i = 0; i < 3; ++i) check_acked_present(c, i, w);
+}
