@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/address.hpp"
+#include "core/client.hpp"
 #include "core/uuid.hpp"
 #include "gcs/wire.hpp"
 
@@ -63,6 +64,77 @@ void check_identity(storage::Store& store, const NodeConfig& f) {
     t.meta_put(kMetaClusterName, f.cluster_name);
   });
   spdlog::info("new data dir {}: node uuid {}", f.data_dir, uuid_text(node));
+}
+
+Recovery recover(const storage::Store& store) {
+  const gcs::Durable d = load_durable(store);
+  Recovery r;
+  r.history_uuid = d.history.empty() ? "" : uuid_text(d.history);
+  r.last_committed = store.read()->meta().last_committed;
+  r.last_primary = d.last_primary;
+  r.last_primary_committed =
+      d.last_primary && d.last_committed && d.last_committed->id == d.last_primary->id;
+  if (d.history.empty()) {
+    r.why =
+        "this data dir belongs to no history yet: start it with --bootstrap (a new cluster) "
+        "or --peers (to join one)";
+  } else if (!d.last_primary) {
+    r.why = "this node never was in a primary component: it holds nothing to bootstrap from";
+  } else if (d.needs_transfer) {
+    r.why = "this node was catching up by state transfer: its state is behind its last view";
+  } else {
+    std::vector<gcs::NodeId> others;
+    for (const auto& m : d.last_primary->members)
+      if (m != store.read()->meta().node_uuid && !d.last_primary->learner(m)) others.push_back(m);
+    r.safe_to_bootstrap = others.empty() && r.last_primary_committed;
+    r.why = r.safe_to_bootstrap
+                ? "this node was the only voting member of its last primary view: no other "
+                  "member can hold a later commit"
+                : fmt::format(
+                      "{} other voting member(s) of its last primary view may hold later commits: "
+                      "start every member with its usual command line and they re-form the primary "
+                      "component by themselves, from the most advanced; bootstrap this one "
+                      "(--bootstrap --force) only if the others are lost for good",
+                      others.size());
+  }
+  return r;
+}
+
+// The members this data dir remembers, asked for their state: one that holds the history's
+// primary or commits this node lacks must not be cut off by a bootstrap here.
+void check_force_bootstrap(const storage::Store& store, const NodeConfig& f) {
+  const auto meta = store.read()->meta();
+  if (!f.bootstrap || !f.force || meta.history_uuid.empty()) return;
+  const std::string history = uuid_text(meta.history_uuid);
+  for (const auto& peer : remembered_peers(store)) {
+    if (peer.uuid == meta.node_uuid || peer.client_addr.empty()) continue;
+    StatusReply s;
+    try {
+      Client client(std::chrono::seconds(1));
+      client.connect(parse_host_port(peer.client_addr));
+      auto reply = client.call(Request{0, StatusRequest{}});
+      auto* st = std::get_if<StatusReply>(&reply.body);
+      if (!st) continue;
+      s = *st;
+    } catch (const std::exception&) {
+      continue;  // unreachable: it cannot be asked, and holds nothing up
+    }
+    if (s.history_uuid != history) continue;
+    if (s.primary)
+      throw std::runtime_error(fmt::format(
+          "--bootstrap --force refused: member '{}' ({}) of this history is running in a primary "
+          "component (at seqno {}, this node at {}): start this node without --bootstrap and it "
+          "rejoins it",
+          s.name, peer.client_addr, s.last_committed, meta.last_committed));
+    if (s.last_committed > meta.last_committed && !f.discard_newer_commits)
+      throw std::runtime_error(fmt::format(
+          "--bootstrap --force refused: member '{}' ({}) of this history holds commits up to "
+          "seqno {}, this node only up to {}: bootstrapping here would lose {} commits. Start "
+          "every member without --bootstrap and they re-form the primary by themselves; if you "
+          "mean to lose those commits, add --discard-newer-commits",
+          s.name, peer.client_addr, s.last_committed, meta.last_committed,
+          s.last_committed - meta.last_committed));
+  }
 }
 
 int Daemon::run() {

@@ -24,6 +24,9 @@ struct NodeConfig {
   std::string cluster_name = "tutti";
   bool bootstrap = false;
   bool force = false;
+  // With --bootstrap --force: form the primary even though a reachable member of the history
+  // holds commits this node lacks (they are lost).
+  bool discard_newer_commits = false;
   std::string durability = "fsync";
   std::vector<std::string> donors;  // names of the members to ask first for a state transfer
   NodeLimits limits;
@@ -37,6 +40,23 @@ struct NodeConfig {
 // name it was first started with, and one that belongs to a history is bootstrapped again only
 // with --force. Throws std::runtime_error with the operator's message.
 void check_identity(storage::Store& store, const NodeConfig& f);
+
+// What a data dir says about its node's place in its history, read without changing anything
+// (tuttid --recover).
+struct Recovery {
+  std::string history_uuid;  // empty: none yet
+  uint64_t last_committed = 0;
+  std::optional<gcs::ViewInfo> last_primary;
+  bool last_primary_committed = false;  // this node saw that view commit
+  bool safe_to_bootstrap = false;
+  std::string why;  // of safe_to_bootstrap, in words
+};
+Recovery recover(const storage::Store& store);
+
+// --bootstrap --force on a data dir of a history: refused while a member of that history that this
+// node remembers is reachable and in a primary component, or holds commits this node lacks (unless
+// f.discard_newer_commits). Throws std::runtime_error with the operator's message.
+void check_force_bootstrap(const storage::Store& store, const NodeConfig& f);
 
 // Everything one node runs, on one io_context: storage, the group protocol over the transport,
 // the node logic and the client server.

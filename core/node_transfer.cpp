@@ -26,10 +26,16 @@ void Node::start_transfer(const gcs::ViewEvent& ev) {
         d.history, name_, last_committed_, d.sender_high,
         Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes}, store_.env().now());
     joiner_->set_donor_name([this](const gcs::NodeId& id) { return member_name(id); });
-    spdlog::info(
-        "this node is behind the group: it applied up to seqno {}, the group is at seqno {}: "
-        "catching up by state transfer (writes and linearizable reads are refused meanwhile)",
-        last_committed_, ev.view.base);
+    if (last_committed_ >= ev.view.base) {
+      // Its report to this view change predates the transfer that just ended.
+      spdlog::info("this node holds seqno {} already, the view's base is seqno {}: caught up",
+                   last_committed_, ev.view.base);
+    } else {
+      spdlog::info(
+          "this node is behind the group: it applied up to seqno {}, the group is at seqno {}: "
+          "catching up by state transfer (writes and linearizable reads are refused meanwhile)",
+          last_committed_, ev.view.base);
+    }
     if (!link_)
       spdlog::error("this node has no way to reach a donor: it cannot catch up (a test setup?)");
   }

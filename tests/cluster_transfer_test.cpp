@@ -139,3 +139,51 @@ TEST_CASE(
   check_converged(c, {0, 1, 2});
   for (size_t i = 0; i < 3; ++i) check_acked_present(c, i, w);
 }
+
+TEST_CASE(
+    "recovery: --recover reads a data dir without changing it; --bootstrap --force is "
+    "refused while a member it remembers holds newer commits") {
+  Cluster c(3);
+  REQUIRE(c.cli(0, {"put", "a", "1"}).code == 0);
+  c.nodes[2].process.kill9();
+  c.wait_until([&] { return c.primary_size(0) == 2; }, "n1 and n2 go on");
+  c.load(0, 50, 100, "later/");
+  c.nodes[0].process.kill9();
+  c.nodes[1].process.kill9();
+
+  auto recover = [&](size_t i) {
+    auto r = run({TUTTID_BIN, "--data-dir", c.nodes[i].data_dir.string(), "--recover", "--json"});
+    REQUIRE(r.code == 0);
+    return json::parse(r.out);
+  };
+  const json r3 = recover(2), r1 = recover(0);
+  CHECK(r3["history_uuid"] == r1["history_uuid"]);
+  CHECK(r1["last_committed"].get<uint64_t>() == r3["last_committed"].get<uint64_t>() + 50);
+  CHECK(r3["safe_to_bootstrap"] == false);
+  CHECK_THAT(r3["reason"].get<std::string>(), Catch::Contains("re-form the primary"));
+  CHECK(!r1["last_primary_view"].is_null());
+  CHECK(recover(2) == r3);  // it changed nothing
+  auto text = run({TUTTID_BIN, "--data-dir", c.nodes[2].data_dir.string(), "--recover"});
+  CHECK_THAT(text.out, Catch::Contains("safe to bootstrap: no"));
+
+  // n1 alone is back: not primary (one of three), but ahead of n3.
+  c.nodes[0].start();
+  auto forced = run({TUTTID_BIN, "--name", "n3", "--data-dir", c.nodes[2].data_dir.string(),
+                     "--client-addr", c.nodes[2].client_addr(), "--gcs-addr",
+                     "127.0.0.1:" + std::to_string(c.nodes[2].gcs_port), "--bootstrap", "--force"});
+  CHECK(forced.code != 0);
+  CHECK_THAT(forced.err, Catch::Contains("would lose 50 commits"));
+  CHECK_THAT(forced.err, Catch::Contains("--discard-newer-commits"));
+  // Started as usual instead, the three re-form the primary by themselves and n3 catches up.
+  c.nodes[1].start();
+  c.nodes[2].start();
+  c.wait_until(
+      [&] {
+        for (size_t i = 0; i < 3; ++i)
+          if (c.primary_size(i) != 3 || c.state(i) != "SYNCED") return false;
+        return true;
+      },
+      "one primary of three, all SYNCED", std::chrono::seconds(30));
+  check_converged(c, {0, 1, 2});
+  CHECK(c.cli(2, {"get", "later/49"}).code == 0);
+}

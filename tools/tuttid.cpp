@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "core/address.hpp"
 #include "core/daemon.hpp"
@@ -52,6 +53,45 @@ int verify(const Flags& f) {
   return 1;
 }
 
+// tuttid --recover: what the data dir says about the node's place in its history; changes
+// nothing. Exit 0, or 1 when there is no store to read.
+int recover(const Flags& f, bool json_out) {
+  storage::Options options;
+  options.dir = f.data_dir;
+  if (!std::filesystem::exists(options.dir / "data.mdb")) {
+    std::cerr << "tuttid --recover: " << f.data_dir << " holds no store (no data.mdb)\n";
+    return 1;
+  }
+  auto report = storage::verify_store(options, false);
+  if (!report.ok) {
+    std::cerr << "tuttid --recover: " << report.message << "\n";
+    return 1;
+  }
+  auto store = storage::Store::open(options);
+  const core::Recovery r = core::recover(*store);
+  const std::string view =
+      r.last_primary
+          ? fmt::format("{} ({} members, from seqno {}{})", core::view_text(r.last_primary->id),
+                        r.last_primary->members.size(), r.last_primary->base,
+                        r.last_primary_committed ? "" : ", not seen committed")
+          : std::string();
+  if (json_out) {
+    nlohmann::json j{{"history_uuid", r.history_uuid},
+                     {"last_committed", r.last_committed},
+                     {"last_primary_view", r.last_primary ? nlohmann::json(view) : nullptr},
+                     {"safe_to_bootstrap", r.safe_to_bootstrap},
+                     {"reason", r.why}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "history uuid:      " << (r.history_uuid.empty() ? "-" : r.history_uuid) << "\n"
+              << "last committed:    " << r.last_committed << "\n"
+              << "last primary view: " << (view.empty() ? "-" : view) << "\n"
+              << "safe to bootstrap: " << (r.safe_to_bootstrap ? "yes" : "no") << " (" << r.why
+              << ")\n";
+  }
+  return 0;
+}
+
 // A page of the memory-mapped store that is not in the file (truncated under a running node):
 // say so before dying of it. Only async-signal-safe calls here.
 void on_sigbus(int) {
@@ -79,6 +119,7 @@ int run(const Flags& f) {
   }
   auto store = storage::Store::open(options);
   core::check_identity(*store, f);
+  core::check_force_bootstrap(*store, f);
   core::Daemon daemon(f, *store);
   return daemon.run();
 }
@@ -92,7 +133,7 @@ int main(int argc, char** argv) {
       "Start the first node of a new cluster with --bootstrap, the others with --peers\n"
       "(any running member's --gcs-addr). Restart any node on the same --data-dir without\n"
       "either: it rejoins the members it remembers."};
-  bool verify_only = false;
+  bool verify_only = false, recover_only = false, json_out = false;
   app.add_option("--name", f.name, "node name, shown in logs and status (required)");
   app.add_option("--data-dir", f.data_dir, "directory of the node's LMDB environment")->required();
   app.add_option("--client-addr", f.client_addr, "HOST:PORT to serve clients on (required)");
@@ -101,6 +142,11 @@ int main(int argc, char** argv) {
                "only check the store in --data-dir: read every entry and compare the content "
                "hash with the recorded one; prints ok or DAMAGED, exit 0 or 1 (2: could not check, "
                "say the node is running)");
+  app.add_flag("--recover", recover_only,
+               "only print what --data-dir says about this node: its history, last committed "
+               "seqno, last primary view and whether it is safe to bootstrap from it; changes "
+               "nothing");
+  app.add_flag("--json", json_out, "with --recover: print one JSON object");
   app.add_option("--peers", f.peers,
                  "HOST:PORT,... gcs addresses of members to join through (any one that answers "
                  "will do)");
@@ -112,7 +158,11 @@ int main(int argc, char** argv) {
                "empty data dir");
   app.add_flag("--force", f.force,
                "with --bootstrap on a data dir that already has a history: form a primary "
-               "component of this node alone (when the rest of the cluster is lost for good)");
+               "component of this node alone (when the rest of the cluster is lost for good); "
+               "refused while a member it remembers runs a primary or holds newer commits");
+  app.add_flag("--discard-newer-commits", f.discard_newer_commits,
+               "with --bootstrap --force: go ahead although a reachable member holds commits "
+               "this node lacks; they are lost");
   app.add_option("--donor", f.donors,
                  "NAME[,NAME...]: members to ask first when this node catches up by state "
                  "transfer (any other voting member serves when these cannot)")
@@ -215,6 +265,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (verify_only) return verify(f);
+  if (recover_only) return recover(f, json_out);
+  if (json_out) {
+    std::cerr << "--json goes with --recover only\nRun with --help for more information.\n";
+    return 2;
+  }
   for (const auto& [value, flag] : {std::pair{&f.name, "--name"},
                                     {&f.client_addr, "--client-addr"},
                                     {&f.gcs_addr, "--gcs-addr"}})

@@ -17,30 +17,44 @@ namespace {
 
 using namespace tutti;
 
-// One connection: keeps `depth` puts in flight until `count` of them are answered.
+// One connection: keeps `depth` puts in flight until `count` of them are answered. retry: a put
+// refused while the group changes its view (not primary, busy) is sent again with the same
+// transaction id, for at most 30 s in all; counted in refused.
 bool stream(const core::HostPort& node, const std::string& run, int stream_no, uint64_t count,
-            size_t depth, std::atomic<uint64_t>& committed, std::string& error) {
+            size_t depth, bool retry, std::atomic<uint64_t>& committed,
+            std::atomic<uint64_t>& refused, std::string& error) {
   try {
     core::Client client(std::chrono::seconds(30));
     client.connect(node);
     uint64_t sent = 0, answered = 0;
     std::map<uint64_t, uint64_t> pending;
+    const auto retry_until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    auto send = [&](uint64_t n) {
+      const std::string key =
+          "load/" + run + "/" + std::to_string(stream_no) + "/" + std::to_string(n);
+      pending[client.send(core::Request{
+          0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(100, 'v')}}}})] = n;
+    };
     while (answered < count) {
-      while (pending.size() < depth && sent < count) {
-        const std::string key =
-            "load/" + run + "/" + std::to_string(stream_no) + "/" + std::to_string(sent);
-        pending[client.send(core::Request{
-            0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(100, 'v')}}}})] =
-            sent;
-        ++sent;
-      }
+      while (pending.size() < depth && sent < count) send(sent++);
       auto r = client.receive();
       const auto* c = std::get_if<core::CommitReply>(&r.body);
-      if (!pending.erase(r.id) || !c || !c->committed) {
-        const auto* e = std::get_if<core::ErrorReply>(&r.body);
+      const auto* e = std::get_if<core::ErrorReply>(&r.body);
+      auto it = pending.find(r.id);
+      if (it != pending.end() && e && retry && std::chrono::steady_clock::now() < retry_until &&
+          (e->code == core::ErrorCode::not_primary || e->code == core::ErrorCode::busy)) {
+        const uint64_t n = it->second;
+        pending.erase(it);
+        ++refused;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        send(n);
+        continue;
+      }
+      if (it == pending.end() || !c || !c->committed) {
         error = e ? e->message : "a put was not committed";
         return false;
       }
+      pending.erase(it);
       ++answered;
       ++committed;
     }
@@ -58,7 +72,11 @@ int main(int argc, char** argv) {
   uint64_t count = 20000;
   size_t depth = 16;
   int connections = 4;
+  bool retry = false;
   CLI::App app{"commit-load: COUNT blind puts of 100 bytes through one node, pipelined"};
+  app.add_flag("--retry-refused", retry,
+               "send a put refused during a view change (not primary, busy) again, with the same "
+               "transaction id, for at most 30 s");
   app.add_option("--node", node_text, "client address HOST:PORT")->capture_default_str();
   app.add_option("--count", count, "puts in all")
       ->capture_default_str()
@@ -79,21 +97,24 @@ int main(int argc, char** argv) {
   }
   // Keys (and transaction ids) of their own: a second run on the same node writes anew.
   const std::string run = core::uuid_text(core::random_uuid()).substr(0, 8);
-  std::atomic<uint64_t> committed{0};
+  std::atomic<uint64_t> committed{0}, refused{0};
   std::vector<std::string> errors(connections);
   std::vector<char> ok(connections, 0);
   const auto started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < connections; ++i) {
     const uint64_t share = count / connections + (static_cast<uint64_t>(i) < count % connections);
-    threads.emplace_back(
-        [&, i, share] { ok[i] = stream(node, run, i, share, depth, committed, errors[i]); });
+    threads.emplace_back([&, i, share] {
+      ok[i] = stream(node, run, i, share, depth, retry, committed, refused, errors[i]);
+    });
   }
   for (auto& t : threads) t.join();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cout << "commits=" << committed << " seconds=" << seconds
-            << " commits_per_s=" << static_cast<uint64_t>(committed / seconds) << "\n";
+            << " commits_per_s=" << static_cast<uint64_t>(committed / seconds);
+  if (retry) std::cout << " refused_and_retried=" << refused;
+  std::cout << "\n";
   for (int i = 0; i < connections; ++i)
     if (!ok[i]) {
       std::cerr << "commit-load: connection " << i << ": " << errors[i] << "\n";
