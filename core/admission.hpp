@@ -29,6 +29,9 @@ struct NodeLimits {
   std::chrono::milliseconds flow_pause_write_time{500};
   // State transfer: the most a joiner asks a donor for in one pull.
   uint32_t transfer_chunk_bytes = 4u << 20;
+  // What a joiner logs from the group while it catches up, in write-sets, before it asks the
+  // group to pause (and is evicted past --max-flow-pause, to rejoin once it caught up).
+  size_t max_joiner_backlog = 100000;
 };
 
 using ReplyFn = std::function<void(Response)>;

@@ -368,10 +368,15 @@ void Node::persisted(PersistResult r) {
   group_.advance(std::move(ready), true);
   after_persist(std::move(events), std::move(r.certified), before);
   after_transfer_write(r);
-  // A joiner never holds the group back: what it logs meanwhile waits for its transfer anyway.
+  // A joiner holds the group back only past its backlog bound; its disk's pace is no matter:
+  // what it logs meanwhile waits for its transfer anyway.
   if (group_.member().durable().needs_transfer) {
-    adjust_flow(0, {});
+    joiner_flow();
   } else {
+    if (backlog_paused_) {
+      backlog_paused_ = false;
+      group_.member().set_flow_pause(flow_.paused());
+    }
     adjust_flow(backlog, r.write_time);
   }
   if (group_.has_ready() || directory_dirty_) schedule_flush();

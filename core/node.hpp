@@ -129,6 +129,7 @@ class Node {
   void serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& reply);
   void start_transfer(const gcs::ViewEvent& ev);
   void finish_transfer();
+  void joiner_flow();
   void pull();
   void after_transfer_write(PersistResult& r);
   std::optional<ErrorReply> catching_up() const;
@@ -173,6 +174,7 @@ class Node {
   std::unique_ptr<Joiner> joiner_;
   Donor donor_;
   uint64_t link_epoch_ = 0;  // a joiner's answers from before it was replaced are dropped
+  bool backlog_paused_ = false;  // a joiner past max_joiner_backlog asks the group to pause
 };
 
 }  // namespace tutti::core

@@ -108,6 +108,27 @@ void Node::finish_transfer() {
   ++link_epoch_;
 }
 
+// What a joiner logs from the group while it catches up stays on its disk (and in memory) until
+// the transfer reaches it: past max_joiner_backlog write-sets it asks the group to pause, and a
+// group held past --max-flow-pause evicts it; it rejoins once caught up, from what it applied.
+void Node::joiner_flow() {
+  const size_t backlog = group_.member().durable().log.size();
+  const size_t limit = limits_.max_joiner_backlog;
+  if (!backlog_paused_ && backlog > limit) {
+    backlog_paused_ = true;
+    spdlog::warn(
+        "catching up: {} write-sets logged from the group wait for the transfer, over the bound "
+        "of {}: asking the group to pause",
+        backlog, limit);
+  } else if (backlog_paused_ && backlog <= limit / 2) {
+    backlog_paused_ = false;
+    spdlog::info("catching up: the backlog is down to {} write-sets: letting the group go on",
+                 backlog);
+  }
+  if (!backlog_paused_) adjust_flow(0, {});  // a pause of its own disk's ends
+  group_.member().set_flow_pause(backlog_paused_ || flow_.paused());
+}
+
 // A node behind the group refuses what needs the group's state; one that caught up waits for
 // the view change that gives it its vote.
 std::optional<ErrorReply> Node::catching_up() const {

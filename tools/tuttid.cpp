@@ -220,6 +220,12 @@ int main(int argc, char** argv) {
                  "evicted")
       ->capture_default_str()
       ->check(CLI::Range(100, 3600000));
+  app.add_option("--joiner-backlog", f.limits.max_joiner_backlog,
+                 "write-sets this node, while it catches up by state transfer, logs from the group "
+                 "before it asks the group to pause (past --max-flow-pause it is evicted and "
+                 "rejoins once caught up)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1000}, size_t{100000000}));
   app.add_option("--flow-pause-backlog", f.limits.flow_pause_backlog,
                  "write-sets waiting for this node's disk at once past which it asks the group to "
                  "pause")

@@ -82,6 +82,7 @@ void NodeCluster::add_node(const NodeId& id, std::vector<NodeId> seeds, bool boo
   n.seeds = std::move(seeds);
   n.log_bytes = rand(1, 64) << 10;
   n.chunk_bytes = static_cast<uint32_t>(rand(1, 16) << 8);
+  n.joiner_backlog = rand(4, 64);
   network_.set_side(id, 0);
   trace(id, "\"event\":\"join\"", "new node");
   if (!start(n)) throw SimViolation(id + " could not start on a fresh data dir");
@@ -127,6 +128,7 @@ bool NodeCluster::start(SimNode& n) {
   SimNode* self = &n;
   core::NodeLimits limits;
   limits.transfer_chunk_bytes = n.chunk_bytes;  // small: transfers take many pulls
+  limits.max_joiner_backlog = n.joiner_backlog;  // small: joiners hit it, pause, get evicted
   n.persister.cluster = this;
   n.persister.node = &n;
   n.persister.job.reset();
