@@ -21,7 +21,7 @@ using namespace tutti;
 // refused while the group changes its view (not primary, busy) is sent again with the same
 // transaction id, for at most 30 s in all; counted in refused.
 bool stream(const core::HostPort& node, const std::string& run, int stream_no, uint64_t count,
-            size_t depth, bool retry, std::atomic<uint64_t>& committed,
+            size_t depth, size_t value_size, bool retry, std::atomic<uint64_t>& committed,
             std::atomic<uint64_t>& refused, std::string& error) {
   try {
     core::Client client(std::chrono::seconds(30));
@@ -33,7 +33,8 @@ bool stream(const core::HostPort& node, const std::string& run, int stream_no, u
       const std::string key =
           "load/" + run + "/" + std::to_string(stream_no) + "/" + std::to_string(n);
       pending[client.send(core::Request{
-          0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(100, 'v')}}}})] = n;
+          0, core::CommitRequest{key, {}, {core::WriteItem{key, std::string(value_size, 'v')}}}})] =
+          n;
     };
     while (answered < count) {
       while (pending.size() < depth && sent < count) send(sent++);
@@ -73,7 +74,11 @@ int main(int argc, char** argv) {
   size_t depth = 16;
   int connections = 4;
   bool retry = false;
-  CLI::App app{"commit-load: COUNT blind puts of 100 bytes through one node, pipelined"};
+  size_t value_size = 100;
+  CLI::App app{"commit-load: COUNT blind puts through one node, pipelined"};
+  app.add_option("--value-size", value_size, "bytes per value")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   app.add_flag("--retry-refused", retry,
                "send a put refused during a view change (not primary, busy) again, with the same "
                "transaction id, for at most 30 s");
@@ -105,7 +110,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < connections; ++i) {
     const uint64_t share = count / connections + (static_cast<uint64_t>(i) < count % connections);
     threads.emplace_back([&, i, share] {
-      ok[i] = stream(node, run, i, share, depth, retry, committed, refused, errors[i]);
+      ok[i] = stream(node, run, i, share, depth, value_size, retry, committed, refused, errors[i]);
     });
   }
   for (auto& t : threads) t.join();

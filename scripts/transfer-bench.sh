@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# State transfer figures on this machine, on a local 3-node cluster (fsync durability) in a temp
+# dir; everything it starts it stops (by PID), also when interrupted. Bounded in time throughout.
+#   scripts/transfer-bench.sh [GIB=1]
+# 1. loads GIB GiB of 64 KiB values through n1;
+# 2. measures the cluster's write rate (pipelined blind puts of 100 bytes through n2) for 10 s;
+# 3. starts an empty n4 while that load goes on: it joins by snapshot (the nodes keep a 64 MiB
+#    write-set log, far less than the data); snapshot MB/s (from n4's log: bytes and seconds of
+#    the stream and install), and the write rate while it ran, as a share of the rate before;
+# 4. kills n3 (kill -9), commits 200,000 small puts, restarts n3: it catches up from a donor's
+#    log; incremental write-sets/s (from its log: the range asked for, and the time to done).
+# Prints one markdown table (for docs/performance.md) with the date and machine.
+# Env: BUILD (default build), BENCH_PORT (default 7601).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+gib=${1:-1}
+build=${BUILD:-build}
+tuttid=$build/tools/tuttid
+tutti=$build/tools/tutti
+load=$build/tests/commit-load
+base=${BENCH_PORT:-7601}
+for bin in "$tuttid" "$tutti" "$load"; do
+  [[ -x $bin ]] || { echo "transfer-bench: $bin is missing: build it first" >&2; exit 2; }
+done
+work=$(mktemp -d /tmp/tutti-transfer-bench.XXXXXX)
+declare -A pids=()
+bg=()
+cleanup() {
+  for p in "${bg[@]}" "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+client() { echo "127.0.0.1:$((base + $1 - 1))"; }
+gcs() { echo "127.0.0.1:$((base + 100 + $1 - 1))"; }
+status() { "$tutti" --node "$(client "$1")" --json status 2>/dev/null || true; }
+field() { sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1"; }
+start() {
+  local i=$1; shift
+  "$tuttid" --name "n$i" --data-dir "$work/n$i" --client-addr "$(client "$i")" \
+    --gcs-addr "$(gcs "$i")" --wscache-size 64 "$@" >>"$work/n$i.log" 2>&1 &
+  pids[$i]=$!
+  for _ in $(seq 100); do "$tutti" --node "$(client "$i")" status >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "transfer-bench: n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 1
+}
+wait_synced() {  # node, seconds
+  for _ in $(seq $(($2 * 10))); do
+    status "$1" | grep -q '"state":"SYNCED"' && return
+    sleep 0.1
+  done
+  echo "transfer-bench: n$1 not SYNCED within $2 s; its log:" >&2; tail -20 "$work/n$1.log" >&2
+  exit 1
+}
+seqno() { field "$(status "$1")" last_committed; }
+now() { date +%s.%N; }
+# Seconds between two log timestamps (HH:MM:SS.mmm, same day).
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, ":"); split(b, y, ":");
+  printf "%.3f", (y[1] * 3600 + y[2] * 60 + y[3]) - (x[1] * 3600 + x[2] * 60 + x[3]) }'; }
+stamp() { grep -m1 "$2" "$work/n$1.log" | sed 's/^[0-9-]*T\([0-9:.]*\) .*/\1/'; }
+
+start 1 --bootstrap
+start 2 --peers "$(gcs 1)"
+start 3 --peers "$(gcs 1)"
+wait_synced 3 20
+
+count=$((gib * 16384))
+echo "loading $gib GiB: $count values of 64 KiB through n1 ..." >&2
+"$load" --node "$(client 1)" --count "$count" --value-size 65536 --connections 2 --depth 8 >&2
+
+# A steady background load through n2, bounded: at most 10 minutes, then it stops by itself.
+"$load" --node "$(client 2)" --count 100000000 --connections 4 --depth 16 --retry-refused \
+  >"$work/load.out" 2>&1 &
+bg+=($!)
+sleep 2
+s0=$(seqno 2); t0=$(now); sleep 10; s1=$(seqno 2); t1=$(now)
+before=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+echo "writes before the transfer: $before commits/s" >&2
+
+echo "n4 joins (empty) while the load goes on ..." >&2
+s0=$(seqno 2); t0=$(now)
+start 4 --peers "$(gcs 1)"
+wait_synced 4 600
+s1=$(seqno 2); t1=$(now)
+during=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+line=$(grep -m1 "snapshot at seqno .* installed" "$work/n4.log" || true)
+[[ -n $line ]] || { echo "transfer-bench: n4 did not catch up by snapshot:" >&2; tail -20 "$work/n4.log" >&2; exit 1; }
+mb=$(sed -n 's/.*installed (\([0-9.]*\) MB in \([0-9.]*\) s).*/\1/p' <<<"$line")
+sst_s=$(sed -n 's/.*installed (\([0-9.]*\) MB in \([0-9.]*\) s).*/\2/p' <<<"$line")
+sst_rate=$(awk -v m="$mb" -v s="$sst_s" 'BEGIN { printf "%.0f", m / s }')
+share=$(awk -v a="$during" -v b="$before" 'BEGIN { printf "%.0f", 100 * a / b }')
+kill "${bg[0]}" 2>/dev/null; wait "${bg[0]}" 2>/dev/null || true; bg=()
+
+echo "kill -9 n3, 200,000 commits, n3 back ..." >&2
+kill -9 "${pids[3]}"; wait "${pids[3]}" 2>/dev/null || true; unset "pids[3]"
+sleep 2
+"$load" --node "$(client 1)" --count 200000 --retry-refused >&2
+start 3
+wait_synced 3 120
+ask=$(grep -m1 "state transfer: asking .* from its log" "$work/n3.log" || true)
+[[ -n $ask ]] || { echo "transfer-bench: n3 did not catch up from a log:" >&2; tail -20 "$work/n3.log" >&2; exit 1; }
+range=$(sed -n 's/.*write-sets \([0-9]*\)\.\.\([0-9]*\) from its log.*/\1 \2/p' <<<"$ask")
+ist_s=$(secs "$(stamp 3 "from its log")" "$(stamp 3 "state transfer done")")
+ist_n=$(awk -v r="$range" 'BEGIN { split(r, x, " "); print x[2] - x[1] + 1 }')
+ist_rate=$(awk -v n="$ist_n" -v s="$ist_s" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+
+cat <<EOF
+Transfer figures, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), 3 nodes on loopback, fsync; \`scripts/transfer-bench.sh $gib\`
+
+| figure | tutti | target |
+|---|---|---|
+| snapshot transfer of $mb MB (state of ${gib} GiB loaded) | $sst_rate MB/s ($sst_s s) | >= 180 MB/s |
+| incremental transfer of $ist_n write-sets | $ist_rate write-sets/s ($ist_s s) | >= 12,000/s |
+| writes during the snapshot join, share of before | ${share}% ($during vs $before commits/s) | >= 80% |
+EOF
