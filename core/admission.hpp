@@ -27,7 +27,9 @@ struct NodeLimits {
   // batch takes longer than flow_pause_write_time, the node asks the group to pause.
   size_t flow_pause_backlog = 4096;
   std::chrono::milliseconds flow_pause_write_time{500};
-  // State transfer: the most a joiner asks a donor for in one pull.
+  // State transfer: what a joiner asks a donor for in one pull. Each pull's data is one write
+  // on the joiner's storage thread, which the group's batches queue behind: small enough to
+  // keep them quick, large enough for the stream's pace.
   uint32_t transfer_chunk_bytes = 4u << 20;
   // What a joiner logs from the group while it catches up, in write-sets, before it asks the
   // group to pause (and is evicted past --max-flow-pause, to rejoin once it caught up).

@@ -173,7 +173,7 @@ class Node {
   std::vector<std::string> preferred_donors_;  // names
   std::unique_ptr<Joiner> joiner_;
   Donor donor_;
-  uint64_t link_epoch_ = 0;  // a joiner's answers from before it was replaced are dropped
+  uint64_t link_epoch_ = 0;      // a joiner's answers from before it was replaced are dropped
   bool backlog_paused_ = false;  // a joiner past max_joiner_backlog asks the group to pause
 };
 

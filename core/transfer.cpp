@@ -202,6 +202,9 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
         now);
   if (in_flight_ || !pending_.empty() || !target_known_ || now < retry_at_) return std::nullopt;
   if (mode_ == Mode::incremental && next_from_ > target_) return std::nullopt;
+  // The whole snapshot is here, its install on the way: nothing to ask for (asking would find
+  // the donor's session closed, and start over: the transfer bench saw it).
+  if (mode_ == Mode::snapshot && cursor_.done()) return std::nullopt;
   if (!donor_) {
     donor_ = choose_donor(now);
     if (!donor_) return std::nullopt;

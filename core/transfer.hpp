@@ -29,7 +29,7 @@ namespace tutti::core {
 
 using Clock = storage::Clock;
 
-inline constexpr uint32_t kTransferChunkBytes = 4u << 20;
+inline constexpr uint32_t kTransferChunkBytes = 4u << 20;  // the most a donor sends at once
 // A pull unanswered this long is given up and the joiner turns to another donor.
 inline constexpr std::chrono::milliseconds kTransferTimeout{10000};
 // A donor that failed a joiner is not asked again for this long (unless it is the only one).

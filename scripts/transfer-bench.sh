@@ -4,13 +4,13 @@
 #   scripts/transfer-bench.sh [GIB=1]
 # 1. loads GIB GiB of 64 KiB values through n1;
 # 2. measures the cluster's write rate (pipelined blind puts of 100 bytes through n2) for 10 s;
-# 3. starts an empty n4 while that load goes on: it joins by snapshot (the nodes keep a 64 MiB
-#    write-set log, far less than the data); snapshot MB/s (from n4's log: bytes and seconds of
-#    the stream and install), and the write rate while it ran, as a share of the rate before;
+# 3. starts an empty n4 while that load goes on: it joins by snapshot (the write-set log, 256 MiB
+#    by default, holds far less than the data); snapshot MB/s (from n4's log: bytes and seconds
+#    of the stream and install), and the write rate while it ran, as a share of the rate before;
 # 4. kills n3 (kill -9), commits 200,000 small puts, restarts n3: it catches up from a donor's
 #    log; incremental write-sets/s (from its log: the range asked for, and the time to done).
 # Prints one markdown table (for docs/performance.md) with the date and machine.
-# Env: BUILD (default build), BENCH_PORT (default 7601).
+# Env: BUILD (default build), BENCH_PORT (default 7601), KEEP (set: keep the nodes' dirs and logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gib=${1:-1}
@@ -27,17 +27,21 @@ declare -A pids=()
 bg=()
 cleanup() {
   for p in "${bg[@]}" "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [[ -n ${KEEP:-} ]]; then echo "transfer-bench: logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 client() { echo "127.0.0.1:$((base + $1 - 1))"; }
 gcs() { echo "127.0.0.1:$((base + 100 + $1 - 1))"; }
 status() { "$tutti" --node "$(client "$1")" --json status 2>/dev/null || true; }
 field() { sed -n "s/.*\"$2\":\\([0-9]*\\).*/\\1/p" <<<"$1"; }
+# The suspect timeout is raised from 1 s: under the 64 KiB bulk load a node's batch can take
+# longer than that to reach its disk, and its heartbeats wait behind it (a known limit, left for
+# the performance work), which would show as view changes, not as transfer figures.
 start() {
   local i=$1; shift
   "$tuttid" --name "n$i" --data-dir "$work/n$i" --client-addr "$(client "$i")" \
-    --gcs-addr "$(gcs "$i")" --wscache-size 64 "$@" >>"$work/n$i.log" 2>&1 &
+    --gcs-addr "$(gcs "$i")" --suspect-timeout 5000 \
+    --view-change-timeout 6000 "$@" >>"$work/n$i.log" 2>&1 &
   pids[$i]=$!
   for _ in $(seq 100); do "$tutti" --node "$(client "$i")" status >/dev/null 2>&1 && return; sleep 0.1; done
   echo "transfer-bench: n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 1
