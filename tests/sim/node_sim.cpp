@@ -127,7 +127,7 @@ bool NodeCluster::start(SimNode& n) {
   const uint64_t incarnation = n.incarnation;
   SimNode* self = &n;
   core::NodeLimits limits;
-  limits.transfer_chunk_bytes = n.chunk_bytes;  // small: transfers take many pulls
+  limits.transfer_chunk_bytes = n.chunk_bytes;   // small: transfers take many pulls
   limits.max_joiner_backlog = n.joiner_backlog;  // small: joiners hit it, pause, get evicted
   n.persister.cluster = this;
   n.persister.node = &n;

@@ -111,9 +111,9 @@ class NodeCluster {
     test::FaultEnv env;
     std::unique_ptr<storage::Store> store;
     SimPersister persister;
-    Time disk_latency = 0;     // a slow disk: each batch takes this long more
-    uint64_t log_bytes = 0;    // its write-set log's bound
-    uint32_t chunk_bytes = 0;  // what it asks a donor for in one pull
+    Time disk_latency = 0;      // a slow disk: each batch takes this long more
+    uint64_t log_bytes = 0;     // its write-set log's bound
+    uint32_t chunk_bytes = 0;   // what it asks a donor for in one pull
     size_t joiner_backlog = 0;  // write-sets it logs while catching up before it asks a pause
     std::unique_ptr<gcs::Group> group;
     std::unique_ptr<core::Node> node;
