@@ -120,6 +120,12 @@ struct Cluster {
     if (s.empty() || !s["primary"].get<bool>()) return 0;
     return s["cluster_size"].get<int>();
   }
+  // Every node is SYNCED in one primary view of all of them.
+  bool all_synced() {
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (primary_size(i) != static_cast<int>(nodes.size()) || state(i) != "SYNCED") return false;
+    return true;
+  }
   template <typename Pred>
   void wait_until(Pred pred, const std::string& what,
                   std::chrono::milliseconds timeout = std::chrono::seconds(20)) {

@@ -129,19 +129,14 @@ TEST_CASE(
   for (auto& t : threads) t.join();
   for (auto& n : c.nodes) n.start();
   // Members that were behind catch up by transfer, then get their vote: all SYNCED.
-  c.wait_until(
-      [&] {
-        for (size_t i = 0; i < 3; ++i)
-          if (c.primary_size(i) != 3 || c.state(i) != "SYNCED") return false;
-        return true;
-      },
-      "one primary of all three again, all SYNCED", std::chrono::seconds(30));
+  c.wait_until([&] { return c.all_synced(); }, "one primary of all three again, all SYNCED",
+               std::chrono::seconds(30));
   check_converged(c, {0, 1, 2});
   for (size_t i = 0; i < 3; ++i) check_acked_present(c, i, w);
 }
 
 TEST_CASE(
-    "recovery: --recover reads a data dir without changing it; --bootstrap --force is "
+    "recovery: --recover reads a data dir without changing it - --bootstrap --force is "
     "refused while a member it remembers holds newer commits") {
   Cluster c(3);
   REQUIRE(c.cli(0, {"put", "a", "1"}).code == 0);
@@ -177,13 +172,8 @@ TEST_CASE(
   // Started as usual instead, the three re-form the primary by themselves and n3 catches up.
   c.nodes[1].start();
   c.nodes[2].start();
-  c.wait_until(
-      [&] {
-        for (size_t i = 0; i < 3; ++i)
-          if (c.primary_size(i) != 3 || c.state(i) != "SYNCED") return false;
-        return true;
-      },
-      "one primary of three, all SYNCED", std::chrono::seconds(30));
+  c.wait_until([&] { return c.all_synced(); }, "one primary of three, all SYNCED",
+               std::chrono::seconds(30));
   check_converged(c, {0, 1, 2});
   CHECK(c.cli(2, {"get", "later/49"}).code == 0);
 }

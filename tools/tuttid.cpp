@@ -30,15 +30,19 @@ void setup_logging(const Flags& f) {
   spdlog::set_default_logger(logger);
 }
 
+// Whether f.data_dir holds a store; when not, says so on stderr for the mode `what`.
+bool holds_store(const Flags& f, const char* what) {
+  if (std::filesystem::exists(std::filesystem::path(f.data_dir) / "data.mdb")) return true;
+  std::cerr << "tuttid " << what << ": " << f.data_dir << " holds no store (no data.mdb)\n";
+  return false;
+}
+
 // tuttid --verify: reads the whole store and says whether it is sound. Exit 0 sound, 1 damaged,
 // 2 could not check (in use by a running node, say).
 int verify(const Flags& f) {
   storage::Options options;
   options.dir = f.data_dir;
-  if (!std::filesystem::exists(options.dir / "data.mdb")) {
-    std::cerr << "tuttid --verify: " << f.data_dir << " holds no store (no data.mdb)\n";
-    return 1;
-  }
+  if (!holds_store(f, "--verify")) return 1;
   auto report = storage::verify_store(options, true);
   if (report.ok) {
     std::cout << "ok: " << f.data_dir << ": " << report.message << "\n";
@@ -58,10 +62,7 @@ int verify(const Flags& f) {
 int recover(const Flags& f, bool json_out) {
   storage::Options options;
   options.dir = f.data_dir;
-  if (!std::filesystem::exists(options.dir / "data.mdb")) {
-    std::cerr << "tuttid --recover: " << f.data_dir << " holds no store (no data.mdb)\n";
-    return 1;
-  }
+  if (!holds_store(f, "--recover")) return 1;
   auto report = storage::verify_store(options, false);
   if (!report.ok) {
     std::cerr << "tuttid --recover: " << report.message << "\n";
