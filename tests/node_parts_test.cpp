@@ -9,7 +9,7 @@
 using namespace tutti::core;
 using std::chrono::milliseconds;
 
-TEST_CASE("flow control: a backlog or a slow write with one pauses; quiet for as long releases") {
+TEST_CASE("flow control: a backlog or a slow write with one pauses - quiet for as long releases") {
   NodeLimits limits;
   limits.flow_pause_backlog = 100;
   limits.flow_pause_write_time = milliseconds(500);
