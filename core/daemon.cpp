@@ -10,6 +10,9 @@
 namespace tutti::core {
 namespace {
 
+// How long a node refused by a primary of another history waits for one of its own history.
+constexpr gcs::Time kForeignGraceMs = 5000;
+
 asio::ip::tcp::endpoint resolve(asio::io_context& io, const HostPort& hp) {
   asio::ip::tcp::resolver resolver(io);
   auto results = resolver.resolve(hp.host, std::to_string(hp.port));
@@ -180,6 +183,9 @@ int Daemon::run() {
     node_->group_changed();
   };
   transport_->on_directory_change = [this] { node_->directory_changed(); };
+  transport_->on_foreign_primary = [this](const gcs::PeerInfo& p, const std::string& addr) {
+    foreign_primary(p, addr);
+  };
   if (f_.bootstrap) {
     if (!m->durable().history.empty())
       spdlog::warn(
@@ -200,8 +206,7 @@ int Daemon::run() {
       f_.durability, meta.last_committed);
   tick();
   if (store_.options().durability == storage::Durability::memory) background_sync();
-  asio::signal_set signals(io_, SIGINT, SIGTERM);
-  signals.async_wait([&](asio::error_code ec, int signo) {
+  signals_.async_wait([&](asio::error_code ec, int signo) {
     if (!ec) shut_down(signo);
   });
   io_.run();
@@ -213,7 +218,7 @@ int Daemon::run() {
 
 void Daemon::tick() {
   group_->member().tick(now());
-  transport_->set_progress(to_string(node_->state()), node_->last_committed());
+  transport_->set_progress(to_string(node_->state()), node_->last_committed(), group_->primary());
   node_->tick();
   node_->group_changed();
   tick_timer_.expires_after(std::chrono::milliseconds(10));
@@ -231,11 +236,42 @@ void Daemon::background_sync() {
   });
 }
 
+// A primary component of this cluster name but of another history refused this node: its data
+// dir is of a history the cluster left (bootstrapped anew, say). Alone and not primary for a
+// while, with none of its own history in sight, the node joins that cluster as a new member;
+// its caller keeps the old store aside, never deletes it.
+void Daemon::foreign_primary(const gcs::PeerInfo& peer, const std::string& gcs_addr) {
+  if (stopping_) return;
+  if (group_->primary() || group_->view().members.size() > 1) {
+    foreign_since_.reset();
+    return;
+  }
+  const gcs::Time t = now();
+  if (!foreign_since_) {
+    foreign_since_ = t;
+    spdlog::warn(
+        "member '{}' at {} is in a primary component of this cluster but of another history: "
+        "this node's data dir is of history {}. If no member of its own history shows up within "
+        "{} ms, this node moves its store aside (kept, not deleted) and joins that cluster by "
+        "state transfer",
+        peer.name, gcs_addr, uuid_text(group_->member().durable().history), kForeignGraceMs);
+    return;
+  }
+  if (t - *foreign_since_ < kForeignGraceMs) return;
+  rejoin_ =
+      Rejoin{gcs_addr, uuid_text(group_->member().durable().history), node_->last_committed()};
+  spdlog::warn("joining the cluster of '{}' at {}: stopping to move this node's store aside",
+               peer.name, gcs_addr);
+  shut_down(0);
+}
+
 // A clean stop: finish what is queued, tell the group this member leaves (so the others go on
 // at once rather than after suspecting it), give that a moment to go out, then close.
 void Daemon::shut_down(int signo) {
-  spdlog::info("signal {}: finishing queued commits, leaving the group and shutting down", signo);
+  if (signo != 0)
+    spdlog::info("signal {}: finishing queued commits, leaving the group and shutting down", signo);
   stopping_ = true;
+  signals_.cancel();
   tick_timer_.cancel();
   sync_timer_.cancel();
   node_->flush();

@@ -68,9 +68,19 @@ class Daemon {
         started_(std::chrono::steady_clock::now()),
         tick_timer_(io_),
         sync_timer_(io_),
-        stop_timer_(io_) {}
+        stop_timer_(io_),
+        signals_(io_, SIGINT, SIGTERM) {}
 
   int run();
+
+  // The node stopped to join a cluster of another history (see foreign_primary): its caller
+  // moves the data dir's store aside and starts the node again on an empty one.
+  struct Rejoin {
+    std::string gcs_addr;     // of a member of the cluster it joins
+    std::string history;      // the data dir's own, as text
+    uint64_t last_committed;  // the data dir's
+  };
+  const std::optional<Rejoin>& rejoin() const { return rejoin_; }
 
  private:
   gcs::Time now() const {
@@ -81,15 +91,19 @@ class Daemon {
   void tick();
   void background_sync();
   void shut_down(int signo);
+  void foreign_primary(const gcs::PeerInfo& peer, const std::string& gcs_addr);
 
   const NodeConfig& f_;
   storage::Store& store_;
   std::chrono::steady_clock::time_point started_;
   asio::io_context io_;
   asio::steady_timer tick_timer_, sync_timer_, stop_timer_;
+  asio::signal_set signals_;
   // Set by shut_down: a tick or sync whose timer fired before the cancel still runs once, and
   // must not arm its timer again, or io_.run() never returns.
   bool stopping_ = false;
+  std::optional<gcs::Time> foreign_since_;  // refused by a primary of another history since
+  std::optional<Rejoin> rejoin_;
   std::unique_ptr<gcs::Transport> transport_;
   std::unique_ptr<gcs::Group> group_;
   std::unique_ptr<Node> node_;

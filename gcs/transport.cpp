@@ -339,7 +339,8 @@ void Transport::on_hello(Connection& c, Hello& hello) {
       hello.self.uuid == cfg_.self.uuid
           ? std::string("it is this node itself")
           : refusal(hello.protocol_version, hello.cluster_name, hello.history, hello.self);
-  Welcome w{kGcsProtocolVersion, why.empty(), why, cfg_.self, history_()};
+  Welcome w{kGcsProtocolVersion, why.empty(),       why,     cfg_.self,
+            history_(),          cfg_.cluster_name, primary_};
   c.send(framed(w));
   if (!why.empty()) {
     if (hello.self.uuid != cfg_.self.uuid)
@@ -369,6 +370,11 @@ void Transport::on_welcome(Connection& c, Welcome& w) {
       spdlog::error("gcs: no link to {} ('{}'): {}", c.label(), w.self.name, why);
     d.last_refusal = why;
     d.backoff = cfg_.max_backoff;
+    const std::string mine = history_();
+    if (!w.accepted && w.primary && w.protocol_version == kGcsProtocolVersion &&
+        w.cluster_name == cfg_.cluster_name && !w.history.empty() && !mine.empty() &&
+        w.history != mine && on_foreign_primary)
+      on_foreign_primary(w.self, it->first);
     return c.close("refused");
   }
   d.last_refusal.clear();
@@ -524,7 +530,8 @@ void Transport::send(const NodeId& to, const Message& message) {
                  cfg_.max_queued_bytes);
 }
 
-void Transport::set_progress(const std::string& state, uint64_t last_committed) {
+void Transport::set_progress(const std::string& state, uint64_t last_committed, bool primary) {
+  primary_ = primary;
   const bool changed = state != cfg_.self.state;
   cfg_.self.state = state;
   cfg_.self.last_committed = last_committed;

@@ -65,8 +65,12 @@ class Transport final : public Outbox {
   std::function<void(const NodeId&)> on_peer;
   // The directory learnt a member or an address: worth persisting.
   std::function<void()> on_directory_change;
+  // A member of this cluster but of another history, in a primary component, refused this node
+  // (which dialed it at gcs_addr): the node's data may be of a cluster since bootstrapped anew.
+  std::function<void(const PeerInfo& peer, const std::string& gcs_addr)> on_foreign_primary;
 
-  void set_progress(const std::string& state, uint64_t last_committed);
+  // primary: this member is in a primary component now (told in its Welcomes).
+  void set_progress(const std::string& state, uint64_t last_committed, bool primary);
   // Every member known, this one first.
   Directory directory() const;
   const PeerInfo* find(const NodeId& uuid) const;
@@ -108,6 +112,7 @@ class Transport final : public Outbox {
   void learn(const PeerInfo& peer, bool shown);
   void gossip();
 
+  bool primary_ = false;
   asio::io_context& io_;
   TransportConfig cfg_;
   std::function<std::string()> history_;

@@ -275,6 +275,8 @@ std::string encode_frame(const Frame& frame) {
           w.setReason(as_text(f.reason));
           set_peer(w.initSelf(), f.self);
           w.setHistory(as_data(f.history));
+          w.setClusterName(as_text(f.cluster_name));
+          w.setPrimary(f.primary);
         }
         if constexpr (std::is_same_v<T, Directory>) {
           auto d = out.initDirectory(f.size());
@@ -296,8 +298,9 @@ Frame decode_frame(std::string_view bytes) {
       }
       case wire::Frame::WELCOME: {
         auto w = r.getWelcome();
-        return Welcome{w.getProtocolVersion(), w.getAccepted(), str(w.getReason()),
-                       peer(w.getSelf()), str(w.getHistory())};
+        return Welcome{w.getProtocolVersion(), w.getAccepted(),     str(w.getReason()),
+                       peer(w.getSelf()),      str(w.getHistory()), str(w.getClusterName()),
+                       w.getPrimary()};
       }
       case wire::Frame::DIRECTORY: {
         Directory d;

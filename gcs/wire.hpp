@@ -44,6 +44,8 @@ struct Welcome {
   std::string reason;
   PeerInfo self;
   std::string history;
+  std::string cluster_name;
+  bool primary = false;
 };
 
 using Directory = std::vector<PeerInfo>;

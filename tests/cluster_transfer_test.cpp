@@ -177,3 +177,47 @@ TEST_CASE(
   check_converged(c, {0, 1, 2});
   CHECK(c.cli(2, {"get", "later/49"}).code == 0);
 }
+
+TEST_CASE(
+    "transfer: a node whose data dir is of another history moves its store aside, never "
+    "deletes it, and joins by snapshot") {
+  Cluster c(3);
+  c.load(0, 50, 100, "new/");
+  // n4's data dir: of a 2-node cluster of its own (same cluster name), with a commit; its other
+  // member is gone for good, so n4 alone is no primary of that history.
+  NodeProcess old, gone;
+  old.name = "n4";
+  old.data_dir = c.dir / "n4";
+  old.start({"--bootstrap"});
+  gone.name = "n5";
+  gone.data_dir = c.dir / "n5";
+  gone.start({"--peers", "127.0.0.1:" + std::to_string(old.gcs_port)});
+  c.nodes.push_back(std::move(old));
+  const size_t j = c.nodes.size() - 1;
+  c.wait_until([&] { return c.primary_size(j) == 2; }, "n4 and n5 primary on their own");
+  REQUIRE(c.cli(j, {"put", "old-key", "old-value"}).code == 0);
+  const std::string old_history = c.status(j)["history_uuid"].get<std::string>();
+  gone.process.kill9();
+  c.nodes[j].process.kill9();
+
+  c.nodes[j].start({"--peers", c.gcs_addr(0)});
+  c.wait_until([&] { return c.primary_size(j) == 4 && c.state(j) == "SYNCED"; },
+               "n4 SYNCED in the cluster's primary view", std::chrono::seconds(60));
+  CHECK(c.log_has(j, "of another history"));
+  CHECK(c.log_has(j, "kept, not deleted"));
+  check_converged(c, {0, 1, 2, j});
+  CHECK(c.cli(j, {"get", "new/49"}).code == 0);
+  CHECK(c.cli(j, {"get", "old-key"}).code != 0);
+
+  // The old store is whole in its folder, and says what it was.
+  std::vector<std::filesystem::path> aside;
+  for (const auto& e : std::filesystem::directory_iterator(c.nodes[j].data_dir))
+    if (e.path().filename().string().rfind("aside-", 0) == 0) aside.push_back(e.path());
+  REQUIRE(aside.size() == 1);
+  auto r = run({TUTTID_BIN, "--data-dir", aside[0].string(), "--recover", "--json"});
+  REQUIRE(r.code == 0);
+  const json rec = json::parse(r.out);
+  CHECK(rec["history_uuid"] == old_history);
+  CHECK(rec["last_committed"].get<uint64_t>() >= 1);
+  CHECK(rec["history_uuid"] != c.status(0)["history_uuid"]);
+}

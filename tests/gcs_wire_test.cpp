@@ -79,9 +79,13 @@ TEST_CASE("gcs: handshakes and directories round-trip") {
   auto h = std::get<Hello>(decode_frame(encode_frame(Hello{1, "c", "", p})));
   CHECK(h.self == p);
   CHECK(h.cluster_name == "c");
-  auto w = std::get<Welcome>(decode_frame(encode_frame(Welcome{1, false, "no", p, "h"})));
+  auto w =
+      std::get<Welcome>(decode_frame(encode_frame(Welcome{1, false, "no", p, "h", "c", true})));
   CHECK_FALSE(w.accepted);
   CHECK(w.reason == "no");
+  CHECK(w.history == "h");
+  CHECK(w.cluster_name == "c");
+  CHECK(w.primary);
   auto dir = std::get<Directory>(decode_frame(encode_frame(Directory{p, p})));
   CHECK(dir.size() == 2);
 }

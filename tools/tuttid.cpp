@@ -5,8 +5,11 @@
 #include <asio.hpp>
 
 #include <csignal>
+#include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/address.hpp"
 #include "core/daemon.hpp"
@@ -104,7 +107,28 @@ void on_sigbus(int) {
   std::raise(SIGBUS);
 }
 
-int run(const Flags& f) {
+// The store of another history goes to DIR/aside-<history>-<UTC time>/, whole: never deleted,
+// still readable there (tuttid --data-dir that --recover). Returns that folder.
+std::filesystem::path move_store_aside(const Flags& f, const core::Daemon::Rejoin& r) {
+  namespace fs = std::filesystem;
+  const fs::path dir(f.data_dir);
+  const std::time_t t = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &utc);
+  fs::path aside = dir / fmt::format("aside-{}-{}", r.history.substr(0, 8), when);
+  for (int i = 2; fs::exists(aside); ++i)
+    aside = dir / fmt::format("aside-{}-{}-{}", r.history.substr(0, 8), when, i);
+  fs::create_directory(aside);
+  for (const char* file : {"data.mdb", "lock.mdb"})
+    if (fs::exists(dir / file)) fs::rename(dir / file, aside / file);
+  return aside;
+}
+
+// One start of the node on its data dir; *rejoin says whether it stopped to join another
+// history's cluster (its store then moved aside).
+int run_once(const Flags& f, std::optional<core::Daemon::Rejoin>* rejoin) {
   core::parse_host_port(f.client_addr);
   core::parse_host_port(f.gcs_addr);
   if (!f.peers.empty()) core::parse_host_port_list(f.peers);
@@ -122,7 +146,30 @@ int run(const Flags& f) {
   core::check_identity(*store, f);
   core::check_force_bootstrap(*store, f);
   core::Daemon daemon(f, *store);
-  return daemon.run();
+  const int rc = daemon.run();
+  if (rc != 0 || !daemon.rejoin()) return rc;
+  const auto r = *daemon.rejoin();
+  *rejoin = r;
+  store.reset();
+  const auto aside = move_store_aside(f, r);
+  spdlog::warn(
+      "moved this node's store of history {} (last committed seqno {}) aside to {}: kept, not "
+      "deleted (tuttid --data-dir {} --recover reads it). Starting again on an empty store to "
+      "join the cluster at {} by state transfer",
+      r.history, r.last_committed, aside.string(), aside.string(), r.gcs_addr);
+  return 0;
+}
+
+// A node that moved its store aside starts again at once, as a new member, through the member
+// that refused it (when --peers named none, the old store's remembered members are gone too).
+int run(Flags f) {
+  for (;;) {
+    std::optional<core::Daemon::Rejoin> rejoin;
+    const int rc = run_once(f, &rejoin);
+    if (rc != 0 || !rejoin) return rc;
+    f.bootstrap = f.force = false;
+    if (f.peers.empty()) f.peers = rejoin->gcs_addr;
+  }
 }
 
 }  // namespace

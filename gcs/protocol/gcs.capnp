@@ -120,6 +120,10 @@ struct Welcome {
   reason @2 :Text;
   self @3 :Peer;
   history @4 :Data;
+  # The welcoming node's cluster name and whether it is in a primary component: a node of
+  # another history refused by a primary one moves its data aside and joins (docs/transfer.md).
+  clusterName @5 :Text;
+  primary @6 :Bool;
 }
 
 # One entry of the write-set log (storage's wscache value).
