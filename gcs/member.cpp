@@ -358,12 +358,17 @@ void Member::on_ack(const Message& m, const Ack& a) {
   try_deliver();
 }
 
-// A position is stable once every member of the view holds it; stable positions are delivered in
-// order (safe delivery).
+// A position is stable once every voting member of the view holds it; stable positions are
+// delivered in order (safe delivery). A learner's disk does not hold the group back (it may be
+// busy with a snapshot): what it lacks, the sequencer keeps for it until it holds it, and a
+// learner behind at a view change catches up again (gcs/view_decision.cpp).
 void Member::try_deliver() {
   if (!operational_primary() || d_.needs_transfer) return;
-  uint64_t stable = held_;
-  for (const auto& [member, held] : acks_) stable = std::min(stable, held);
+  uint64_t stable = held_, held_by_all = held_;
+  for (const auto& [member, held] : acks_) {
+    held_by_all = std::min(held_by_all, held);
+    if (!view_.learner(member)) stable = std::min(stable, held);
+  }
   while (delivered_pos_ < stable) {
     auto it = entries_.find(delivered_pos_ + 1);
     TUTTI_INVARIANT(it != entries_.end(), "position {} is stable but not held", delivered_pos_ + 1);
@@ -375,7 +380,7 @@ void Member::try_deliver() {
     if (!is_sequencer()) entries_.erase(it);
   }
   if (is_sequencer()) {
-    while (!entries_.empty() && entries_.begin()->first <= std::min(stable, delivered_pos_))
+    while (!entries_.empty() && entries_.begin()->first <= std::min(held_by_all, delivered_pos_))
       entries_.erase(entries_.begin());
   }
 }

@@ -113,9 +113,11 @@ bool majority_of(const Reports& reports, const ViewInfo& v, const Weights& weigh
 // - The view is primary iff it holds a strict majority of LP, of the last committed primary view
 //   the members know of and, unless LP is known committed, of LP's predecessor (joint_majority),
 //   and some member continues LP;
-// - its base (the end of LP's history) is the least seqno held by LP's continuing members: a
-//   seqno delivered anywhere in LP was held by every member of LP first, so the base covers it;
-// - members that continue LP deliver up to the base; the others join and need a transfer.
+// - its base (the end of LP's history) is the least seqno held by LP's continuing voters: a
+//   seqno delivered anywhere in LP was held by every voter of LP first, so the base covers it;
+// - members that continue LP deliver up to the base; the others join and need a transfer. A
+//   learner of LP that caught up continues too if its log reaches the base (its acks held no
+//   delivery back, so it may lag); else it catches up again.
 ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
                          const Reports& reports, const Weights& weights, bool persist_before_ack) {
   const Lineage lin = choose_lineage(reports);
@@ -129,7 +131,7 @@ ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
     // A member waiting for a transfer has a gap in its log: it proves nothing.
     for (const auto& [n, r] : reports) {
       if (!lin.of.at(n) || lin.of.at(n)->id != lin.lp->id || r.needs_transfer) continue;
-      out.continuing.push_back(n);
+      if (!lin.lp->learner(n)) out.continuing.push_back(n);
     }
     const bool quorum = persist_before_ack
                             ? majority_of(reports, *lin.lp, weights)
@@ -139,6 +141,10 @@ ViewDecision decide_view(const ViewKey& id, const std::vector<NodeId>& members,
   }
   if (inst.view.primary) {
     inst.view.base = end;
+    for (const auto& [n, r] : reports)
+      if (lin.of.at(n) && lin.of.at(n)->id == lin.lp->id && lin.lp->learner(n) &&
+          !r.needs_transfer && r.lineage_held >= end)
+        out.continuing.push_back(n);
     // A member that delivered exactly up to the base already holds the lineage's state (there is
     // one primary lineage per history, so its seqnos are the lineage's): it needs no transfer.
     for (const auto& [n, r] : reports)

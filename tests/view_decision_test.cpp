@@ -70,6 +70,10 @@ TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
   n1_knows.last_primary = kAll5;
   n1_knows.previous_primary = kSolo;
 
+  // x finished its transfer in kABCxyz (awaiting its vote); delivery did not wait for its acks.
+  StateReport x_behind = in(kABCxyz, 11), x_logged = in(kABCxyz, 12);
+  x_logged.delivered = 11;  // its log holds 12: it delivers it entering the view
+
   const std::vector<Case> cases = {
       {"an install known to no one as committed needs a majority of what it was built on",
        {{"n3", installed_2}, {"n4", installed_2}, {"n5", installed_2}},
@@ -153,6 +157,20 @@ TEST_CASE("view decision: primary iff a majority of the lineage continues it") {
        true,
        12,
        {"x"}},
+      {"a caught-up learner behind the voters lowers no base: it catches up again",
+       {{"a", in(kABCxyz, 12)}, {"b", in(kABCxyz, 12)}, {"x", x_behind}},
+       {},
+       true,
+       true,
+       12,
+       {"x"}},
+      {"a caught-up learner whose log reaches the base continues, and votes",
+       {{"a", in(kABCxyz, 12)}, {"b", in(kABCxyz, 12)}, {"x", x_logged}},
+       {},
+       true,
+       true,
+       12,
+       {}},
       // b falls back to 1.a, which it holds (its tail beyond 10 is dropped): no transfer.
       {"an install that never committed is no lineage",
        {{"a", in(kABC, 10)}, {"b", b_saw_2}, {"c", in(kABC, 10)}},

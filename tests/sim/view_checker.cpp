@@ -71,6 +71,7 @@ void ViewChecker::primary_installed(const gcs::ViewEvent& v) {
 void ViewChecker::crashing(const gcs::NodeId& id, const gcs::Durable& d) const {
   if (!d.last_committed) return;
   const gcs::ViewInfo& v = *d.last_committed;
+  if (v.learner(id)) return;  // delivery never waited for a learner's copy
   auto top = stable_top_.find(v.id);
   for (uint64_t s = v.base + 1; top != stable_top_.end() && s <= top->second; ++s)
     if (s > d.delivered && !d.log.count(s))

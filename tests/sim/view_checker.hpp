@@ -26,7 +26,7 @@ class ViewChecker {
   void delivered(const gcs::ViewKey& in, uint64_t seqno, bool at_view_change);
   void primary_installed(const gcs::ViewEvent& v);
   // A member whose durable state is d crashes: what was stable in its last committed primary
-  // view it acknowledged, so it must still hold it.
+  // view it acknowledged (unless it was a learner there), so it must still hold it.
   void crashing(const gcs::NodeId& id, const gcs::Durable& d) const;
 
  private:
@@ -40,7 +40,7 @@ class ViewChecker {
   std::map<gcs::ViewKey, Primary> primaries_;
   std::map<gcs::ViewKey, gcs::ViewKey> successor_;
   std::map<gcs::ViewKey, uint64_t> top_in_view_;  // highest seqno delivered in each view
-  std::map<gcs::ViewKey, uint64_t> stable_top_;   // ... of those stable in it (all members held)
+  std::map<gcs::ViewKey, uint64_t> stable_top_;   // ... of those stable in it (all voters held)
 };
 
 // A view event as a trace line's JSON body, and as the same line for a person.
