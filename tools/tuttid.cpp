@@ -145,11 +145,14 @@ int run_once(const Flags& f, std::optional<core::Daemon::Rejoin>* rejoin) {
   auto store = storage::Store::open(options);
   core::check_identity(*store, f);
   core::check_force_bootstrap(*store, f);
-  core::Daemon daemon(f, *store);
-  const int rc = daemon.run();
-  if (rc != 0 || !daemon.rejoin()) return rc;
-  const auto r = *daemon.rejoin();
-  *rejoin = r;
+  int rc = 0;
+  {
+    core::Daemon daemon(f, *store);  // gone (its threads joined) before the store closes
+    rc = daemon.run();
+    *rejoin = daemon.rejoin();
+  }
+  if (rc != 0 || !*rejoin) return rc;
+  const auto r = **rejoin;
   store.reset();
   const auto aside = move_store_aside(f, r);
   spdlog::warn(
