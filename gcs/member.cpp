@@ -437,8 +437,14 @@ void Member::send_data(bool everything_unordered) {
   if (is_sequencer()) {
     on_data(m, std::get<Data>(m.body));
   } else {
-    send(view_.members.front(), std::move(m));
+    send(sequencer(), std::move(m));
   }
+}
+
+const NodeId& Member::sequencer() const {
+  for (const auto& n : view_.members)
+    if (!view_.learner(n)) return n;
+  return view_.members.front();  // a primary view has a voter: no order here anyway
 }
 
 }  // namespace tutti::gcs

@@ -135,7 +135,10 @@ class Member {
   void send(const NodeId& to, Message m);
   void send_to_members(const Message& m);
   Message make(const ViewKey& view) const;
-  bool is_sequencer() const { return !view_.members.empty() && view_.members.front() == self_; }
+  // The view's first voter orders: a learner's batches carry its transfer's writes, and every
+  // Order it sent would wait behind them.
+  const NodeId& sequencer() const;
+  bool is_sequencer() const { return !view_.members.empty() && sequencer() == self_; }
   bool flow_paused() const;
   uint64_t weight(const NodeId& n) const;
   bool operational_primary() const { return phase_ == Phase::operational && view_.primary; }
