@@ -164,6 +164,11 @@ int Daemon::run() {
       [this] { return transport_->directory(); }, persister_.get());
   fetcher_ = std::make_unique<TransferFetcher>(
       [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+  donor_thread_ = std::make_unique<DonorThread>(
+      [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+  node_->set_donor_offload([this](std::function<void()> work, std::function<void()> done) {
+    return donor_thread_->submit(std::move(work), std::move(done));
+  });
   node_->set_transfer_link(
       [this](const gcs::NodeId& donor, Request request, TransferFetcher::Done done) {
         std::string address;

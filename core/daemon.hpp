@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "core/donor_thread.hpp"
 #include "core/node.hpp"
 #include "core/server.hpp"
 #include "core/transfer_fetcher.hpp"
@@ -110,6 +111,7 @@ class Daemon {
   std::unique_ptr<ClientServer> server_;
   // Declared after the node: its thread joined before the node goes.
   std::unique_ptr<TransferFetcher> fetcher_;
+  std::unique_ptr<DonorThread> donor_thread_;
   // Declared after the node: destroyed (its thread joined) before it.
   std::unique_ptr<ThreadPersister> persister_;
 };

@@ -135,7 +135,12 @@ void Node::serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& 
   if (d.needs_transfer || joiner_)
     return reply(Response{
         id, error(ErrorCode::unavailable, "this node is catching up by state transfer itself")});
-  reply(donor_.serve(id, t, store_.env().now()));
+  const auto now = store_.env().now();
+  if (!donor_offload_) return reply(donor_.serve(id, t, now));
+  auto out = std::make_shared<Response>();
+  if (!donor_offload_([this, out, id, t, now] { *out = donor_.serve(id, t, now); },
+                      [reply, out] { reply(std::move(*out)); }))
+    reply(Response{id, error(ErrorCode::busy, "this donor has too many transfer reads queued")});
 }
 
 bool Node::stale(Consistency consistency) const {
@@ -334,8 +339,10 @@ void Node::flush() {
     nothing_to_write.ok = true;
     return persisted(std::move(nothing_to_write));
   }
+  const bool transfer_write = batch.transfer.has_value();
   persister_->submit(std::move(batch), observer_ != nullptr,
                      [this](PersistResult r) { persisted(std::move(r)); });
+  if (transfer_write) pull();  // the next chunk travels while this one is written
 }
 
 // The batch is on disk, or nothing of it is: send and answer, or hold it back to try again.

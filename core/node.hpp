@@ -90,6 +90,10 @@ class Node {
   // Where the state transfer's pulls go (none: this node never catches up by itself), and the
   // members to ask first. REQUIRES: before the first view.
   void set_transfer_link(TransferLink link, std::vector<std::string> preferred_donors = {});
+  // Where the donor's reads run (tuttid: core/donor_thread.hpp): work off the loop, then done on
+  // it; false when it cannot take more. None: on the loop, at once (the simulator).
+  using DonorOffload = std::function<bool(std::function<void()> work, std::function<void()> done)>;
+  void set_donor_offload(DonorOffload offload) { donor_offload_ = std::move(offload); }
   // Time passes: transfers time out, retry, report progress. The driver calls it with its ticks.
   void tick();
 
@@ -173,6 +177,7 @@ class Node {
   std::vector<std::string> preferred_donors_;  // names
   std::unique_ptr<Joiner> joiner_;
   Donor donor_;
+  DonorOffload donor_offload_;
   uint64_t link_epoch_ = 0;      // a joiner's answers from before it was replaced are dropped
   bool backlog_paused_ = false;  // a joiner past max_joiner_backlog asks the group to pause
 };

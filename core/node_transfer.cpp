@@ -62,7 +62,7 @@ void Node::pull() {
   link_(p->donor, Request{0, std::move(p->request)},
         [this, epoch, number](std::optional<Response> reply) {
           if (epoch != link_epoch_ || !joiner_) return;  // a transfer since replaced
-          joiner_->on_reply(number, reply, store_.env().now());
+          joiner_->on_reply(number, std::move(reply), store_.env().now());
           if (joiner_->has_write()) schedule_flush();
           pull();
         });

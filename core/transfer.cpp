@@ -43,13 +43,14 @@ std::string progress_text(const TransferProgress& p) {
 // ---- donor ----
 
 Response Donor::serve(uint64_t id, const TransferRequest& req, Clock::time_point now) {
-  last_served_ = now;
-  last_joiner_ = req.joiner;
-  if (auto* log = std::get_if<LogPull>(&req.pull)) {
-    last_kind_ = "incremental";
-    return log_chunk(id, *log);
+  const bool log = std::holds_alternative<LogPull>(req.pull);
+  {
+    std::lock_guard lock(mu_);
+    last_served_ = now;
+    last_joiner_ = req.joiner;
+    last_kind_ = log ? "incremental" : "snapshot";
   }
-  last_kind_ = "snapshot";
+  if (log) return log_chunk(id, std::get<LogPull>(req.pull));
   return snapshot_chunk(id, req, std::get<SnapshotPull>(req.pull), now);
 }
 
@@ -78,83 +79,116 @@ Response Donor::log_chunk(uint64_t id, const LogPull& pull) {
   return Response{id, TransferReply{std::move(out)}};
 }
 
+// REQUIRES: mu_ held. The pull's session, a new one when it names none (session set to it); null
+// with refusal set when there is none to give.
+std::shared_ptr<Donor::Session> Donor::open_session(uint64_t id, const TransferRequest& req,
+                                                    uint64_t& session, Clock::time_point now,
+                                                    std::optional<Response>& refusal) {
+  if (session == 0) {
+    if (sessions_.size() >= kMaxSnapshotSessions) {
+      refusal = Response{
+          id, error_reply(ErrorCode::busy,
+                          fmt::format("this donor serves {} snapshots already", sessions_.size()))};
+      return nullptr;
+    }
+    auto s = std::make_shared<Session>();
+    s->snap = store_.snapshot();
+    s->header.seqno = s->snap->meta().last_committed;
+    s->header.content_hash = s->snap->meta().content_hash;
+    s->header.cert_hash = s->snap->meta_get(kMetaCertHash).value_or("");
+    if (auto raw = s->snap->meta_get(kMetaGcsState))
+      s->header.sender_high = gcs::decode_durable(*raw).sender_high;
+    s->header.total_bytes = s->snap->table_bytes();
+    s->joiner = req.joiner;
+    s->started = s->last = now;
+    session = s->header.session = next_session_++;
+    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)",
+                 s->header.seqno, req.joiner, static_cast<double>(s->header.total_bytes) / 1e6);
+    sessions_.emplace(session, s);
+  }
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) {
+    refusal = Response{id, error_reply(ErrorCode::unavailable,
+                                       "no such snapshot session here (it expired, or this donor "
+                                       "restarted): start the snapshot again")};
+    return nullptr;
+  }
+  it->second->last = now;
+  return it->second;
+}
+
 Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const SnapshotPull& pull,
                                Clock::time_point now) {
   uint64_t session = pull.session;
-  if (session == 0) {
-    if (sessions_.size() >= kMaxSnapshotSessions)
-      return Response{
-          id, error_reply(ErrorCode::busy,
-                          fmt::format("this donor serves {} snapshots already", sessions_.size()))};
-    Session s;
-    s.snap = store_.snapshot();
-    s.header.seqno = s.snap->meta().last_committed;
-    s.header.content_hash = s.snap->meta().content_hash;
-    s.header.cert_hash = s.snap->meta_get(kMetaCertHash).value_or("");
-    if (auto raw = s.snap->meta_get(kMetaGcsState))
-      s.header.sender_high = gcs::decode_durable(*raw).sender_high;
-    s.header.total_bytes = s.snap->table_bytes();
-    s.joiner = req.joiner;
-    s.started = now;
-    session = s.header.session = next_session_++;
-    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)", s.header.seqno,
-                 req.joiner, static_cast<double>(s.header.total_bytes) / 1e6);
-    sessions_.emplace(session, std::move(s));
+  std::shared_ptr<Session> s;
+  std::optional<Response> refusal;
+  {
+    std::lock_guard lock(mu_);
+    s = open_session(id, req, session, now, refusal);
   }
-  auto it = sessions_.find(session);
-  if (it == sessions_.end())
-    return Response{id, error_reply(ErrorCode::unavailable,
-                                    "no such snapshot session here (it expired, or this donor "
-                                    "restarted): start the snapshot again")};
-  Session& s = it->second;
-  s.last = now;
-  SnapshotChunk out = s.header;
+  if (!s) return std::move(*refusal);
+  // One joiner pulls one chunk at a time: no other reader of this session meanwhile.
+  SnapshotChunk out = s->header;
   out.cursor = pull.cursor;
   try {
     out.items =
-        s.snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes));
+        s->snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes));
   } catch (const storage::StorageError& e) {
-    sessions_.erase(it);
+    std::lock_guard lock(mu_);
+    sessions_.erase(session);
     return Response{id, error_reply(ErrorCode::unavailable, e.what())};
   }
-  for (const auto& i : out.items) s.sent_bytes += i.key.size() + i.value.size();
+  uint64_t bytes = 0;
+  for (const auto& i : out.items) bytes += i.key.size() + i.value.size();
+  std::lock_guard lock(mu_);
+  s->sent_bytes += bytes;
   if (out.cursor.done()) {
-    spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s", s.header.seqno,
-                 s.joiner, static_cast<double>(s.sent_bytes) / 1e6, seconds(now - s.started));
-    sessions_.erase(it);
+    spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s",
+                 s->header.seqno, s->joiner, static_cast<double>(s->sent_bytes) / 1e6,
+                 seconds(now - s->started));
+    sessions_.erase(session);
   }
   return Response{id, TransferReply{std::move(out)}};
 }
 
 void Donor::tick(Clock::time_point now) {
+  std::lock_guard lock(mu_);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
-    if (now - it->second.last < kSessionIdle) {
+    if (now - it->second->last < kSessionIdle) {
       ++it;
       continue;
     }
-    spdlog::warn("donor: snapshot for '{}' dropped: not pulled for {} s", it->second.joiner,
+    spdlog::warn("donor: snapshot for '{}' dropped: not pulled for {} s", it->second->joiner,
                  std::chrono::duration_cast<std::chrono::seconds>(kSessionIdle).count());
     it = sessions_.erase(it);
   }
   if (!sessions_.empty() && now - last_logged_ >= kProgressEvery) {
     last_logged_ = now;
-    const TransferProgress p = progress(now);
+    const Session& s = *sessions_.begin()->second;
+    const TransferProgress p = make_progress("snapshot", "donor", s.joiner, s.sent_bytes,
+                                             s.header.total_bytes, "bytes", now - s.started);
     spdlog::info("donor: sending a snapshot to '{}': {}", p.peer, progress_text(p));
   }
 }
 
 bool Donor::active(Clock::time_point now) const {
+  std::lock_guard lock(mu_);
+  return active_locked(now);
+}
+
+bool Donor::active_locked(Clock::time_point now) const {
   return !sessions_.empty() ||
          (last_served_ != Clock::time_point{} && now - last_served_ < std::chrono::seconds(2));
 }
 
 TransferProgress Donor::progress(Clock::time_point now) const {
+  std::lock_guard lock(mu_);
   if (!sessions_.empty()) {
-    const Session& s = sessions_.begin()->second;
+    const Session& s = *sessions_.begin()->second;
     return make_progress("snapshot", "donor", s.joiner, s.sent_bytes, s.header.total_bytes, "bytes",
                          now - s.started);
   }
-  if (!active(now)) return {};
+  if (!active_locked(now)) return {};
   return TransferProgress{last_kind_, "donor", last_joiner_, 0, 0, "write-sets", 0, 0};
 }
 
@@ -224,8 +258,7 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   return Pull{*in_flight_, *donor_, std::move(req)};
 }
 
-void Joiner::on_reply(uint64_t number, const std::optional<Response>& reply,
-                      Clock::time_point now) {
+void Joiner::on_reply(uint64_t number, std::optional<Response> reply, Clock::time_point now) {
   if (!in_flight_ || number != *in_flight_) return;  // late: already given up on
   in_flight_.reset();
   if (!reply) return fail_donor("no answer (unreachable, or the connection broke)", now);
@@ -267,7 +300,7 @@ void Joiner::on_log(const LogChunk& c, Clock::time_point now) {
   pending_.push_back(std::move(w));
 }
 
-void Joiner::on_snapshot(const SnapshotChunk& c, Clock::time_point now) {
+void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
   if (session_ != 0 && c.session != session_) return fail_donor("another snapshot session", now);
   if (session_ == 0) {
     session_ = c.session;
@@ -281,7 +314,7 @@ void Joiner::on_snapshot(const SnapshotChunk& c, Clock::time_point now) {
   w.reset = first_chunk_;
   first_chunk_ = false;
   for (const auto& i : c.items) received_bytes_ += i.key.size() + i.value.size();
-  w.items = c.items;
+  w.items = std::move(c.items);
   cursor_ = c.cursor;
   pending_.push_back(std::move(w));
   if (!cursor_.done()) return;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,7 +62,8 @@ struct TransferWritten {
 };
 
 // The donor's half: answers pulls from its store. Snapshot sessions are bounded in number and
-// dropped when idle.
+// dropped when idle. serve may run on another thread than the rest (tuttid's DonorThread): the
+// sessions are behind a mutex, never held during a read.
 class Donor {
  public:
   explicit Donor(storage::Store& store) : store_(store) {}
@@ -74,6 +76,7 @@ class Donor {
   TransferProgress progress(Clock::time_point now) const;
 
  private:
+  bool active_locked(Clock::time_point now) const;
   Response log_chunk(uint64_t id, const LogPull& pull);
   Response snapshot_chunk(uint64_t id, const TransferRequest& req, const SnapshotPull& pull,
                           Clock::time_point now);
@@ -84,8 +87,12 @@ class Donor {
     Clock::time_point started, last;
     uint64_t sent_bytes = 0;
   };
+  std::shared_ptr<Session> open_session(uint64_t id, const TransferRequest& req, uint64_t& session,
+                                        Clock::time_point now, std::optional<Response>& refusal);
   storage::Store& store_;
-  std::map<uint64_t, Session> sessions_;
+  mutable std::mutex mu_;
+  // A session being read from is kept alive by its reader while tick may drop it.
+  std::map<uint64_t, std::shared_ptr<Session>> sessions_;
   uint64_t next_session_ = 1;
   Clock::time_point last_served_{};
   Clock::time_point last_logged_{};
@@ -115,7 +122,7 @@ class Joiner {
   };
   std::optional<Pull> poll(Clock::time_point now);
   // The answer to pull `number`, or nullopt when it got none (unreachable, broken, timed out).
-  void on_reply(uint64_t number, const std::optional<Response>& reply, Clock::time_point now);
+  void on_reply(uint64_t number, std::optional<Response> reply, Clock::time_point now);
   // The next write, once the one before it is on disk.
   std::optional<TransferWrite> take_write();
   bool has_write() const { return !writing_ && !pending_.empty(); }
@@ -144,7 +151,7 @@ class Joiner {
   void fail_donor(const std::string& why, Clock::time_point now);
   std::optional<gcs::NodeId> choose_donor(Clock::time_point now) const;
   void on_log(const LogChunk& c, Clock::time_point now);
-  void on_snapshot(const SnapshotChunk& c, Clock::time_point now);
+  void on_snapshot(SnapshotChunk& c, Clock::time_point now);
   void start_snapshot(Clock::time_point now);
   void start_incremental(uint64_t from, Clock::time_point now);
   std::string donor_name() const;
