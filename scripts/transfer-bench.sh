@@ -10,7 +10,8 @@
 # 4. kills n3 (kill -9), commits 200,000 small puts, restarts n3: it catches up from a donor's
 #    log; incremental write-sets/s (from its log: the range asked for, and the time to done).
 # Prints one markdown table (for docs/performance.md) with the date and machine.
-# Env: BUILD (default build), BENCH_PORT (default 7601), KEEP (set: keep the nodes' dirs and logs).
+# Env: BUILD (default build), BENCH_PORT (default 7601), KEEP (set: keep the nodes' dirs and logs:
+# about 7 GiB per GiB loaded, left in /tmp for you to remove).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gib=${1:-1}
@@ -22,6 +23,13 @@ base=${BENCH_PORT:-7601}
 for bin in "$tuttid" "$tutti" "$load"; do
   [[ -x $bin ]] || { echo "transfer-bench: $bin is missing: build it first" >&2; exit 2; }
 done
+# Four nodes hold the data each, with their logs and the space LMDB keeps: about 7 GiB per GiB.
+need_kib=$((gib * 7 * 1024 * 1024))
+free_kib=$(df -Pk /tmp | awk 'NR == 2 { print $4 }')
+if ((free_kib < need_kib)); then
+  echo "transfer-bench: /tmp has $((free_kib / 1048576)) GiB free, this run needs about $((need_kib / 1048576)) GiB" >&2
+  exit 2
+fi
 work=$(mktemp -d /tmp/tutti-transfer-bench.XXXXXX)
 declare -A pids=()
 bg=()
@@ -59,8 +67,17 @@ now() { date +%s.%N; }
 # Seconds between two log timestamps (HH:MM:SS.mmm, same day).
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, ":"); split(b, y, ":");
   printf "%.3f", (y[1] * 3600 + y[2] * 60 + y[3]) - (x[1] * 3600 + x[2] * 60 + x[3]) }'; }
-stamp() { grep -m1 "$2" "$work/n$1.log" | sed 's/^[0-9-]*T\([0-9:.]*\) .*/\1/'; }
+# The first log line of node $1 matching $2, from line ${3:-1} on; its time.
+since() { tail -n +"${3:-1}" "$work/n$1.log" | grep -m1 "$2" || true; }
+stamp() { since "$@" | sed 's/^[0-9-]*T\([0-9:.]*\) .*/\1/'; }
 
+# Another run (or anything) on these ports would mix into this one's cluster: refuse to start.
+for port in $(seq "$base" $((base + 3))) $(seq $((base + 100)) $((base + 103))); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "transfer-bench: port $port is in use (another run?): set BENCH_PORT elsewhere" >&2
+    exit 2
+  fi
+done
 start 1 --bootstrap
 start 2 --peers "$(gcs 1)"
 start 3 --peers "$(gcs 1)"
@@ -97,12 +114,13 @@ echo "kill -9 n3, 200,000 commits, n3 back ..." >&2
 kill -9 "${pids[3]}"; wait "${pids[3]}" 2>/dev/null || true; unset "pids[3]"
 sleep 2
 "$load" --node "$(client 1)" --count 200000 --retry-refused >&2
+mark=$(($(wc -l <"$work/n3.log") + 1))  # n3 may have caught up before: this run's lines only
 start 3
 wait_synced 3 120
-ask=$(grep -m1 "state transfer: asking .* from its log" "$work/n3.log" || true)
+ask=$(since 3 "state transfer: asking .* from its log" "$mark")
 [[ -n $ask ]] || { echo "transfer-bench: n3 did not catch up from a log:" >&2; tail -20 "$work/n3.log" >&2; exit 1; }
 range=$(sed -n 's/.*write-sets \([0-9]*\)\.\.\([0-9]*\) from its log.*/\1 \2/p' <<<"$ask")
-ist_s=$(secs "$(stamp 3 "from its log")" "$(stamp 3 "state transfer done")")
+ist_s=$(secs "$(stamp 3 "from its log" "$mark")" "$(stamp 3 "state transfer done" "$mark")")
 ist_n=$(awk -v r="$range" 'BEGIN { split(r, x, " "); print x[2] - x[1] + 1 }')
 ist_rate=$(awk -v n="$ist_n" -v s="$ist_s" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
 
