@@ -10,10 +10,10 @@
 #include <memory>
 #include <string>
 
-#include "core/donor_thread.hpp"
 #include "core/node.hpp"
 #include "core/server.hpp"
 #include "core/transfer_fetcher.hpp"
+#include "core/worker_thread.hpp"
 #include "gcs/group.hpp"
 #include "gcs/transport.hpp"
 #include "storage/store.hpp"
@@ -111,7 +111,8 @@ class Daemon {
   std::unique_ptr<ClientServer> server_;
   // Declared after the node: its thread joined before the node goes.
   std::unique_ptr<TransferFetcher> fetcher_;
-  std::unique_ptr<DonorThread> donor_thread_;
+  // A donor's reads: off the loop, yielding to the node's own threads.
+  std::unique_ptr<WorkerThread> donor_thread_;
   // Declared after the node: destroyed (its thread joined) before it.
   std::unique_ptr<ThreadPersister> persister_;
 };

@@ -90,7 +90,7 @@ class Node {
   // Where the state transfer's pulls go (none: this node never catches up by itself), and the
   // members to ask first. REQUIRES: before the first view.
   void set_transfer_link(TransferLink link, std::vector<std::string> preferred_donors = {});
-  // Where the donor's reads run (tuttid: core/donor_thread.hpp): work off the loop, then done on
+  // Where the donor's reads run (tuttid: a WorkerThread): work off the loop, then done on
   // it; false when it cannot take more. None: on the loop, at once (the simulator).
   using DonorOffload = std::function<bool(std::function<void()> work, std::function<void()> done)>;
   void set_donor_offload(DonorOffload offload) { donor_offload_ = std::move(offload); }

@@ -62,8 +62,8 @@ struct TransferWritten {
 };
 
 // The donor's half: answers pulls from its store. Snapshot sessions are bounded in number and
-// dropped when idle. serve may run on another thread than the rest (tuttid's DonorThread): the
-// sessions are behind a mutex, never held during a read.
+// dropped when idle. serve may run on another thread than the rest (tuttid's donor WorkerThread):
+// the sessions are behind a mutex, never held during a read.
 class Donor {
  public:
   explicit Donor(storage::Store& store) : store_(store) {}

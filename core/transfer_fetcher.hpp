@@ -3,15 +3,14 @@
 // each answer is posted back to the node's loop. One pull at a time, as the Joiner sends them.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "core/client.hpp"
 #include "core/messages.hpp"
+#include "core/worker_thread.hpp"
 
 namespace tutti::core {
 
@@ -20,23 +19,16 @@ class TransferFetcher {
   using Done = std::function<void(std::optional<Response>)>;
   // post: runs a function on the node's loop.
   explicit TransferFetcher(std::function<void(std::function<void()>)> post);
-  ~TransferFetcher();  // the pull under way, if any, ends first (bounded by its timeout)
+  // The pull under way, if any, ends first (bounded by its timeout).
   // Sends request to the node at address (HOST:PORT); done runs on the loop.
   void fetch(std::string address, Request request, Done done);
 
  private:
-  void run();
-  struct Job {
-    std::string address;
-    Request request;
-    Done done;
-  };
-  std::function<void(std::function<void()>)> post_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::optional<Job> job_;
-  bool stopping_ = false;
-  std::thread thread_;
+  std::optional<Response> call(const std::string& address, Request request);
+  // Touched on the worker's thread only.
+  std::unique_ptr<Client> client_;
+  std::string connected_to_;
+  WorkerThread worker_;  // last: joined before the connection goes
 };
 
 }  // namespace tutti::core

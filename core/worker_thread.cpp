@@ -1,4 +1,4 @@
-#include "core/donor_thread.hpp"
+#include "core/worker_thread.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -9,10 +9,11 @@
 
 namespace tutti::core {
 
-DonorThread::DonorThread(std::function<void(std::function<void()>)> post)
-    : post_(std::move(post)), thread_([this] { run(); }) {}
+WorkerThread::WorkerThread(std::function<void(std::function<void()>)> post, size_t max_queued,
+                           int nice)
+    : post_(std::move(post)), max_queued_(max_queued), thread_([this, nice] { run(nice); }) {}
 
-DonorThread::~DonorThread() {
+WorkerThread::~WorkerThread() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -21,21 +22,19 @@ DonorThread::~DonorThread() {
   thread_.join();
 }
 
-bool DonorThread::submit(std::function<void()> work, std::function<void()> done) {
+bool WorkerThread::submit(std::function<void()> work, std::function<void()> done) {
   {
     std::lock_guard lock(mu_);
-    if (jobs_.size() >= kMaxQueued) return false;
+    if (jobs_.size() >= max_queued_) return false;
     jobs_.push_back(Job{std::move(work), std::move(done)});
   }
   wake_.notify_one();
   return true;
 }
 
-void DonorThread::run() {
-  // The group's messages and the clients come first: a transfer reads with what CPU they
-  // leave (nice is per thread on Linux; a thread may always lower its own priority).
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kNice) != 0)
-    spdlog::warn("donor thread: could not lower its priority: {}", std::strerror(errno));
+void WorkerThread::run(int nice) {
+  if (nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0)
+    spdlog::warn("worker thread: could not lower its priority: {}", std::strerror(errno));
   for (;;) {
     Job job;
     {
