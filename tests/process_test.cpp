@@ -243,7 +243,12 @@ struct PutStream {
   std::map<std::string, std::string> acked;  // key -> value
   uint64_t max_seqno = 0;
   std::atomic<bool> stop{false};
+  std::atomic<bool> stop_signalled{false};  // set before the node is told to stop
   std::atomic<int> surprises{0};
+  // Keys a stopping node refused before replicating them ("this member is leaving"): a clean
+  // refusal, so they must not be in the store.
+  std::vector<std::string> refused;
+  std::string surprise;
 
   void run(core::HostPort node, int stream) {
     core::Client client(std::chrono::seconds(5));
@@ -264,8 +269,16 @@ struct PutStream {
         auto it = pending.find(r.id);
         const auto* c = std::get_if<core::CommitReply>(&r.body);
         // Catch2 assertions are not for other threads: count surprises, check them later.
+        const auto* e = std::get_if<core::ErrorReply>(&r.body);
+        if (stop_signalled && it != pending.end() && e && e->code == core::ErrorCode::not_primary) {
+          std::lock_guard lock(mu);
+          refused.push_back(it->second.first);
+          return;
+        }
         if (it == pending.end() || !c || !c->committed) {
+          std::lock_guard lock(mu);
           ++surprises;
+          surprise = e ? e->message : "a reply that is not a commit of a request in flight";
           return;
         }
         std::lock_guard lock(mu);
@@ -300,9 +313,14 @@ void check_all_acked_present(Single& s, PutStream& stream, const std::string& mo
     auto it = stored.find(k);
     if (it == stored.end() || it->second != v) ++missing;
   }
-  INFO(mode << ": acknowledged " << stream.acked.size() << ", stored " << stored.size());
+  size_t refused_but_stored = 0;
+  for (const auto& k : stream.refused) refused_but_stored += stored.count(k);
+  INFO(mode << ": acknowledged " << stream.acked.size() << ", stored " << stored.size()
+            << ", refused while stopping " << stream.refused.size());
+  INFO("surprise: " << stream.surprise);
   CHECK(stream.surprises == 0);
   CHECK(missing == 0);
+  CHECK(refused_but_stored == 0);
   auto st = s.status();
   CHECK(st["last_committed"].get<uint64_t>() >= stream.max_seqno);
   CHECK(st["content_hash"] == recomputed.hex());
@@ -335,6 +353,7 @@ TEST_CASE("memory durability: a clean stop keeps every acknowledged put") {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (stream.count() < 2000 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stream.stop_signalled = true;
   s.node.process.signal(SIGTERM);
   stream.stop = true;
   writer.join();
