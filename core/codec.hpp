@@ -35,6 +35,9 @@ WriteSet decode_writeset(std::string_view bytes);
 std::string encode_outcome(const Outcome& outcome);
 Outcome decode_outcome(std::string_view bytes);
 
+std::string encode_snapshot_resume(const SnapshotResume& r);
+SnapshotResume decode_snapshot_resume(std::string_view bytes);
+
 // The frames are gcs/framing.hpp's.
 using gcs::frame;
 using gcs::frame_length;

@@ -1,5 +1,7 @@
 #include "core/codec_transfer.hpp"
 
+#include <fmt/format.h>
+
 #include "core/codec.hpp"
 #include "gcs/capnp_bytes.hpp"
 
@@ -33,10 +35,19 @@ storage::SnapshotCursor cursor_from(wire::SnapshotCursor::Reader r) {
   return storage::SnapshotCursor{r.getTable(), r.getStarted(), str(r.getAfter())};
 }
 
+std::string hash_bytes(const storage::ContentHash& h) {
+  return u64_le(h.lo()) + u64_le(h.hi());
+}
+
+storage::ContentHash hash_from(std::string_view b, std::string_view what) {
+  if (b.size() != 16) throw DecodeError(std::string(what) + ": content hash is not 16 bytes");
+  return storage::ContentHash(u64_le(b.substr(0, 8)), u64_le(b.substr(8)));
+}
+
 void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const SnapshotChunk& c) {
   out.setSession(c.session);
   out.setSeqno(c.seqno);
-  const std::string hash = u64_le(c.content_hash.lo()) + u64_le(c.content_hash.hi());
+  const std::string hash = hash_bytes(c.content_hash);
   out.setContentHash(as_data(hash));
   out.setCertHash(as_data(c.cert_hash));
   auto high = out.initSenderHigh(c.sender_high.size());
@@ -59,9 +70,7 @@ SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
   SnapshotChunk c;
   c.session = r.getSession();
   c.seqno = r.getSeqno();
-  const std::string hash = str(r.getContentHash());
-  if (hash.size() != 16) throw DecodeError("snapshot chunk: content hash is not 16 bytes");
-  c.content_hash = storage::ContentHash(u64_le(hash.substr(0, 8)), u64_le(hash.substr(8)));
+  c.content_hash = hash_from(str(r.getContentHash()), "snapshot chunk");
   c.cert_hash = str(r.getCertHash());
   for (auto h : r.getSenderHigh()) c.sender_high[str(h.getSender())] = h.getSeq();
   c.total_bytes = r.getTotalBytes();
@@ -90,6 +99,7 @@ void set_transfer_request(wire::Request::Transfer::Builder out, const TransferRe
     s.setSession(snap.session);
     set_cursor(s.initCursor(), snap.cursor);
     s.setMaxBytes(snap.max_bytes);
+    s.setSeqno(snap.seqno);
   }
 }
 
@@ -105,7 +115,8 @@ TransferRequest transfer_request_from(wire::Request::Transfer::Reader r) {
     }
     case wire::Request::Transfer::SNAPSHOT: {
       auto s = r.getSnapshot();
-      t.pull = SnapshotPull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes()};
+      t.pull =
+          SnapshotPull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes(), s.getSeqno()};
       break;
     }
     default:
@@ -169,3 +180,38 @@ size_t transfer_reply_bytes(const TransferReply& t) {
 }
 
 }  // namespace tutti::core::codec
+
+namespace tutti::core {
+
+constexpr uint16_t kSnapshotResumeFormat = 1;
+
+std::string encode_snapshot_resume(const SnapshotResume& r) {
+  capnp::MallocMessageBuilder message(capnp_bytes::first_segment_words(256));
+  auto root = message.initRoot<wire::SnapshotResume>();
+  root.setFormatVersion(kSnapshotResumeFormat);
+  root.setDonor(codec::as_data(r.donor));
+  codec::set_snapshot_chunk(root.initHeader(), r.header);
+  const std::string hash = codec::hash_bytes(r.staged_hash);
+  root.setStagedHash(codec::as_data(hash));
+  root.setReceivedBytes(r.received_bytes);
+  return capnp_bytes::to_bytes(message);
+}
+
+SnapshotResume decode_snapshot_resume(std::string_view bytes) {
+  return capnp_bytes::with_reader<DecodeError, wire::SnapshotResume>(
+      bytes, "snapshot resume record", [](wire::SnapshotResume::Reader r) {
+        if (r.getFormatVersion() != kSnapshotResumeFormat)
+          throw VersionError(
+              fmt::format("snapshot resume record has version {}; this build "
+                          "speaks version {}",
+                          r.getFormatVersion(), kSnapshotResumeFormat));
+        SnapshotResume out;
+        out.donor = codec::str(r.getDonor());
+        out.header = codec::snapshot_chunk_from(r.getHeader());
+        out.staged_hash = codec::hash_from(codec::str(r.getStagedHash()), "snapshot resume");
+        out.received_bytes = r.getReceivedBytes();
+        return out;
+      });
+}
+
+}  // namespace tutti::core

@@ -82,6 +82,7 @@ struct SnapshotPull {
   uint64_t session = 0;  // 0: start a snapshot
   storage::SnapshotCursor cursor;
   uint32_t max_bytes = 0;
+  uint64_t seqno = 0;  // the session's snapshot seqno; 0 when starting
 };
 struct TransferRequest {
   std::string history;
@@ -200,6 +201,14 @@ struct SnapshotChunk {
 };
 struct TransferReply {
   std::variant<LogChunk, SnapshotChunk> chunk;
+};
+// Not sent: kept in a joiner's meta with each staged chunk (docs/transfer.md), so that its
+// snapshot resumes in the donor's session after a restart or a lost connection.
+struct SnapshotResume {
+  std::string donor;     // node uuid
+  SnapshotChunk header;  // no items; cursor: after what is staged
+  storage::ContentHash staged_hash;
+  uint64_t received_bytes = 0;
 };
 
 struct Response {

@@ -133,6 +133,7 @@ class Node {
   void serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& reply);
   void start_transfer(const gcs::ViewEvent& ev);
   void finish_transfer();
+  std::optional<SnapshotResume> staged_snapshot();
   void joiner_flow();
   void pull();
   void after_transfer_write(PersistResult& r);

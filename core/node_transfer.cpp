@@ -4,6 +4,7 @@
 // it reached. The donor's side is Donor, answering pulls in handle().
 #include <spdlog/spdlog.h>
 
+#include "core/codec.hpp"
 #include "core/node.hpp"
 #include "core/uuid.hpp"
 #include "gcs/invariant.hpp"
@@ -22,9 +23,10 @@ void Node::start_transfer(const gcs::ViewEvent& ev) {
   if (!joiner_) {
     const auto& d = group_.member().durable();
     ++link_epoch_;
-    joiner_ = std::make_unique<Joiner>(
-        d.history, name_, last_committed_, d.sender_high,
-        Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes}, store_.env().now());
+    joiner_ =
+        std::make_unique<Joiner>(d.history, name_, last_committed_, d.sender_high,
+                                 Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes},
+                                 store_.env().now(), staged_snapshot());
     joiner_->set_donor_name([this](const gcs::NodeId& id) { return member_name(id); });
     if (last_committed_ >= ev.view.base) {
       // Its report to this view change predates the transfer that just ended.
@@ -41,6 +43,20 @@ void Node::start_transfer(const gcs::ViewEvent& ev) {
   }
   joiner_->set_target(ev.view.base, std::move(donors));
   pull();
+}
+
+// The snapshot this node's staged tables hold part of, from before a restart; none when the
+// record does not decode (a newer build's, say): the next snapshot starts over and replaces it.
+std::optional<SnapshotResume> Node::staged_snapshot() {
+  auto raw = store_.read()->meta_get(kMetaSnapshotResume);
+  if (!raw) return std::nullopt;
+  try {
+    return decode_snapshot_resume(*raw);
+  } catch (const DecodeError& e) {
+    spdlog::warn("the record of the snapshot staged here does not decode ({}): starting over",
+                 e.what());
+    return std::nullopt;
+  }
 }
 
 void Node::tick() {

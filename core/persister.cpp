@@ -1,5 +1,6 @@
 #include "core/persister.hpp"
 
+#include "core/codec.hpp"
 #include "gcs/invariant.hpp"
 #include "gcs/wire.hpp"
 
@@ -31,12 +32,18 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
       if (w.reset) txn.stage_reset();
       out.staged_hash = w.reset ? storage::ContentHash{} : w.staged_hash;
       for (const auto& item : w.items) txn.stage_put(item, out.staged_hash);
+      if (w.resume) {
+        SnapshotResume r = *w.resume;
+        r.staged_hash = out.staged_hash;
+        txn.meta_put(kMetaSnapshotResume, encode_snapshot_resume(r));
+      }
       break;
     }
     case TransferWrite::Kind::install:
       txn.install_staged(w.seqno, w.content_hash);
       txn.log_drop_through(w.seqno);  // what it held up to there was not applied as such here
       if (!w.cert_hash.empty()) txn.meta_put(kMetaCertHash, w.cert_hash);
+      txn.meta_del(kMetaSnapshotResume);
       break;
   }
   return out;

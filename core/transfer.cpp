@@ -106,7 +106,13 @@ std::shared_ptr<Donor::Session> Donor::open_session(uint64_t id, const TransferR
                  s->header.seqno, req.joiner, static_cast<double>(s->header.total_bytes) / 1e6);
     sessions_.emplace(session, s);
   }
+  // A pull names its session's seqno and comes from its joiner: a number this donor handed out
+  // before it restarted, now another joiner's or another seqno's, is not that session.
+  const uint64_t seqno = std::get<SnapshotPull>(req.pull).seqno;
   auto it = sessions_.find(session);
+  if (it != sessions_.end() &&
+      (it->second->joiner != req.joiner || (seqno != 0 && it->second->header.seqno != seqno)))
+    it = sessions_.end();
   if (it == sessions_.end()) {
     refusal = Response{id, error_reply(ErrorCode::unavailable,
                                        "no such snapshot session here (it expired, or this donor "
@@ -195,7 +201,8 @@ TransferProgress Donor::progress(Clock::time_point now) const {
 // ---- joiner ----
 
 Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
-               std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now)
+               std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now,
+               std::optional<SnapshotResume> resume)
     : history_(std::move(history)),
       self_name_(std::move(self_name)),
       o_(std::move(options)),
@@ -204,7 +211,23 @@ Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
       next_from_(applied + 1),
       ist_start_(applied),
       phase_started_(now),
-      last_logged_(now) {}
+      last_logged_(now) {
+  // A snapshot this node had staged part of before it restarted: ask its donor for the rest, in
+  // the same session (the donor keeps it kSessionIdle). One that would not move this node on is
+  // stale: the next snapshot empties the stage.
+  if (!resume || resume->header.session == 0 || resume->header.seqno <= applied) return;
+  mode_ = Mode::snapshot;
+  donor_ = resume->donor;
+  session_ = resume->header.session;
+  header_ = std::move(resume->header);
+  cursor_ = header_.cursor;
+  staged_ = resume->staged_hash;
+  received_bytes_ = resume->received_bytes;
+  first_chunk_ = false;
+  last_chunk_at_ = now;
+  resumed_ = true;  // said at the first pull, once the donor's name is known
+  if (cursor_.done()) queue_install();
+}
 
 void Joiner::set_target(uint64_t base, std::vector<gcs::NodeId> donors) {
   target_ = std::max(target_, base);
@@ -233,12 +256,24 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
     fail_donor(
         fmt::format("no answer in {} ms",
                     std::chrono::duration_cast<std::chrono::milliseconds>(o_.timeout).count()),
-        now);
+        now, true);
   if (in_flight_ || !pending_.empty() || !target_known_ || now < retry_at_) return std::nullopt;
   if (mode_ == Mode::incremental && next_from_ > target_) return std::nullopt;
   // The whole snapshot is here, its install on the way: nothing to ask for (asking would find
   // the donor's session closed, and start over: the transfer bench saw it).
   if (mode_ == Mode::snapshot && cursor_.done()) return std::nullopt;
+  if (!donor_ && mode_ == Mode::snapshot && session_ != 0) {
+    spdlog::info("state transfer: the donor of the snapshot left the view: starting it over");
+    start_snapshot(now);
+  }
+  if (resumed_ && donor_) {
+    spdlog::info(
+        "state transfer: resuming the snapshot at seqno {} staged here ({:.1f} of {:.1f} MB) in "
+        "its session at '{}'",
+        header_.seqno, static_cast<double>(received_bytes_) / 1e6,
+        static_cast<double>(header_.total_bytes) / 1e6, donor_name());
+  }
+  resumed_ = false;
   if (!donor_) {
     donor_ = choose_donor(now);
     if (!donor_) return std::nullopt;
@@ -251,7 +286,7 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   if (mode_ == Mode::incremental) {
     req.pull = LogPull{next_from_, target_, o_.chunk_bytes};
   } else {
-    req.pull = SnapshotPull{session_, cursor_, o_.chunk_bytes};
+    req.pull = SnapshotPull{session_, cursor_, o_.chunk_bytes, session_ ? header_.seqno : 0};
   }
   in_flight_ = next_number_++;
   sent_at_ = now;
@@ -261,7 +296,7 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
 void Joiner::on_reply(uint64_t number, std::optional<Response> reply, Clock::time_point now) {
   if (!in_flight_ || number != *in_flight_) return;  // late: already given up on
   in_flight_.reset();
-  if (!reply) return fail_donor("no answer (unreachable, or the connection broke)", now);
+  if (!reply) return fail_donor("no answer (unreachable, or the connection broke)", now, true);
   if (auto* e = std::get_if<ErrorReply>(&reply->body)) return fail_donor(e->message, now);
   auto* t = std::get_if<TransferReply>(&reply->body);
   if (!t) return fail_donor("an answer that is no transfer chunk", now);
@@ -301,7 +336,8 @@ void Joiner::on_log(const LogChunk& c, Clock::time_point now) {
 }
 
 void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
-  if (session_ != 0 && c.session != session_) return fail_donor("another snapshot session", now);
+  if (session_ != 0 && (c.session != session_ || c.seqno != header_.seqno))
+    return fail_donor("another snapshot session", now);
   if (session_ == 0) {
     session_ = c.session;
     header_ = c;
@@ -309,6 +345,7 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
     spdlog::info("state transfer: '{}' streams a snapshot at seqno {} ({:.1f} MB)", donor_name(),
                  c.seqno, static_cast<double>(c.total_bytes) / 1e6);
   }
+  last_chunk_at_ = now;
   TransferWrite w;
   w.kind = TransferWrite::Kind::stage;
   w.reset = first_chunk_;
@@ -316,8 +353,14 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
   for (const auto& i : c.items) received_bytes_ += i.key.size() + i.value.size();
   w.items = std::move(c.items);
   cursor_ = c.cursor;
+  SnapshotResume resume{*donor_, header_, {}, received_bytes_};
+  resume.header.cursor = cursor_;
+  w.resume = std::move(resume);
   pending_.push_back(std::move(w));
-  if (!cursor_.done()) return;
+  if (cursor_.done()) queue_install();
+}
+
+void Joiner::queue_install() {
   TransferWrite install;
   install.kind = TransferWrite::Kind::install;
   install.seqno = header_.seqno;
@@ -392,9 +435,21 @@ void Joiner::start_incremental(uint64_t from, Clock::time_point now) {
   phase_started_ = now;
 }
 
-void Joiner::fail_donor(const std::string& why, Clock::time_point now) {
+void Joiner::fail_donor(const std::string& why, Clock::time_point now, bool session_kept) {
   in_flight_.reset();
   last_failure_ = why;
+  // Silence is not a refusal: the donor may still hold the session (it drops one unpulled for
+  // kSessionIdle), and what is staged here is good. Ask it again, from where it stopped, until
+  // it leaves the view or the session must be gone.
+  if (session_kept && donor_ && mode_ == Mode::snapshot && session_ != 0 &&
+      now - last_chunk_at_ + kResumeRetry < kSessionIdle) {
+    spdlog::warn(
+        "state transfer: donor '{}' failed: {}; asking it again in {} ms to resume the snapshot "
+        "where it stopped ({:.1f} MB staged)",
+        donor_name(), why, kResumeRetry.count(), static_cast<double>(received_bytes_) / 1e6);
+    retry_at_ = now + kResumeRetry;
+    return;
+  }
   if (donor_) {
     spdlog::warn("state transfer: donor '{}' failed: {}; trying another", donor_name(), why);
     failed_until_[*donor_] = now + kDonorBackoff;

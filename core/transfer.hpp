@@ -38,6 +38,11 @@ inline constexpr std::chrono::milliseconds kDonorBackoff{3000};
 // A snapshot session unpulled this long is dropped (its joiner died or moved on).
 inline constexpr std::chrono::milliseconds kSessionIdle{30000};
 inline constexpr size_t kMaxSnapshotSessions = 4;
+// A snapshot pull that got no answer is tried again in the same session this soon, as long as
+// the donor may still hold it (kSessionIdle) and is in the view.
+inline constexpr std::chrono::milliseconds kResumeRetry{1000};
+// Where a joiner's snapshot stands, in its meta (SnapshotResume), written with each staged chunk.
+inline constexpr std::string_view kMetaSnapshotResume = "snapshot_resume";
 // Progress is logged this often on both sides.
 inline constexpr std::chrono::milliseconds kProgressEvery{5000};
 
@@ -49,6 +54,7 @@ struct TransferWrite {
   std::vector<storage::TableItem> items;  // stage
   bool reset = false;                     // stage: first chunk of a snapshot: empty the stage
   storage::ContentHash staged_hash;       // stage: of what is staged before this write
+  std::optional<SnapshotResume> resume;   // stage: where the snapshot stands after this write
   uint64_t seqno = 0;                     // install: the snapshot's
   storage::ContentHash content_hash;      // install
   std::string cert_hash;                  // install
@@ -108,9 +114,11 @@ class Joiner {
     uint32_t chunk_bytes = kTransferChunkBytes;
     Clock::duration timeout = kTransferTimeout;
   };
-  // applied, sender_high: what the node holds now.
+  // applied, sender_high: what the node holds now; resume: the snapshot its staged tables hold
+  // part of (kMetaSnapshotResume), if any.
   Joiner(std::string history, std::string self_name, uint64_t applied,
-         std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now);
+         std::map<gcs::NodeId, uint64_t> sender_high, Options options, Clock::time_point now,
+         std::optional<SnapshotResume> resume = std::nullopt);
 
   // The node is in a primary view with this base, and these members may donate.
   void set_target(uint64_t base, std::vector<gcs::NodeId> donors);
@@ -148,7 +156,9 @@ class Joiner {
 
  private:
   enum class Mode { incremental, snapshot };
-  void fail_donor(const std::string& why, Clock::time_point now);
+  // session_kept: the donor gave no answer, so its snapshot session may live on: resume it.
+  void fail_donor(const std::string& why, Clock::time_point now, bool session_kept = false);
+  void queue_install();
   std::optional<gcs::NodeId> choose_donor(Clock::time_point now) const;
   void on_log(const LogChunk& c, Clock::time_point now);
   void on_snapshot(SnapshotChunk& c, Clock::time_point now);
@@ -186,6 +196,8 @@ class Joiner {
   storage::ContentHash staged_;  // of what is staged on disk
   uint64_t received_bytes_ = 0;
   bool first_chunk_ = true;
+  Clock::time_point last_chunk_at_{};  // the donor served the session then
+  bool resumed_ = false;               // from a record of a restarted node: not yet said so
 
   Clock::time_point phase_started_;
   Clock::time_point last_logged_{};

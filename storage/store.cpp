@@ -251,6 +251,12 @@ void WriteTxn::meta_put(std::string_view name, std::string_view bytes) {
   check(mdb_put(txn_, dbis_.meta, &k, &d, 0), "meta put");
 }
 
+void WriteTxn::meta_del(std::string_view name) {
+  MDB_val k = val(name);
+  const int rc = mdb_del(txn_, dbis_.meta, &k, nullptr);
+  if (rc != MDB_NOTFOUND) check(rc, "meta delete");
+}
+
 void WriteTxn::set_identity(std::string_view history_uuid, std::string_view node_uuid) {
   meta_.history_uuid = history_uuid;
   meta_.node_uuid = node_uuid;

@@ -210,6 +210,7 @@ class WriteTxn : public ReadView {
   // Forgets the transaction records made at seqnos below `seqno`.
   void forget_txns_before(uint64_t seqno);
   void meta_put(std::string_view name, std::string_view bytes);
+  void meta_del(std::string_view name);  // absent already: nothing to do
   void set_identity(std::string_view history_uuid, std::string_view node_uuid);
   void set_last_committed(uint64_t seqno);
 

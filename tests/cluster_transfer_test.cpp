@@ -93,13 +93,19 @@ TEST_CASE("transfer: the donor is killed mid-transfer - the joiner turns to anot
 }
 
 TEST_CASE(
-    "transfer: the joiner is killed mid-transfer - the cluster never notices, it starts "
-    "again") {
+    "transfer: the joiner is killed mid-transfer - the cluster never notices, it resumes the "
+    "snapshot where it stopped") {
   Cluster c(3, kSmallLog);
   c.load(0, 400, 64 << 10);
-  const size_t j = c.add(kSmallLog, slow_disk(150));
-  c.wait_until([&] { return c.log_has(j, "streams a snapshot"); }, "the snapshot under way",
-               std::chrono::seconds(30));
+  const size_t j = c.add(kSmallLog, slow_disk(400));
+  // Three 4 MiB chunks received: the first is staged on the joiner's disk (one write at a time).
+  c.wait_until(
+      [&] {
+        auto s = c.status(j);
+        return !s.empty() && s["transfer"].is_object() &&
+               s["transfer"]["done"].get<uint64_t>() >= 12'000'000;
+      },
+      "the snapshot under way", std::chrono::seconds(30));
   c.nodes[j].process.kill9();
   // A learner has no vote: the three that hold the state are still all of the voters.
   CHECK(c.cli(1, {"put", "while-the-joiner-is-dead", "1"}).code == 0);
@@ -113,6 +119,14 @@ TEST_CASE(
                "the joiner SYNCED after its restart", std::chrono::seconds(60));
   check_converged(c, {0, 1, 2, j});
   CHECK(c.cli(j, {"get", "while-the-joiner-is-dead"}).out == "1\n");
+  // It went on in the donor's session, from what it had staged: one snapshot in all.
+  const std::string log = c.nodes[j].log_text();
+  INFO(log);
+  CHECK(log.find("resuming the snapshot at seqno") != std::string::npos);
+  size_t streams = 0;
+  for (size_t at = 0; (at = log.find("streams a snapshot", at)) != std::string::npos; ++at)
+    ++streams;
+  CHECK(streams == 1);
 }
 
 TEST_CASE(

@@ -74,6 +74,8 @@ struct Request {
     session @0 :UInt64;
     cursor @1 :SnapshotCursor;
     maxBytes @2 :UInt32;
+    seqno @3 :UInt64;        # the session's snapshot seqno (0 when starting): a donor that
+                             # restarted and reused the number for another snapshot refuses
   }
 
   struct Get {
@@ -234,4 +236,15 @@ struct Response {
   struct Views {
     changes @0 :List(ViewChange);
   }
+}
+
+# Kept in a joiner's meta ("snapshot_resume") with each staged chunk: where its snapshot stands,
+# so that a joiner that restarted, or lost its donor for a moment, resumes the donor's session
+# rather than starting over (docs/transfer.md).
+struct SnapshotResume {
+  formatVersion @0 :UInt16;
+  donor @1 :Data;                       # node uuid of the donor that holds the session
+  header @2 :Response.SnapshotChunk;    # no items; its cursor is after what is staged
+  stagedHash @3 :Data;                  # content hash of the staged data: lo, hi (LE)
+  receivedBytes @4 :UInt64;
 }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/transfer.hpp"
 #include "gcs/invariant.hpp"
 
 namespace tutti::sim {
@@ -116,6 +117,8 @@ bool NodeCluster::start(SimNode& n) {
     trace(n.id, "\"event\":\"start-failed\"", std::string("start failed: ") + e.what());
     return false;
   }
+  if (n.incarnation > 0 && n.store->read()->meta_get(core::kMetaSnapshotResume))
+    ++result_.staged_restarts;
   n.up = true;
   n.paused = false;
   ++n.incarnation;

@@ -44,8 +44,9 @@ struct NodeSimResult {
   uint64_t commits = 0, conflicts = 0, rejected = 0;
   uint64_t acked = 0;  // commits acknowledged to clients
   uint64_t view_changes = 0;
-  uint64_t transferred = 0;  // write-sets applied by incremental transfers
-  uint64_t snapshots = 0;    // snapshot transfers installed
+  uint64_t transferred = 0;      // write-sets applied by incremental transfers
+  uint64_t snapshots = 0;        // snapshot transfers installed
+  uint64_t staged_restarts = 0;  // restarts with part of a snapshot staged (resumed, or redone)
   Time settled_after = 0;
 };
 

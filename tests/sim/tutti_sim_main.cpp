@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     base.trace = &trace;
   }
   uint64_t commits = 0, conflicts = 0, view_changes = 0, violations = 0, transferred = 0,
-           snapshots = 0;
+           snapshots = 0, staged_restarts = 0;
   for (int i = 0; i < runs; ++i) {
     NodeSimOptions o = base;
     o.seed = seed + i;
@@ -69,11 +69,12 @@ int main(int argc, char** argv) {
     view_changes += r.view_changes;
     transferred += r.transferred;
     snapshots += r.snapshots;
+    staged_restarts += r.staged_restarts;
     std::cout << "run seed=" << o.seed << " nodes=" << o.nodes << " seqnos=" << r.seqnos
               << " commits=" << r.commits << " conflicts=" << r.conflicts << " acked=" << r.acked
               << " view_changes=" << r.view_changes << " transferred=" << r.transferred
-              << " snapshots=" << r.snapshots << " settled_ms=" << r.settled_after
-              << (r.ok ? " ok" : " VIOLATION") << "\n";
+              << " snapshots=" << r.snapshots << " staged_restarts=" << r.staged_restarts
+              << " settled_ms=" << r.settled_after << (r.ok ? " ok" : " VIOLATION") << "\n";
     if (!r.ok) {
       ++violations;
       std::cout << "seed " << o.seed << ": " << r.violation << "\nlast events:\n";
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
   }
   std::cout << "summary: runs=" << runs << " violations=" << violations << " commits=" << commits
             << " conflicts=" << conflicts << " view_changes=" << view_changes
-            << " transferred=" << transferred << " snapshots=" << snapshots << "\n";
+            << " transferred=" << transferred << " snapshots=" << snapshots
+            << " staged_restarts=" << staged_restarts << "\n";
   return violations ? 1 : 0;
 }

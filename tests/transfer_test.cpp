@@ -1,0 +1,201 @@
+// The two halves of state transfer (core/transfer.hpp) over real stores, with the pulls carried
+// by hand: what a joiner asks for after silence, a refusal or a restart.
+#include <catch2/catch.hpp>
+
+#include "core/codec.hpp"
+#include "core/persister.hpp"
+#include "core/transfer.hpp"
+#include "temp_dir.hpp"
+
+using namespace tutti;
+using namespace tutti::core;
+using tutti::test::TempDir;
+
+namespace {
+
+constexpr uint64_t kKeys = 2000;
+const std::string kDonor = "donor-uuid-0000", kOther = "other-uuid-0000";
+
+std::unique_ptr<storage::Store> open_store(const std::filesystem::path& dir) {
+  storage::Options o;
+  o.dir = dir;
+  return storage::Store::open(o);
+}
+
+std::unique_ptr<storage::Store> donor_store(const std::filesystem::path& dir) {
+  auto s = open_store(dir);
+  s->write([](storage::WriteTxn& t) {
+    for (uint64_t i = 1; i <= kKeys; ++i)
+      t.put("key" + std::to_string(i), i, std::string(400, static_cast<char>('a' + i % 26)));
+    t.set_last_committed(kKeys);
+  });
+  return s;
+}
+
+const SnapshotPull& snapshot_pull(const Joiner::Pull& p) {
+  REQUIRE(std::holds_alternative<SnapshotPull>(p.request.pull));
+  return std::get<SnapshotPull>(p.request.pull);
+}
+
+// Writes what the joiner has to write, as the node's persister would.
+void write_all(Joiner& j, storage::Store& store, Clock::time_point now) {
+  while (auto w = j.take_write()) {
+    PersistResult r = persist(store, "joiner-uuid", PersistBatch{{}, std::nullopt, *w}, false);
+    REQUIRE(r.ok);
+    j.written(r.transferred, now);
+  }
+}
+
+// One pull answered by `donor` (or by silence), and what it brought written.
+void exchange(Joiner& j, Donor& donor, storage::Store& store, Clock::time_point now,
+              bool silent = false) {
+  auto p = j.poll(now);
+  REQUIRE(p);
+  if (silent) {
+    j.on_reply(p->number, std::nullopt, now);
+  } else {
+    j.on_reply(p->number, donor.serve(1, p->request, now), now);
+  }
+  write_all(j, store, now);
+}
+
+std::optional<SnapshotResume> staged_record(storage::Store& store) {
+  auto raw = store.read()->meta_get(kMetaSnapshotResume);
+  if (!raw) return std::nullopt;
+  return decode_snapshot_resume(*raw);
+}
+
+Joiner make_joiner(Clock::time_point now, std::optional<SnapshotResume> resume = std::nullopt) {
+  Joiner j("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now, std::move(resume));
+  j.set_target(kKeys, {kDonor});
+  return j;
+}
+
+void check_installed(storage::Store& joiner, storage::Store& donor) {
+  auto r = joiner.read();
+  CHECK(r->meta().last_committed == kKeys);
+  CHECK(r->meta().content_hash == donor.read()->meta().content_hash);
+  CHECK(!r->meta_get(kMetaSnapshotResume));  // gone with the install
+}
+
+}  // namespace
+
+TEST_CASE("transfer: after silence, and after a restart, the joiner resumes its snapshot session") {
+  TempDir ddir, jdir;
+  auto dstore = donor_store(ddir.path());
+  auto jstore = open_store(jdir.path());
+  Donor donor(*dstore);
+  Clock::time_point now{};
+  auto joiner = std::make_unique<Joiner>(make_joiner(now));
+  exchange(*joiner, donor, *jstore, now);  // the log does not hold seqno 1: a snapshot
+  for (int i = 0; i < 5; ++i) exchange(*joiner, donor, *jstore, now);
+  auto staged = staged_record(*jstore);
+  REQUIRE(staged);
+  CHECK(staged->donor == kDonor);
+  CHECK(staged->header.seqno == kKeys);
+  CHECK(staged->header.cursor.started);
+
+  SECTION("silence: the same session, from where it stopped, after kResumeRetry") {
+    exchange(*joiner, donor, *jstore, now, true);
+    CHECK(!joiner->poll(now + kResumeRetry / 2));
+    auto p = joiner->poll(now + kResumeRetry);
+    REQUIRE(p);
+    CHECK(p->donor == kDonor);
+    CHECK(snapshot_pull(*p).session == staged->header.session);
+    CHECK(snapshot_pull(*p).seqno == kKeys);
+    CHECK(snapshot_pull(*p).cursor.after == staged->header.cursor.after);
+    now += kResumeRetry;
+    joiner->on_reply(p->number, donor.serve(1, p->request, now), now);
+    write_all(*joiner, *jstore, now);
+    while (!joiner->done()) exchange(*joiner, donor, *jstore, now);
+  }
+  SECTION("restart: the record in meta resumes the session") {
+    joiner.reset();
+    jstore.reset();
+    jstore = open_store(jdir.path());
+    now += std::chrono::seconds(2);
+    joiner = std::make_unique<Joiner>(make_joiner(now, staged_record(*jstore)));
+    auto p = joiner->poll(now);
+    REQUIRE(p);
+    CHECK(snapshot_pull(*p).session == staged->header.session);
+    CHECK(snapshot_pull(*p).cursor.after == staged->header.cursor.after);
+    CHECK(joiner->progress(now).done == staged->received_bytes);
+    joiner->on_reply(p->number, donor.serve(1, p->request, now), now);
+    write_all(*joiner, *jstore, now);
+    while (!joiner->done()) exchange(*joiner, donor, *jstore, now);
+  }
+  SECTION("silence for longer than the donor keeps a session: another donor, from the start") {
+    joiner->set_target(kKeys, {kDonor, kOther});
+    auto p = joiner->poll(now);
+    REQUIRE(p);
+    now += kSessionIdle;
+    joiner->on_reply(p->number, std::nullopt, now);
+    now += kResumeRetry;
+    p = joiner->poll(now);
+    REQUIRE(p);
+    CHECK(p->donor == kOther);
+    CHECK(snapshot_pull(*p).session == 0);
+    joiner->on_reply(p->number, donor.serve(1, p->request, now), now);  // served all the same
+    write_all(*joiner, *jstore, now);
+    while (!joiner->done()) exchange(*joiner, donor, *jstore, now);
+  }
+  check_installed(*jstore, *dstore);
+}
+
+TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's starts over") {
+  TempDir ddir, jdir;
+  auto dstore = donor_store(ddir.path());
+  auto jstore = open_store(jdir.path());
+  auto donor = std::make_unique<Donor>(*dstore);
+  Clock::time_point now{};
+  auto joiner = std::make_unique<Joiner>(make_joiner(now));
+  for (int i = 0; i < 4; ++i) exchange(*joiner, *donor, *jstore, now);
+  auto staged = staged_record(*jstore);
+  REQUIRE(staged);
+
+  // The donor refuses a pull of that session from another joiner, or at another seqno.
+  TransferRequest req{
+      "history",
+      SnapshotPull{staged->header.session, staged->header.cursor, 1024, staged->header.seqno},
+      "someone-else"};
+  CHECK(std::holds_alternative<ErrorReply>(donor->serve(2, req, now).body));
+  req.joiner = "joiner";
+  std::get<SnapshotPull>(req.pull).seqno = kKeys - 1;
+  CHECK(std::holds_alternative<ErrorReply>(donor->serve(3, req, now).body));
+  std::get<SnapshotPull>(req.pull).seqno = kKeys;
+  CHECK(std::holds_alternative<TransferReply>(donor->serve(4, req, now).body));
+
+  SECTION("the donor restarted: refused, and the snapshot starts over from the start") {
+    donor = std::make_unique<Donor>(*dstore);
+    dstore->write([](storage::WriteTxn& t) {
+      t.put("later", kKeys + 1, "after the first snapshot");
+      t.set_last_committed(kKeys + 1);
+    });
+    joiner = std::make_unique<Joiner>(make_joiner(now, staged));
+    exchange(*joiner, *donor, *jstore, now);  // refused: no such session
+    CHECK(!joiner->poll(now + kResumeRetry));
+    now += kDonorBackoff;
+    auto p = joiner->poll(now);
+    REQUIRE(p);
+    CHECK(snapshot_pull(*p).session == 0);
+    joiner->on_reply(p->number, donor->serve(1, p->request, now), now);
+    write_all(*joiner, *jstore, now);
+    while (!joiner->done()) exchange(*joiner, *donor, *jstore, now);
+    CHECK(jstore->read()->meta().last_committed == kKeys + 1);
+    CHECK(jstore->read()->meta().content_hash == dstore->read()->meta().content_hash);
+    CHECK(jstore->read()->get("later"));
+  }
+  SECTION("its donor left the view: another, from the start") {
+    joiner = std::make_unique<Joiner>(
+        Joiner("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now, staged));
+    joiner->set_target(kKeys, {kOther});
+    auto p = joiner->poll(now);
+    REQUIRE(p);
+    CHECK(p->donor == kOther);
+    CHECK(snapshot_pull(*p).session == 0);
+    joiner->on_reply(p->number, donor->serve(1, p->request, now), now);
+    write_all(*joiner, *jstore, now);
+    while (!joiner->done()) exchange(*joiner, *donor, *jstore, now);
+    check_installed(*jstore, *dstore);
+  }
+}
