@@ -121,7 +121,7 @@ TEST_CASE("3 nodes: two killed - the last refuses writes - back again a primary 
 
   c.nodes[1].start();
   c.nodes[2].start();
-  c.wait_until([&] { return c.primary_size(0) == 3; }, "a primary of three again");
+  c.wait_until([&] { return c.all_synced(); }, "a primary of three again, all SYNCED");
   for (size_t i = 0; i < 3; ++i) CHECK(c.cli(i, {"get", "before"}).out == "1\n");
   CHECK(c.cli(2, {"put", "after", "2"}).code == 0);
   check_converged(c, {0, 1, 2});
@@ -136,7 +136,9 @@ TEST_CASE(
   c.nodes[2].process.signal(SIGTERM);
   CHECK(c.nodes[2].process.wait() == 0);
   c.nodes[2].start();
-  c.wait_until([&] { return c.primary_size(2) == 3; }, "n3 back and synced");
+  // Back in a primary view it first is a learner (JOINED), then gets its vote (SYNCED).
+  c.wait_until([&] { return c.primary_size(2) == 3 && c.state(2) == "SYNCED"; },
+               "n3 back and synced");
   CHECK(!c.log_has(2, "state transfer"));  // it was at the group's seqno: nothing to catch up
   CHECK(c.cli(2, {"put", "b", "2"}).code == 0);
   const auto read = c.read_through(0, {"get", "b"});
