@@ -133,8 +133,11 @@ void Process::kill9() {
 }
 
 CliResult run(const std::vector<std::string>& argv, const std::string& input) {
+  // Close-on-exec: a process another thread spawns meanwhile must not hold these pipes open (it
+  // would keep this call waiting for its end of file for as long as it runs).
   int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (::pipe(in_pipe) || ::pipe(out_pipe) || ::pipe(err_pipe)) throw std::runtime_error("pipe");
+  if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
+    throw std::runtime_error("pipe");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
