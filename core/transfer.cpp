@@ -233,8 +233,14 @@ void Joiner::set_target(uint64_t base, std::vector<gcs::NodeId> donors) {
   target_ = std::max(target_, base);
   target_known_ = true;
   donors_ = std::move(donors);
-  if (donor_ && std::find(donors_.begin(), donors_.end(), *donor_) == donors_.end())
-    donor_.reset();  // it left the view: the next pull goes to another
+  // A snapshot's donor is waited for a while (poll): it holds the session, and a view formed
+  // around a node that just restarted may not list every member yet.
+  if (mode_ == Mode::snapshot && session_ != 0) return;
+  if (donor_ && !in_view(*donor_)) donor_.reset();  // it left: the next pull goes to another
+}
+
+bool Joiner::in_view(const gcs::NodeId& id) const {
+  return std::find(donors_.begin(), donors_.end(), id) != donors_.end();
 }
 
 std::optional<gcs::NodeId> Joiner::choose_donor(Clock::time_point now) const {
@@ -262,9 +268,22 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   // The whole snapshot is here, its install on the way: nothing to ask for (asking would find
   // the donor's session closed, and start over: the transfer bench saw it).
   if (mode_ == Mode::snapshot && cursor_.done()) return std::nullopt;
-  if (!donor_ && mode_ == Mode::snapshot && session_ != 0) {
-    spdlog::info("state transfer: the donor of the snapshot left the view: starting it over");
-    start_snapshot(now);
+  if (donor_ && mode_ == Mode::snapshot && session_ != 0) {
+    if (in_view(*donor_)) {
+      donor_missing_since_.reset();
+    } else if (!donor_missing_since_) {
+      donor_missing_since_ = now;
+    }
+    if (donor_missing_since_ && now - *donor_missing_since_ < kDonorGone) return std::nullopt;
+    if (donor_missing_since_) {
+      spdlog::info(
+          "state transfer: '{}', the donor of the snapshot, is not in the view: starting "
+          "the snapshot over",
+          donor_name());
+      donor_missing_since_.reset();
+      donor_.reset();
+      start_snapshot(now);
+    }
   }
   if (resumed_ && donor_) {
     spdlog::info(

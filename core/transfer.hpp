@@ -41,6 +41,8 @@ inline constexpr size_t kMaxSnapshotSessions = 4;
 // A snapshot pull that got no answer is tried again in the same session this soon, as long as
 // the donor may still hold it (kSessionIdle) and is in the view.
 inline constexpr std::chrono::milliseconds kResumeRetry{1000};
+// A snapshot's donor missing from the view this long is given up (the snapshot starts over).
+inline constexpr std::chrono::milliseconds kDonorGone{5000};
 // Where a joiner's snapshot stands, in its meta (SnapshotResume), written with each staged chunk.
 inline constexpr std::string_view kMetaSnapshotResume = "snapshot_resume";
 // Progress is logged this often on both sides.
@@ -160,6 +162,7 @@ class Joiner {
   void fail_donor(const std::string& why, Clock::time_point now, bool session_kept = false);
   void queue_install();
   std::optional<gcs::NodeId> choose_donor(Clock::time_point now) const;
+  bool in_view(const gcs::NodeId& id) const;
   void on_log(const LogChunk& c, Clock::time_point now);
   void on_snapshot(SnapshotChunk& c, Clock::time_point now);
   void start_snapshot(Clock::time_point now);
@@ -198,6 +201,7 @@ class Joiner {
   bool first_chunk_ = true;
   Clock::time_point last_chunk_at_{};  // the donor served the session then
   bool resumed_ = false;               // from a record of a restarted node: not yet said so
+  std::optional<Clock::time_point> donor_missing_since_;  // the snapshot's donor, from the view
 
   Clock::time_point phase_started_;
   Clock::time_point last_logged_{};

@@ -185,10 +185,13 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
     CHECK(jstore->read()->meta().content_hash == dstore->read()->meta().content_hash);
     CHECK(jstore->read()->get("later"));
   }
-  SECTION("its donor left the view: another, from the start") {
+  SECTION("its donor is not in the view for kDonorGone: another, from the start") {
     joiner = std::make_unique<Joiner>(
         Joiner("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now, staged));
     joiner->set_target(kKeys, {kOther});
+    CHECK(!joiner->poll(now));  // a view formed around a restarted node may lack it for now
+    CHECK(!joiner->poll(now + kDonorGone / 2));
+    now += kDonorGone;
     auto p = joiner->poll(now);
     REQUIRE(p);
     CHECK(p->donor == kOther);
@@ -198,4 +201,30 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
     while (!joiner->done()) exchange(*joiner, *donor, *jstore, now);
     check_installed(*jstore, *dstore);
   }
+}
+
+TEST_CASE("transfer: a restarted joiner waits for its snapshot's donor to be in the view") {
+  TempDir ddir, jdir;
+  auto dstore = donor_store(ddir.path());
+  auto jstore = open_store(jdir.path());
+  Donor donor(*dstore);
+  Clock::time_point now{};
+  auto joiner = std::make_unique<Joiner>(make_joiner(now));
+  for (int i = 0; i < 4; ++i) exchange(*joiner, donor, *jstore, now);
+  auto staged = staged_record(*jstore);
+  REQUIRE(staged);
+  joiner = std::make_unique<Joiner>(
+      Joiner("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now, staged));
+  joiner->set_target(kKeys, {kOther});  // the first view after the restart: without the donor
+  CHECK(!joiner->poll(now));
+  now += kDonorGone / 2;
+  joiner->set_target(kKeys, {kOther, kDonor});  // the next one has it: resume there
+  auto p = joiner->poll(now);
+  REQUIRE(p);
+  CHECK(p->donor == kDonor);
+  CHECK(snapshot_pull(*p).session == staged->header.session);
+  joiner->on_reply(p->number, donor.serve(1, p->request, now), now);
+  write_all(*joiner, *jstore, now);
+  while (!joiner->done()) exchange(*joiner, donor, *jstore, now);
+  check_installed(*jstore, *dstore);
 }
