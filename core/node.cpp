@@ -438,7 +438,10 @@ void Node::on_view(const gcs::ViewEvent& ev) {
         "are refused until a primary component forms; waiting for {}",
         view_text(ev.view.id), names.size(), fmt::join(names, ", "), waiting_for());
   }
-  if (ev.view.primary && ev.self_needs_transfer) start_transfer(ev);
+  // The event is acted on once its batch is on disk; a transfer may have ended meanwhile (the
+  // member then delivers already): only the member's present state says one is needed.
+  if (ev.view.primary && ev.self_needs_transfer && group_.member().durable().needs_transfer)
+    start_transfer(ev);
   for (const auto& j : ev.joiners)
     if (j != node_uuid_)
       spdlog::info(

@@ -103,6 +103,10 @@ TEST_CASE("whole nodes: seeds that once broke a guarantee stay fixed") {
            Pinned{194, 5,
                   "a transfer finished for one view while its member had joined a later one, "
                   "further on"},
+           Pinned{900138, 3,
+                  "a view's event said this node needed a transfer, but by the time its slow "
+                  "disk let the node act on it the transfer had ended: a second, empty one "
+                  "finished behind deliveries (found once the sequencer's Orders left early)"},
            Pinned{29, 5,
                   "a restarted member's deliveries at its first view change, labelled with no "
                   "view, counted against a view that committed late (a checker bug)"},
