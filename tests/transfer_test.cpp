@@ -78,19 +78,27 @@ void check_installed(storage::Store& joiner, storage::Store& donor) {
   CHECK(!r->meta_get(kMetaSnapshotResume));  // gone with the install
 }
 
+// A joiner part-way through a snapshot: `chunks` pulls answered and staged.
+struct Halfway {
+  explicit Halfway(int chunks) {
+    for (int i = 0; i < chunks; ++i) exchange(*joiner, donor, *jstore, now);
+    staged = staged_record(*jstore);
+    REQUIRE(staged);
+  }
+  TempDir ddir, jdir;
+  std::unique_ptr<storage::Store> dstore = donor_store(ddir.path());
+  std::unique_ptr<storage::Store> jstore = open_store(jdir.path());
+  Donor donor{*dstore};
+  Clock::time_point now{};
+  std::unique_ptr<Joiner> joiner = std::make_unique<Joiner>(make_joiner(now));
+  std::optional<SnapshotResume> staged;
+};
+
 }  // namespace
 
 TEST_CASE("transfer: after silence, and after a restart, the joiner resumes its snapshot session") {
-  TempDir ddir, jdir;
-  auto dstore = donor_store(ddir.path());
-  auto jstore = open_store(jdir.path());
-  Donor donor(*dstore);
-  Clock::time_point now{};
-  auto joiner = std::make_unique<Joiner>(make_joiner(now));
-  exchange(*joiner, donor, *jstore, now);  // the log does not hold seqno 1: a snapshot
-  for (int i = 0; i < 5; ++i) exchange(*joiner, donor, *jstore, now);
-  auto staged = staged_record(*jstore);
-  REQUIRE(staged);
+  Halfway h(6);  // the first: the log does not hold seqno 1, so a snapshot
+  auto& [ddir, jdir, dstore, jstore, donor, now, joiner, staged] = h;
   CHECK(staged->donor == kDonor);
   CHECK(staged->header.seqno == kKeys);
   CHECK(staged->header.cursor.started);
@@ -204,15 +212,8 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
 }
 
 TEST_CASE("transfer: a restarted joiner waits for its snapshot's donor to be in the view") {
-  TempDir ddir, jdir;
-  auto dstore = donor_store(ddir.path());
-  auto jstore = open_store(jdir.path());
-  Donor donor(*dstore);
-  Clock::time_point now{};
-  auto joiner = std::make_unique<Joiner>(make_joiner(now));
-  for (int i = 0; i < 4; ++i) exchange(*joiner, donor, *jstore, now);
-  auto staged = staged_record(*jstore);
-  REQUIRE(staged);
+  Halfway h(4);
+  auto& [ddir, jdir, dstore, jstore, donor, now, joiner, staged] = h;
   joiner = std::make_unique<Joiner>(
       Joiner("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now, staged));
   joiner->set_target(kKeys, {kOther});  // the first view after the restart: without the donor
