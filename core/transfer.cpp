@@ -239,6 +239,26 @@ void Joiner::set_target(uint64_t base, std::vector<gcs::NodeId> donors) {
   if (donor_ && !in_view(*donor_)) donor_.reset();  // it left: the next pull goes to another
 }
 
+// A snapshot's donor out of the view is waited for kDonorGone (it holds the session), then the
+// snapshot starts over with another. True while waiting.
+bool Joiner::awaiting_snapshot_donor(Clock::time_point now) {
+  if (!donor_ || mode_ != Mode::snapshot || session_ == 0) return false;
+  if (in_view(*donor_)) {
+    donor_missing_since_.reset();
+    return false;
+  }
+  if (!donor_missing_since_) donor_missing_since_ = now;
+  if (now - *donor_missing_since_ < kDonorGone) return true;
+  spdlog::info(
+      "state transfer: '{}', the donor of the snapshot, is not in the view: starting the "
+      "snapshot over",
+      donor_name());
+  donor_missing_since_.reset();
+  donor_.reset();
+  start_snapshot(now);
+  return false;
+}
+
 bool Joiner::in_view(const gcs::NodeId& id) const {
   return std::find(donors_.begin(), donors_.end(), id) != donors_.end();
 }
@@ -268,23 +288,7 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   // The whole snapshot is here, its install on the way: nothing to ask for (asking would find
   // the donor's session closed, and start over: the transfer bench saw it).
   if (mode_ == Mode::snapshot && cursor_.done()) return std::nullopt;
-  if (donor_ && mode_ == Mode::snapshot && session_ != 0) {
-    if (in_view(*donor_)) {
-      donor_missing_since_.reset();
-    } else if (!donor_missing_since_) {
-      donor_missing_since_ = now;
-    }
-    if (donor_missing_since_ && now - *donor_missing_since_ < kDonorGone) return std::nullopt;
-    if (donor_missing_since_) {
-      spdlog::info(
-          "state transfer: '{}', the donor of the snapshot, is not in the view: starting "
-          "the snapshot over",
-          donor_name());
-      donor_missing_since_.reset();
-      donor_.reset();
-      start_snapshot(now);
-    }
-  }
+  if (awaiting_snapshot_donor(now)) return std::nullopt;
   if (resumed_ && donor_) {
     spdlog::info(
         "state transfer: resuming the snapshot at seqno {} staged here ({:.1f} of {:.1f} MB) in "

@@ -163,6 +163,7 @@ class Joiner {
   void queue_install();
   std::optional<gcs::NodeId> choose_donor(Clock::time_point now) const;
   bool in_view(const gcs::NodeId& id) const;
+  bool awaiting_snapshot_donor(Clock::time_point now);
   void on_log(const LogChunk& c, Clock::time_point now);
   void on_snapshot(SnapshotChunk& c, Clock::time_point now);
   void start_snapshot(Clock::time_point now);
