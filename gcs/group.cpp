@@ -18,9 +18,6 @@ bool Group::primary() const {
 
 MemberReady Group::ready() {
   MemberReady out = member_->take_ready();
-  // Every earlier Ready is persisted (REQUIRES of ready()): these need not wait for this one.
-  for (const auto& [to, message] : out.send_early) outbox_.send(to, message);
-  out.send_early.clear();
   if (!held_) return out;
   MemberReady merged = std::move(*held_);
   held_.reset();
@@ -45,7 +42,6 @@ void merge_ready(MemberReady& a, MemberReady b) {
   if (b.meta) a.meta = std::move(b.meta);  // the later state
   for (auto& e : b.append) a.append.push_back(std::move(e));
   for (auto& s : b.send) a.send.push_back(std::move(s));
-  for (auto& s : b.send_early) a.send_early.push_back(std::move(s));
   for (auto& e : b.events) a.events.push_back(std::move(e));
 }
 

@@ -270,13 +270,13 @@ Message Member::make(const ViewKey& view) const {
   return m;
 }
 
-void Member::send(const NodeId& to, Message m, bool early) {
+void Member::send(const NodeId& to, Message m) {
   if (to == self_) return;
-  (early ? ready_.send_early : ready_.send).emplace_back(to, std::move(m));
+  ready_.send.emplace_back(to, std::move(m));
 }
 
-void Member::send_to_members(const Message& m, bool early) {
-  for (const auto& n : view_.members) send(n, m, early);
+void Member::send_to_members(const Message& m) {
+  for (const auto& n : view_.members) send(n, m);
 }
 
 // ---- normal case: data -> order -> persist + ack -> stable -> deliver ----
@@ -331,8 +331,7 @@ void Member::on_data(const Message& m, const Data& d) {
   if (order.items.empty()) return;
   Message out = make(view_.id);
   out.body = order;
-  // Out while this member writes them: the others' disks work in parallel with its own.
-  send_to_members(out, true);
+  send_to_members(out);
   on_order_items(order.items);
 }
 
@@ -438,9 +437,7 @@ void Member::send_data(bool everything_unordered) {
   if (is_sequencer()) {
     on_data(m, std::get<Data>(m.body));
   } else {
-    // New data needs nothing on this member's disk; resends (after a view change) keep their
-    // place behind what the view change sends.
-    send(sequencer(), std::move(m), !everything_unordered);
+    send(sequencer(), std::move(m));
   }
 }
 

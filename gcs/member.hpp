@@ -3,9 +3,7 @@
 // Inputs: receive(message), tick(now), broadcast(payload), transfer_done(...), leave().
 // Output: take_ready(), to be carried out in order: (1) persist (truncate the log, write the
 // durable meta, append entries), (2) send the messages, (3) hand the events (deliveries and view
-// changes) to the application. Nothing here reads a clock, a socket or a thread. The one
-// exception to the order: send_early may leave before (1), as a Raft leader's entries leave
-// while it writes them (they promise nothing about this member's disk).
+// changes) to the application. Nothing here reads a clock, a socket or a thread.
 #pragma once
 
 #include <deque>
@@ -51,15 +49,9 @@ struct MemberReady {
   std::optional<Durable> meta;
   std::vector<LogEntry> append;
   std::vector<std::pair<NodeId, Message>> send;
-  // May be sent as soon as the Ready is taken, before it is persisted, after every earlier
-  // Ready was: a sender's Data and the sequencer's Orders. Neither says what this member holds
-  // (its Ack does, and goes in send); a position is stable only once every voter acknowledged
-  // it, so the sequencer's own copy still counts only once on its disk.
-  std::vector<std::pair<NodeId, Message>> send_early;
   std::vector<Event> events;
   bool empty() const {
-    return !truncate_after && !meta && append.empty() && send.empty() && send_early.empty() &&
-           events.empty();
+    return !truncate_after && !meta && append.empty() && send.empty() && events.empty();
   }
 };
 
@@ -140,9 +132,8 @@ class Member {
 
   Message heartbeat() const;
   void send_heartbeat();
-  // early: the message may leave before this step's Ready is persisted (MemberReady::send_early).
-  void send(const NodeId& to, Message m, bool early = false);
-  void send_to_members(const Message& m, bool early = false);
+  void send(const NodeId& to, Message m);
+  void send_to_members(const Message& m);
   Message make(const ViewKey& view) const;
   // The view's first voter orders: a learner's batches carry its transfer's writes, and every
   // Order it sent would wait behind them.
