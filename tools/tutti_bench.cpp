@@ -113,7 +113,7 @@ bool check_bank(const std::vector<core::HostPort>& nodes, const bench::WorkloadC
                 bool to_stderr) {
   core::Client client(kTimeout);
   client.connect(nodes.front());
-  uint64_t total = 0, missing = 0, lowest = UINT64_MAX, next = 0, done = 0;
+  uint64_t total = 0, missing = 0, negative = 0, lowest = UINT64_MAX, next = 0, done = 0;
   std::map<uint64_t, uint64_t> in_flight;
   while (done < w.keys) {
     while (in_flight.size() < 64 && next < w.keys) {
@@ -131,15 +131,19 @@ bool check_bank(const std::vector<core::HostPort>& nodes, const bench::WorkloadC
       continue;
     }
     const int64_t b = std::stoll(v->value);
-    if (b < 0) lowest = 0;
+    if (b < 0) {
+      ++negative;
+      continue;
+    }
     total += static_cast<uint64_t>(b);
     lowest = std::min(lowest, static_cast<uint64_t>(b));
   }
   const uint64_t expected = w.keys * bench::kBankBalance;
-  const bool ok = missing == 0 && total == expected;
+  const bool ok = missing == 0 && negative == 0 && total == expected;
   fmt::print(to_stderr ? stderr : stdout,
-             "bank: {} accounts, {} missing, total {} (expected {}), lowest {}: {}\n", w.keys,
-             missing, total, expected, lowest, ok ? "ok" : "VIOLATION");
+             "bank: {} accounts, {} missing, {} below zero, total {} (expected {}), lowest {}: "
+             "{}\n",
+             w.keys, missing, negative, total, expected, lowest, ok ? "ok" : "VIOLATION");
   out["bank_ok"] = ok;
   out["bank_total"] = total;
   return ok;
