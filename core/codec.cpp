@@ -5,6 +5,7 @@
 #include "core/codec_transfer.hpp"
 #include "core/protocol/tutti.capnp.h"
 #include "gcs/capnp_bytes.hpp"
+#include "gcs/invariant.hpp"
 
 namespace tutti::core {
 namespace {
@@ -300,13 +301,10 @@ ViewsReply views_from(wire::Response::Views::Reader r) {
 
 }  // namespace
 
-std::string encode_response(const Response& response) {
-  size_t hint = 0;
-  if (auto* v = std::get_if<ValueReply>(&response.body)) hint = v->value.size();
-  if (auto* e = std::get_if<ScanReply>(&response.body))
-    for (const auto& kv : e->entries) hint += kv.key.size() + kv.value.size() + 32;
-  if (auto* t = std::get_if<TransferReply>(&response.body)) hint = codec::transfer_reply_bytes(*t);
-  capnp::MallocMessageBuilder message(first_segment_words(hint));
+namespace {
+
+// REQUIRES: the body is not an EncodedReply (it is one already).
+void build_response(capnp::MallocMessageBuilder& message, const Response& response) {
   auto root = message.initRoot<wire::Response>();
   root.setProtocolVersion(kProtocolVersion);
   root.setId(response.id);
@@ -347,12 +345,39 @@ std::string encode_response(const Response& response) {
           set_views(root.initViews(), body);
         } else if constexpr (std::is_same_v<T, TransferReply>) {
           codec::set_transfer_reply(root.initTransfer(), body);
+        } else if constexpr (std::is_same_v<T, EncodedReply>) {
+          TUTTI_INVARIANT(false, "a response encoded twice");
         } else {
           set_status(root.initStatus(), body);
         }
       },
       response.body);
+}
+
+unsigned response_segment_words(const Response& response) {
+  size_t hint = 0;
+  if (auto* v = std::get_if<ValueReply>(&response.body)) hint = v->value.size();
+  if (auto* e = std::get_if<ScanReply>(&response.body))
+    for (const auto& kv : e->entries) hint += kv.key.size() + kv.value.size() + 32;
+  if (auto* t = std::get_if<TransferReply>(&response.body)) hint = codec::transfer_reply_bytes(*t);
+  return first_segment_words(hint);
+}
+
+}  // namespace
+
+std::string encode_response(const Response& response) {
+  capnp::MallocMessageBuilder message(response_segment_words(response));
+  build_response(message, response);
   return to_bytes(message);
+}
+
+std::string encode_response_frame(Response response) {
+  if (auto* e = std::get_if<EncodedReply>(&response.body)) return std::move(e->frame);
+  capnp::MallocMessageBuilder message(response_segment_words(response));
+  build_response(message, response);
+  std::string out = to_bytes(message, kFrameHeaderBytes);
+  gcs::put_frame_header(out);
+  return out;
 }
 
 Response decode_response(std::string_view payload) {

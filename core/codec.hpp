@@ -27,6 +27,9 @@ class VersionError : public DecodeError {
 std::string encode_request(const Request& request);
 Request decode_request(std::string_view payload);
 std::string encode_response(const Response& response);
+// A whole frame (header and payload) in one buffer, built with one copy of the body's bytes; an
+// EncodedReply is its frame already.
+std::string encode_response_frame(Response response);
 Response decode_response(std::string_view payload);
 
 std::string encode_writeset(const WriteSet& ws);

@@ -166,7 +166,8 @@ int Daemon::run() {
       [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
   // Joiners pull one request at a time each; more than 16 queued are refused (busy).
   donor_thread_ = std::make_unique<WorkerThread>(
-      [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); }, 16, 10);
+      [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); }, 16, ThreadPriority::low,
+      "donor thread");
   node_->set_donor_offload([this](std::function<void()> work, std::function<void()> done) {
     return donor_thread_->submit(std::move(work), std::move(done));
   });

@@ -211,10 +211,16 @@ struct SnapshotResume {
   uint64_t received_bytes = 0;
 };
 
+// A response already framed for the wire (header and payload): a donor encodes its megabytes
+// of snapshot off the node's loop, which then only writes them (Node::serve_transfer).
+struct EncodedReply {
+  std::string frame;
+};
+
 struct Response {
   uint64_t id = 0;
   std::variant<ErrorReply, ValueReply, ScanReply, CommitReply, StatusReply, MembersReply,
-               ViewsReply, TransferReply>
+               ViewsReply, TransferReply, EncodedReply>
       body;
 };
 

@@ -137,9 +137,13 @@ void Node::serve_transfer(uint64_t id, const TransferRequest& t, const ReplyFn& 
         id, error(ErrorCode::unavailable, "this node is catching up by state transfer itself")});
   const auto now = store_.env().now();
   if (!donor_offload_) return reply(donor_.serve(id, t, now));
+  // Read and encoded off the loop (megabytes of a snapshot): the loop only writes the frame.
   auto out = std::make_shared<Response>();
-  if (!donor_offload_([this, out, id, t, now] { *out = donor_.serve(id, t, now); },
-                      [reply, out] { reply(std::move(*out)); }))
+  if (!donor_offload_(
+          [this, out, id, t, now] {
+            *out = Response{id, EncodedReply{encode_response_frame(donor_.serve(id, t, now))}};
+          },
+          [reply, out] { reply(std::move(*out)); }))
     reply(Response{id, error(ErrorCode::busy, "this donor has too many transfer reads queued")});
 }
 

@@ -1,6 +1,7 @@
 #include "core/persister.hpp"
 
 #include "core/codec.hpp"
+#include "core/thread_priority.hpp"
 #include "gcs/invariant.hpp"
 #include "gcs/wire.hpp"
 
@@ -116,42 +117,50 @@ void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done) {
 
 ThreadPersister::ThreadPersister(storage::Store& store, std::string node_uuid,
                                  std::function<void(std::function<void()>)> post)
-    : store_(store),
-      node_uuid_(std::move(node_uuid)),
-      post_(std::move(post)),
-      thread_([this] { run(); }) {}
+    : store_(store), node_uuid_(std::move(node_uuid)), post_(std::move(post)) {
+  group_.thread = std::thread([this] { run(group_); });
+  transfer_.thread = std::thread([this] {
+    set_thread_priority(ThreadPriority::background, "transfer storage thread");
+    run(transfer_);
+  });
+}
 
 ThreadPersister::~ThreadPersister() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  wake_.notify_one();
-  thread_.join();
+  group_.wake.notify_one();
+  transfer_.wake.notify_one();
+  group_.thread.join();
+  transfer_.thread.join();
 }
 
 void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done) {
+  Lane& lane = batch.transfer ? transfer_ : group_;
   {
     std::lock_guard lock(mu_);
-    TUTTI_INVARIANT(!job_, "a batch submitted while the last one is on its way to disk");
-    job_ = Job{std::move(batch), with_hashes, std::move(done)};
+    TUTTI_INVARIANT(!in_flight_, "a batch submitted while the last one is on its way to disk");
+    in_flight_ = true;
+    lane.job = Job{std::move(batch), with_hashes, std::move(done)};
   }
-  wake_.notify_one();
+  lane.wake.notify_one();
 }
 
 // Writes what it is given until stopped; a batch already taken is finished first.
-void ThreadPersister::run() {
+void ThreadPersister::run(Lane& lane) {
   for (;;) {
     std::unique_lock lock(mu_);
-    wake_.wait(lock, [this] { return job_.has_value() || stopping_; });
-    if (!job_) return;
-    Job job = std::move(*job_);
+    lane.wake.wait(lock, [&] { return lane.job.has_value() || stopping_; });
+    if (!lane.job) return;
+    Job job = std::move(*lane.job);
+    lane.job.reset();
     lock.unlock();
     auto result = std::make_shared<PersistResult>(
         persist(store_, node_uuid_, std::move(job.batch), job.with_hashes));
     auto done = std::make_shared<Done>(std::move(job.done));
     lock.lock();
-    job_.reset();  // the next may come once this one's outcome is posted
+    in_flight_ = false;  // the next may come once this one's outcome is posted
     lock.unlock();
     post_([result, done] { (*done)(std::move(*result)); });
   }

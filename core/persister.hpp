@@ -84,8 +84,12 @@ class InlinePersister final : public Persister {
   std::string node_uuid_;
 };
 
-// One storage thread. post runs a function on the node's thread (asio::post to its io_context).
-// The destructor waits for the batch being written; its done is then posted like any other.
+// Two storage threads, one batch in flight between them: a batch that carries a state transfer's
+// write (megabytes of a snapshot) is written by a thread at background priority, every other by
+// one at the node's own, so a joiner's transfer takes no turns of a core that the group's threads
+// want (core/thread_priority.hpp). post runs a function on the node's thread (asio::post to its
+// io_context). The destructor waits for the batch being written; its done is then posted like any
+// other.
 class ThreadPersister final : public Persister {
  public:
   ThreadPersister(storage::Store& store, std::string node_uuid,
@@ -94,21 +98,25 @@ class ThreadPersister final : public Persister {
   void submit(PersistBatch batch, bool with_hashes, Done done) override;
 
  private:
-  void run();
-
-  storage::Store& store_;
-  std::string node_uuid_;
-  std::function<void(std::function<void()>)> post_;
-  std::mutex mu_;
-  std::condition_variable wake_;
   struct Job {
     PersistBatch batch;
     bool with_hashes;
     Done done;
   };
-  std::optional<Job> job_;  // one at a time: the queue is bounded by construction
+  struct Lane {
+    std::condition_variable wake;
+    std::optional<Job> job;
+    std::thread thread;
+  };
+  void run(Lane& lane);
+
+  storage::Store& store_;
+  std::string node_uuid_;
+  std::function<void(std::function<void()>)> post_;
+  std::mutex mu_;
+  bool in_flight_ = false;  // one batch at a time, in either lane: the queue is bounded
   bool stopping_ = false;
-  std::thread thread_;
+  Lane group_, transfer_;  // last: their threads start once the rest is built
 };
 
 }  // namespace tutti::core

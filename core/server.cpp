@@ -57,10 +57,10 @@ class Session : public std::enable_shared_from_this<Session> {
     owner_.forget(this);  // may drop the last owner's reference; handlers hold their own
   }
 
-  void reply(const Response& response) {
+  void reply(Response response) {
     if (in_flight_ > 0) --in_flight_;
     if (closed_) return;
-    send(response);
+    send(std::move(response));
     if (paused_ && in_flight_ <= limits_.max_in_flight_per_connection / 2) {
       paused_ = false;
       if (buffered_ > 0) partial_since_ = Clock::now();
@@ -179,7 +179,7 @@ class Session : public std::enable_shared_from_this<Session> {
     ++in_flight_;
     std::weak_ptr<Session> weak = weak_from_this();
     owner_.node_.handle(std::move(request), [weak](Response r) {
-      if (auto self = weak.lock()) self->reply(r);
+      if (auto self = weak.lock()) self->reply(std::move(r));
     });
     // The client must read its answers before it may send more.
     if (in_flight_ >= limits_.max_in_flight_per_connection) paused_ = true;
@@ -202,8 +202,8 @@ class Session : public std::enable_shared_from_this<Session> {
     read_more();
   }
 
-  void send(const Response& response) {
-    out_.push_back(frame(encode_response(response)));
+  void send(Response response) {
+    out_.push_back(encode_response_frame(std::move(response)));
     write_next();
   }
 
@@ -219,9 +219,14 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     writing_ = true;
-    // Everything queued goes out in one write: pipelined answers share a syscall.
-    writing_buf_.clear();
-    for (auto& f : out_) writing_buf_ += f;
+    // Everything queued goes out in one write: pipelined answers share a syscall. A lone frame
+    // (a donor's chunk of megabytes, say) is not copied.
+    if (out_.size() == 1) {
+      writing_buf_ = std::move(out_.front());
+    } else {
+      writing_buf_.clear();
+      for (auto& f : out_) writing_buf_ += f;
+    }
     out_.clear();
     asio::async_write(socket_, asio::buffer(writing_buf_),
                       [self = shared_from_this()](asio::error_code ec, size_t) {

@@ -9,7 +9,7 @@ namespace tutti::core {
 
 // The Joiner has one pull in flight: room for one more queued is plenty.
 TransferFetcher::TransferFetcher(std::function<void(std::function<void()>)> post)
-    : worker_(std::move(post), 1) {}
+    : worker_(std::move(post), 1, ThreadPriority::background, "transfer fetch thread") {}
 
 void TransferFetcher::fetch(std::string address, Request request, Done done) {
   auto answer = std::make_shared<std::optional<Response>>();

@@ -1,17 +1,12 @@
 #include "core/worker_thread.hpp"
 
-#include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 namespace tutti::core {
 
 WorkerThread::WorkerThread(std::function<void(std::function<void()>)> post, size_t max_queued,
-                           int nice)
-    : post_(std::move(post)), max_queued_(max_queued), thread_([this, nice] { run(nice); }) {}
+                           ThreadPriority priority, const char* name)
+    : post_(std::move(post)),
+      max_queued_(max_queued),
+      thread_([this, priority, name] { run(priority, name); }) {}
 
 WorkerThread::~WorkerThread() {
   {
@@ -32,9 +27,8 @@ bool WorkerThread::submit(std::function<void()> work, std::function<void()> done
   return true;
 }
 
-void WorkerThread::run(int nice) {
-  if (nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0)
-    spdlog::warn("worker thread: could not lower its priority: {}", std::strerror(errno));
+void WorkerThread::run(ThreadPriority priority, const char* name) {
+  set_thread_priority(priority, name);
   for (;;) {
     Job job;
     {

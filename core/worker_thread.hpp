@@ -10,21 +10,24 @@
 #include <mutex>
 #include <thread>
 
+#include "core/thread_priority.hpp"
+
 namespace tutti::core {
 
 class WorkerThread {
  public:
   // post: runs a function on the node's loop. max_queued: jobs waiting at most (besides the one
-  // running). nice: the thread's niceness; above 0 it yields to the node's own threads (nice is
-  // per thread on Linux, and a thread may always lower its own priority).
-  WorkerThread(std::function<void(std::function<void()>)> post, size_t max_queued, int nice = 0);
+  // running). name: for the log.
+  WorkerThread(std::function<void(std::function<void()>)> post, size_t max_queued,
+               ThreadPriority priority = ThreadPriority::normal,
+               const char* name = "worker thread");
   ~WorkerThread();  // the job under way ends first; queued ones are dropped, never completed
 
   // Runs work on the thread, then done on the loop. False (nothing runs) when the queue is full.
   bool submit(std::function<void()> work, std::function<void()> done);
 
  private:
-  void run(int nice);
+  void run(ThreadPriority priority, const char* name);
   struct Job {
     std::function<void()> work, done;
   };

@@ -7,6 +7,7 @@
 #include <kj/exception.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -38,10 +39,16 @@ inline unsigned first_segment_words(size_t payload_bytes) {
       std::min<size_t>(payload_bytes / sizeof(capnp::word) + 64, size_t{1} << 17));
 }
 
-inline std::string to_bytes(capnp::MessageBuilder& message) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  kj::ArrayPtr<const char> chars = words.asChars();
-  return std::string(chars.begin(), chars.size());
+// The message's flat-array form after `prefix` bytes of room (a frame header, say), written
+// straight from its segments: one copy, however large the message.
+inline std::string to_bytes(capnp::MessageBuilder& message, size_t prefix = 0) {
+  auto segments = message.getSegmentsForOutput();
+  const size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+  std::string out(prefix + bytes, '\0');
+  kj::ArrayOutputStream stream(
+      kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data()) + prefix, bytes));
+  capnp::writeMessage(stream, segments);
+  return out;
 }
 
 // Runs fn on a reader of Root over bytes; a malformed message throws Error naming `what`.
@@ -50,9 +57,18 @@ auto with_reader(std::string_view bytes, std::string_view what, Fn&& fn) {
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
     throw Error(
         fmt::format("malformed {}: {} bytes is not a whole number of words", what, bytes.size()));
-  // Copy into word-aligned memory: a frame buffer need not be aligned.
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  // Read in place when the bytes are word-aligned (a buffer of their own, as a client's answer
+  // is); else copy them into aligned memory (a frame inside a stream of frames).
+  kj::Array<capnp::word> copy;
+  kj::ArrayPtr<const capnp::word> words;
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()),
+                         bytes.size() / sizeof(capnp::word));
+  } else {
+    copy = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(copy.begin(), bytes.data(), bytes.size());
+    words = copy;
+  }
   try {
     capnp::ReaderOptions options;
     options.traversalLimitInWords = words.size() * 4 + 1024;

@@ -5,12 +5,21 @@
 namespace tutti::gcs {
 
 std::string frame(std::string_view payload) {
-  TUTTI_INVARIANT(payload.size() <= UINT32_MAX, "a frame of {} bytes", payload.size());
-  const auto n = static_cast<uint32_t>(payload.size());
-  std::string out(kFrameHeaderBytes, '\0');
-  for (size_t i = 0; i < kFrameHeaderBytes; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  std::string out;
+  out.reserve(kFrameHeaderBytes + payload.size());
+  out.resize(kFrameHeaderBytes);
   out.append(payload);
+  put_frame_header(out);
   return out;
+}
+
+void put_frame_header(std::string& buf) {
+  TUTTI_INVARIANT(buf.size() >= kFrameHeaderBytes, "a frame of {} bytes has no header's room",
+                  buf.size());
+  const size_t payload = buf.size() - kFrameHeaderBytes;
+  TUTTI_INVARIANT(payload <= UINT32_MAX, "a frame of {} bytes", payload);
+  const auto n = static_cast<uint32_t>(payload);
+  for (size_t i = 0; i < kFrameHeaderBytes; ++i) buf[i] = static_cast<char>((n >> (8 * i)) & 0xff);
 }
 
 uint32_t frame_length(std::string_view header) {

@@ -14,6 +14,9 @@ inline constexpr size_t kFrameHeaderBytes = 4;
 
 // A frame header followed by payload. REQUIRES: payload is shorter than 4 GiB.
 std::string frame(std::string_view payload);
+// Writes the header of the frame `buf` holds: its first kFrameHeaderBytes are the header's room,
+// the rest the payload. REQUIRES: buf holds the room; the payload is shorter than 4 GiB.
+void put_frame_header(std::string& buf);
 // The payload length a frame header announces. REQUIRES: header holds kFrameHeaderBytes.
 uint32_t frame_length(std::string_view header);
 
