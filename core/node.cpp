@@ -344,9 +344,25 @@ void Node::flush() {
     return persisted(std::move(nothing_to_write));
   }
   const bool transfer_write = batch.transfer.has_value();
+  persist_started_ = store_.env().now();
+  persist_backlog_ = batch.ready.append.size();
   persister_->submit(std::move(batch), observer_ != nullptr,
                      [this](PersistResult r) { persisted(std::move(r)); });
   if (transfer_write) pull();  // the next chunk travels while this one is written
+}
+
+// A batch long on its way to disk holds this node's heartbeats with its other messages (they
+// carry what it holds): meanwhile it says at once that it lives, so that a slow disk, or a
+// transfer's batch on a busy machine, is not taken for a dead node and no view change follows.
+// A voter whose write-sets wait for its disk past the flow-control bound asks the group to
+// pause, as after a slow batch; a member held paused too long is evicted (docs/gcs.md).
+void Node::keep_alive(storage::Clock::time_point now) {
+  const auto interval = std::chrono::milliseconds(group_.member().heartbeat_interval());
+  if (!persisting_ || now - persist_started_ < interval || now - alive_sent_ < interval) return;
+  alive_sent_ = now;
+  const bool voter = group_.primary() && !group_.view().learner(node_uuid_);
+  group_.send_alive(voter && persist_backlog_ > 0 &&
+                    now - persist_started_ > limits_.flow_pause_write_time);
 }
 
 // The batch is on disk, or nothing of it is: send and answer, or hold it back to try again.

@@ -139,6 +139,7 @@ class Node {
   void after_transfer_write(PersistResult& r);
   std::optional<ErrorReply> catching_up() const;
   void schedule_flush();
+  void keep_alive(storage::Clock::time_point now);
   std::string member_name(const gcs::NodeId& id) const;
 
   std::string name_;
@@ -149,7 +150,10 @@ class Node {
   std::function<gcs::Directory()> directory_;
   std::unique_ptr<Persister> own_persister_;  // when none was given
   Persister* persister_;
-  bool persisting_ = false;  // a batch is on its way to disk
+  bool persisting_ = false;                       // a batch is on its way to disk
+  storage::Clock::time_point persist_started_{};  // ... since then
+  size_t persist_backlog_ = 0;                    // ... with this many write-sets
+  storage::Clock::time_point alive_sent_{};       // the last Alive (keep_alive)
   NodeObserver* observer_ = nullptr;
   bool flush_requested_ = false;
   bool directory_dirty_ = false;

@@ -61,6 +61,7 @@ std::optional<SnapshotResume> Node::staged_snapshot() {
 
 void Node::tick() {
   const auto now = store_.env().now();
+  keep_alive(now);
   donor_.tick(now);
   if (!joiner_) return;
   if (joiner_->done() && !persisting_) return finish_transfer();

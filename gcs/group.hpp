@@ -37,6 +37,11 @@ class Group {
   // persisted: the batch is on disk, its messages go out now. Otherwise it is held and comes
   // back, merged with what follows, from the next ready().
   void advance(MemberReady ready, bool persisted);
+  // Says at once, outside the Ready, that this member lives (Member::alive): for a driver whose
+  // batch is long on its way to disk.
+  void send_alive(bool slow_disk) {
+    for (const auto& [to, message] : member_->alive(slow_disk)) outbox_.send(to, message);
+  }
   // A batch is waiting to be persisted again: nothing is sent until it is.
   bool stuck() const { return held_.has_value(); }
 

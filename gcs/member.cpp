@@ -162,6 +162,15 @@ void Member::send_heartbeat() {
   for (auto& n : known_) send(n, m);
 }
 
+std::vector<std::pair<NodeId, Message>> Member::alive(bool slow_disk) const {
+  std::vector<std::pair<NodeId, Message>> out;
+  if (leaving_self_) return out;
+  Message m = make(view_.id);
+  m.body = Alive{flow_pause_ || slow_disk};
+  for (const auto& n : known_) out.emplace_back(n, m);
+  return out;
+}
+
 MemberReady Member::take_ready() {
   MemberReady out = std::move(ready_);
   ready_ = MemberReady{};
@@ -226,6 +235,7 @@ void Member::receive(const Message& m, Time now) {
         if constexpr (std::is_same_v<T, Install>) on_install(m, body);
         if constexpr (std::is_same_v<T, Installed>) on_installed(m);
         if constexpr (std::is_same_v<T, Commit>) on_commit(m);
+        if constexpr (std::is_same_v<T, Alive>) on_flow_pause(m.from, body.flow_pause);
       },
       m.body);
   end_of_step();
@@ -291,17 +301,13 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   // A proposal must go above every promise, also one made to a view change this member was not
   // part of (it never saw that Propose).
   seen_epoch_ = std::max(seen_epoch_, h.promised.epoch);
-  // A member that installed our view but still operates in an older one lost its Commit.
-  if (h.flow_pause) {
-    pausing_since_.try_emplace(m.from, now_);
-  } else if (pausing_since_.erase(m.from) && !flow_paused()) {
-    send_data(true);  // the group may go on: what waited goes out now
-  }
+  on_flow_pause(m.from, h.flow_pause);
   if (h.idle) {
     idle_peers_.insert(m.from);
   } else {
     idle_peers_.erase(m.from);
   }
+  // A member that installed our view but still operates in an older one lost its Commit.
   if (phase_ == Phase::operational && is_sequencer() && h.installed && h.promised == view_.id &&
       m.view != view_.id) {
     Message commit = make(view_.id);
@@ -314,6 +320,14 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   if (phase_ == Phase::operational && m.view == view_.id) {
     if (!h.needs_transfer && view_.learner(m.from)) synced_learners_.insert(m.from);
     on_ack(m, Ack{h.held});
+  }
+}
+
+void Member::on_flow_pause(const NodeId& from, bool pause) {
+  if (pause) {
+    pausing_since_.try_emplace(from, now_);
+  } else if (pausing_since_.erase(from) && !flow_paused()) {
+    send_data(true);  // the group may go on: what waited goes out now
   }
 }
 

@@ -85,6 +85,11 @@ class Member {
 
   bool has_ready() const { return meta_changed_ || !ready_.empty(); }
   MemberReady take_ready();
+  // What to send at once, outside the Ready, while the driver's batch is on its way to disk and
+  // holds this member's heartbeats: an Alive to every member it knows, asking the group to pause
+  // when this member does or when its disk is slow (slow_disk: the driver's judgement).
+  std::vector<std::pair<NodeId, Message>> alive(bool slow_disk) const;
+  Time heartbeat_interval() const { return cfg_.heartbeat_interval; }
 
   const NodeId& self() const { return self_; }
   const ViewInfo& view() const { return view_; }
@@ -120,6 +125,7 @@ class Member {
 
   // normal case
   void on_heartbeat(const Message& m, const Heartbeat& h);
+  void on_flow_pause(const NodeId& from, bool pause);
   void on_data(const Message& m, const Data& d);
   void on_order_items(const std::vector<OrderItem>& items);
   void on_ack(const Message& m, const Ack& a);

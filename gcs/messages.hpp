@@ -13,7 +13,7 @@
 
 namespace tutti::gcs {
 
-inline constexpr uint16_t kGcsProtocolVersion = 1;
+inline constexpr uint16_t kGcsProtocolVersion = 2;
 
 using NodeId = std::string;
 using Time = uint64_t;  // milliseconds, from the driver's clock (virtual in the simulator)
@@ -146,13 +146,20 @@ struct Install {
 };
 struct Installed {};
 struct Commit {};
+// Sent outside the Ready, while the sender's batch is on its way to disk (its heartbeats wait
+// with the rest of the batch): it only says the sender lives, and whether it asks the group to
+// pause. It carries nothing that needs the disk, so it may overtake what the batch holds.
+struct Alive {
+  bool flow_pause = false;
+};
 
 struct Message {
   uint16_t version = kGcsProtocolVersion;
   NodeId from;
   std::string history;
   ViewKey view;  // the view (or proposal) the message belongs to
-  std::variant<Heartbeat, Data, Order, Ack, Propose, StateReport, Install, Installed, Commit> body;
+  std::variant<Heartbeat, Data, Order, Ack, Propose, StateReport, Install, Installed, Commit, Alive>
+      body;
 };
 
 }  // namespace tutti::gcs

@@ -135,6 +135,7 @@ void set_message(wire::Message::Builder out, const Message& m) {
         if constexpr (std::is_same_v<T, Install>) set_install(out.initInstall(), body);
         if constexpr (std::is_same_v<T, Installed>) out.setInstalled();
         if constexpr (std::is_same_v<T, Commit>) out.setCommit();
+        if constexpr (std::is_same_v<T, Alive>) out.initAlive().setFlowPause(body.flow_pause);
       },
       m.body);
 }
@@ -245,6 +246,9 @@ Message message(wire::Message::Reader r) {
       break;
     case wire::Message::COMMIT:
       m.body = Commit{};
+      break;
+    case wire::Message::ALIVE:
+      m.body = Alive{r.getAlive().getFlowPause()};
       break;
     default:
       throw WireError("malformed gcs message: unknown kind");

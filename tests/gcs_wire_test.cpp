@@ -47,6 +47,11 @@ TEST_CASE("gcs: every message kind round-trips") {
   m.body = Ack{42};
   CHECK(std::get<Ack>(round_trip(m).body).held == 42);
 
+  m.body = Alive{true};
+  CHECK(std::get<Alive>(round_trip(m).body).flow_pause);
+  m.body = Alive{false};
+  CHECK_FALSE(std::get<Alive>(round_trip(m).body).flow_pause);
+
   StateReport r;
   r.current = view();
   r.last_primary = view();

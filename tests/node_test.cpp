@@ -231,3 +231,90 @@ TEST_CASE(
     CHECK(h.node->status().primary);
   }
 }
+
+namespace {
+
+// What the group sends, by kind.
+struct Recorder : gcs::Outbox {
+  std::vector<gcs::Message> sent;
+  void send(const gcs::NodeId&, const gcs::Message& m) override { sent.push_back(m); }
+  template <typename T>
+  std::vector<const T*> of() const {
+    std::vector<const T*> out;
+    for (const auto& m : sent)
+      if (auto* b = std::get_if<T>(&m.body)) out.push_back(b);
+    return out;
+  }
+};
+
+// A storage thread that writes a batch only when told to: the batch is on its way meanwhile.
+struct HeldPersister : Persister {
+  storage::Store& store;
+  std::optional<std::pair<PersistBatch, Done>> job;
+  explicit HeldPersister(storage::Store& s) : store(s) {}
+  void submit(PersistBatch batch, bool, Done done) override {
+    job.emplace(std::move(batch), std::move(done));
+  }
+  void finish() {
+    auto [batch, done] = std::move(*job);
+    job.reset();
+    done(persist(store, "", std::move(batch), false));
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a batch long on its way to disk: the node says it lives at each heartbeat interval - a "
+    "voter whose write-sets wait past the bound asks the group to pause") {
+  test::FaultEnv env;
+  TempDir dir;
+  storage::Options o;
+  o.dir = dir.path();
+  o.env = &env;
+  auto store = storage::Store::open(o);
+  store->write([](storage::WriteTxn& t) { t.set_identity("", random_uuid()); });
+  Recorder outbox;
+  gcs::Group group(
+      std::make_unique<gcs::Member>(store->read()->meta().node_uuid, load_durable(*store),
+                                    gcs::Config{}, std::vector<gcs::NodeId>{}, 0),
+      outbox);
+  group.member().bootstrap(random_uuid());
+  group.member().meet("peer");  // someone to tell
+  HeldPersister persister(*store);
+  NodeLimits limits;
+  limits.flow_pause_write_time = std::chrono::milliseconds(300);
+  Node node(
+      "n1", *store, group, limits, [] {}, nullptr, &persister);
+  node.flush();
+  persister.finish();
+  std::vector<Response> replies;
+  node.handle(Request{1, CommitRequest{"t1", {}, {WriteItem{"k", "v"}}}},
+              [&](Response r) { replies.push_back(std::move(r)); });
+  node.flush();
+  REQUIRE(persister.job);
+  outbox.sent.clear();
+
+  node.tick();  // just submitted: nothing to say yet
+  CHECK(outbox.of<gcs::Alive>().empty());
+  env.advance(std::chrono::milliseconds(100));
+  node.tick();
+  REQUIRE(outbox.of<gcs::Alive>().size() == 1);
+  CHECK_FALSE(outbox.of<gcs::Alive>()[0]->flow_pause);
+  node.tick();  // once per interval
+  CHECK(outbox.of<gcs::Alive>().size() == 1);
+  env.advance(std::chrono::milliseconds(250));  // 350 ms on its way, a write-set waiting
+  node.tick();
+  REQUIRE(outbox.of<gcs::Alive>().size() == 2);
+  CHECK(outbox.of<gcs::Alive>()[1]->flow_pause);
+  // Nothing else left meanwhile: what the batch holds (heartbeats, acks) waits for the disk.
+  CHECK(outbox.of<gcs::Heartbeat>().empty());
+  CHECK(replies.empty());
+
+  persister.finish();
+  REQUIRE(replies.size() == 1);
+  CHECK(std::get<CommitReply>(replies[0].body).committed);
+  env.advance(std::chrono::milliseconds(500));
+  node.tick();  // nothing on its way: heartbeats speak for it again
+  CHECK(outbox.of<gcs::Alive>().size() == 2);
+}

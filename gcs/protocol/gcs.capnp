@@ -69,6 +69,7 @@ struct Message {
     install @10 :Install;
     installed @11 :Void;
     commit @12 :Void;
+    alive @13 :Alive;
   }
 
   struct Heartbeat {
@@ -80,6 +81,9 @@ struct Message {
     installed @5 :Bool;
     flowPause @6 :Bool;
     needsTransfer @7 :Bool;
+  }
+  struct Alive {
+    flowPause @0 :Bool;
   }
   struct DataMsg {
     lowest @0 :UInt64;
