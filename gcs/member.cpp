@@ -36,11 +36,9 @@ Member::Member(NodeId self, Durable durable, Config config, std::vector<NodeId> 
   meta_changed_ = true;
   next_own_seq_ = d_.incarnation << 32;
   promised_ = d_.promised;
-  for (auto& s : seeds)
-    if (s != self_) known_.insert(s);
+  for (auto& s : seeds) know(s);
   if (d_.last_primary)
-    for (auto& m : d_.last_primary->members)
-      if (m != self_) known_.insert(m);
+    for (auto& m : d_.last_primary->members) know(m);
   change_started_ = now;
 }
 
@@ -219,7 +217,7 @@ void Member::receive(const Message& m, Time now) {
   if (m.version != kGcsProtocolVersion || m.from == self_) return;
   if (!d_.history.empty() && !m.history.empty() && m.history != d_.history) return;
   last_heard_[m.from] = now_;
-  known_.insert(m.from);
+  know(m.from);
   seen_epoch_ = std::max(seen_epoch_, m.view.epoch);
   std::visit(
       [&](const auto& body) {
@@ -253,8 +251,12 @@ void Member::tick(Time now) {
   end_of_step();
 }
 
+void Member::know(const NodeId& n) {
+  if (n != self_ && known_.insert(n).second) known_since_[n] = now_;
+}
+
 void Member::meet(const NodeId& peer) {
-  if (peer != self_) known_.insert(peer);
+  know(peer);
 }
 
 // Sends what this step produced that is sent once per step: new data, acknowledgements.
@@ -314,8 +316,7 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
     commit.body = Commit{};
     send(m.from, std::move(commit));
   }
-  for (const auto& n : h.known)
-    if (n != self_) known_.insert(n);
+  for (const auto& n : h.known) know(n);
   // Heartbeats carry acknowledgements too, so a lost Ack is repaired within an interval.
   if (phase_ == Phase::operational && m.view == view_.id) {
     if (!h.needs_transfer && view_.learner(m.from)) synced_learners_.insert(m.from);

@@ -111,6 +111,8 @@ class Member {
 
   // membership and view change
   std::vector<NodeId> alive_set() const;
+  void know(const NodeId& n);
+  bool still_meeting() const;
   void maybe_propose();
   void propose(std::vector<NodeId> members);
   void on_propose(const Message& m, const Propose& p);
@@ -157,6 +159,7 @@ class Member {
   bool meta_changed_ = false;  // d_ (but its log) changed since the last take_ready
 
   std::set<NodeId> known_;
+  std::map<NodeId, Time> known_since_;
   std::map<NodeId, Time> last_heard_;
   std::map<NodeId, Time> excluded_until_;
   std::set<NodeId> leaving_;

@@ -53,7 +53,16 @@ void Member::maybe_propose() {
       for (const auto& n : evict) excluded_until_[n] = now_ + cfg_.exclude_time;
   }
   std::vector<NodeId> alive = alive_set();
-  if (alive.front() != self_) return;
+  const bool coordinating = alive.front() == self_;
+  // A learner that caught up gets its vote in a view of the same members. When the smallest
+  // member, who coordinates, is a learner, the sequencer proposes that view instead: its Propose
+  // follows every Order it sent on each link, so the members report the same log. A learner's
+  // Propose raced the Orders still on their way, and the learner it was meant to give a vote to
+  // often reported less than the voters and had to catch up again, view change after view change.
+  const bool learner_coordinates = phase_ == Phase::operational && view_.primary &&
+                                   alive == view_.members && view_.learner(alive.front());
+  const bool promoter = learner_coordinates && is_sequencer();
+  if (!coordinating && !promoter) return;
   bool need = false;
   if (proposal_) {
     // A member that promised a later view change will never join this one: try again above it
@@ -86,15 +95,16 @@ void Member::maybe_propose() {
       break;
     case Phase::operational: {
       // A member that operates in, or prepares, a later view than ours: our view is stale.
-      need = need || alive != view_.members;
+      need = need || (coordinating && alive != view_.members);
       for (const auto& n : alive) {
+        if (!coordinating) break;  // the sequencer promoting learners (above) looks no further
         auto pv = peer_view_.find(n);
         if (pv != peer_view_.end() && view_.id < pv->second) need = true;
         if (idle_peers_.count(n)) need = true;  // a member restarted: it must join again
       }
       // A learner that caught up gets its vote in a view of the same members: until then it
       // counts for nothing, and the view holds only as many failures as its voters allow.
-      if (view_.primary &&
+      if (view_.primary && (learner_coordinates ? promoter : true) &&
           (!synced_learners_.empty() || (view_.learner(self_) && !d_.needs_transfer)))
         need = true;
       break;
@@ -103,7 +113,23 @@ void Member::maybe_propose() {
       need = need || now_ - change_started_ >= cfg_.install_timeout;
       break;
   }
+  if (need && !(view_.primary && phase_ != Phase::idle) && still_meeting()) return;
   if (need) propose(std::move(alive));
+}
+
+// A member outside a primary view proposes only once it has heard every member it knows of, or
+// waited suspect_timeout for one it never heard: a view of part of them (the members a joiner's
+// first links reached, say) pulls those out of their primary view, and another view change must
+// follow at once to bring in the rest. One heard once and silent since is not waited for.
+bool Member::still_meeting() const {
+  for (const auto& n : known_) {
+    if (leaving_.count(n) || last_heard_.count(n)) continue;
+    auto ex = excluded_until_.find(n);
+    if (ex != excluded_until_.end() && ex->second > now_) continue;
+    auto since = known_since_.find(n);
+    if (since != known_since_.end() && now_ - since->second < cfg_.suspect_timeout) return true;
+  }
+  return false;
 }
 
 void Member::propose(std::vector<NodeId> members) {

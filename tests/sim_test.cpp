@@ -366,3 +366,29 @@ TEST_CASE("gcs: two members joining through the same one at once form one primar
     CHECK(in_view(c, "n1", {"a", "b", "n1"}));
   }
 }
+
+TEST_CASE(
+    "gcs: a member joins a group under load in one view change - and gets its vote in one more") {
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    INFO("seed " << seed);
+    Cluster c(with_faults(seed, {}));
+    c.boot(3);
+    REQUIRE(c.settle(10000).empty());
+    const gcs::ViewKey before = c.member("n1").view().id;
+    std::set<gcs::ViewKey> views;  // n1's from then on
+    // Named to sort before n1: the joiner is the smallest member, which coordinates. Its first
+    // link reaches n2 alone; Orders are on their way whenever a view change starts.
+    c.join("a", {"n2"});
+    for (int i = 0; i < 600; ++i) {
+      if (i % 4 == 0) c.broadcast("n2", 1);
+      c.run_for(5);
+      views.insert(c.member("n1").view().id);
+    }
+    REQUIRE(c.settle(20000).empty());
+    views.insert(c.member("n1").view().id);
+    views.erase(before);
+    CHECK(in_view(c, "n1", {"a", "n1", "n2", "n3"}));
+    CHECK_FALSE(c.member("n1").view().learner("a"));
+    CHECK(views.size() == 2);
+  }
+}
