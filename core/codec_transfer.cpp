@@ -30,6 +30,20 @@ void set_cursor(wire::SnapshotCursor::Builder out, const storage::SnapshotCursor
   out.setAfter(as_data(c.after));
 }
 
+void set_table_list(capnp::List<uint64_t>::Builder out, const std::vector<uint64_t>& v) {
+  for (size_t i = 0; i < v.size(); ++i) out.set(i, v[i]);
+}
+
+// None, or one per state table.
+std::vector<uint64_t> table_list(capnp::List<uint64_t>::Reader r, std::string_view what) {
+  if (r.size() != 0 && r.size() != storage::kStateTables)
+    throw DecodeError(
+        fmt::format("{}: {} values for {} tables", what, r.size(), storage::kStateTables));
+  std::vector<uint64_t> out;
+  for (uint64_t v : r) out.push_back(v);
+  return out;
+}
+
 storage::SnapshotCursor cursor_from(wire::SnapshotCursor::Reader r) {
   if (r.getTable() > storage::kStateTables) throw DecodeError("snapshot cursor: no such table");
   return storage::SnapshotCursor{r.getTable(), r.getStarted(), str(r.getAfter())};
@@ -64,6 +78,7 @@ void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const Snapsh
     items[i].setValue(as_data(c.items[i].value));
   }
   set_cursor(out.initCursor(), c.cursor);
+  set_table_list(out.initTablePageBytes(c.table_page_bytes.size()), c.table_page_bytes);
 }
 
 SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
@@ -80,6 +95,7 @@ SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
                                          str(item.getKey()), str(item.getValue())});
   }
   c.cursor = cursor_from(r.getCursor());
+  c.table_page_bytes = table_list(r.getTablePageBytes(), "snapshot chunk's table sizes");
   return c;
 }
 
@@ -194,6 +210,7 @@ std::string encode_snapshot_resume(const SnapshotResume& r) {
   const std::string hash = codec::hash_bytes(r.staged_hash);
   root.setStagedHash(codec::as_data(hash));
   root.setReceivedBytes(r.received_bytes);
+  codec::set_table_list(root.initTableBytesGot(r.table_bytes_got.size()), r.table_bytes_got);
   return capnp_bytes::to_bytes(message);
 }
 
@@ -210,6 +227,7 @@ SnapshotResume decode_snapshot_resume(std::string_view bytes) {
         out.header = codec::snapshot_chunk_from(r.getHeader());
         out.staged_hash = codec::hash_from(codec::str(r.getStagedHash()), "snapshot resume");
         out.received_bytes = r.getReceivedBytes();
+        out.table_bytes_got = codec::table_list(r.getTableBytesGot(), "snapshot resume");
         return out;
       });
 }

@@ -198,6 +198,9 @@ struct SnapshotChunk {
   uint64_t total_bytes = 0;
   std::vector<storage::TableItem> items;
   storage::SnapshotCursor cursor;  // after items
+  // Per state table at the snapshot, the bytes its pages take, for the size estimate
+  // (estimate_snapshot_bytes): none, or one each.
+  std::vector<uint64_t> table_page_bytes;
 };
 struct TransferReply {
   std::variant<LogChunk, SnapshotChunk> chunk;
@@ -209,6 +212,8 @@ struct SnapshotResume {
   SnapshotChunk header;  // no items; cursor: after what is staged
   storage::ContentHash staged_hash;
   uint64_t received_bytes = 0;
+  // Per state table: the bytes (keys and values) staged so far (none, or one each).
+  std::vector<uint64_t> table_bytes_got;
 };
 
 // A response already framed for the wire (header and payload): a donor encodes its megabytes

@@ -40,6 +40,19 @@ std::string progress_text(const TransferProgress& p) {
 
 }  // namespace
 
+void SnapshotTally::add(const storage::TableItem& item) {
+  bytes.at(static_cast<size_t>(item.table)) += item.key.size() + item.value.size();
+}
+
+uint64_t estimate_snapshot_bytes(const SnapshotChunk& header, const storage::SnapshotCursor& cursor,
+                                 const SnapshotTally& got) {
+  if (header.table_page_bytes.size() != storage::kStateTables) return header.total_bytes;
+  uint64_t total = 0;
+  for (size_t t = 0; t < storage::kStateTables; ++t)
+    total += t < cursor.table ? got.bytes[t] : std::max(got.bytes[t], header.table_page_bytes[t]);
+  return total;
+}
+
 // ---- donor ----
 
 Response Donor::serve(uint64_t id, const TransferRequest& req, Clock::time_point now) {
@@ -99,6 +112,8 @@ std::shared_ptr<Donor::Session> Donor::open_session(uint64_t id, const TransferR
     if (auto raw = s->snap->meta_get(kMetaGcsState))
       s->header.sender_high = gcs::decode_durable(*raw).sender_high;
     s->header.total_bytes = s->snap->table_bytes();
+    const auto& pages = s->snap->table_page_bytes();
+    s->header.table_page_bytes.assign(pages.begin(), pages.end());
     s->joiner = req.joiner;
     s->started = s->last = now;
     session = s->header.session = next_session_++;
@@ -145,9 +160,13 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
     return Response{id, error_reply(ErrorCode::unavailable, e.what())};
   }
   uint64_t bytes = 0;
-  for (const auto& i : out.items) bytes += i.key.size() + i.value.size();
   std::lock_guard lock(mu_);
+  for (const auto& i : out.items) {
+    bytes += i.key.size() + i.value.size();
+    s->sent.add(i);
+  }
   s->sent_bytes += bytes;
+  s->cursor = out.cursor;
   if (out.cursor.done()) {
     spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s",
                  s->header.seqno, s->joiner, static_cast<double>(s->sent_bytes) / 1e6,
@@ -172,7 +191,8 @@ void Donor::tick(Clock::time_point now) {
     last_logged_ = now;
     const Session& s = *sessions_.begin()->second;
     const TransferProgress p = make_progress("snapshot", "donor", s.joiner, s.sent_bytes,
-                                             s.header.total_bytes, "bytes", now - s.started);
+                                             estimate_snapshot_bytes(s.header, s.cursor, s.sent),
+                                             "bytes", now - s.started);
     spdlog::info("donor: sending a snapshot to '{}': {}", p.peer, progress_text(p));
   }
 }
@@ -191,7 +211,8 @@ TransferProgress Donor::progress(Clock::time_point now) const {
   std::lock_guard lock(mu_);
   if (!sessions_.empty()) {
     const Session& s = *sessions_.begin()->second;
-    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes, s.header.total_bytes, "bytes",
+    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes,
+                         estimate_snapshot_bytes(s.header, s.cursor, s.sent), "bytes",
                          now - s.started);
   }
   if (!active_locked(now)) return {};
@@ -223,6 +244,9 @@ Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
   cursor_ = header_.cursor;
   staged_ = resume->staged_hash;
   received_bytes_ = resume->received_bytes;
+  if (resume->table_bytes_got.size() == storage::kStateTables)
+    std::copy(resume->table_bytes_got.begin(), resume->table_bytes_got.end(),
+              received_.bytes.begin());
   first_chunk_ = false;
   last_chunk_at_ = now;
   resumed_ = true;  // said at the first pull, once the donor's name is known
@@ -373,11 +397,15 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
   w.kind = TransferWrite::Kind::stage;
   w.reset = first_chunk_;
   first_chunk_ = false;
-  for (const auto& i : c.items) received_bytes_ += i.key.size() + i.value.size();
+  for (const auto& i : c.items) {
+    received_bytes_ += i.key.size() + i.value.size();
+    received_.add(i);
+  }
   w.items = std::move(c.items);
   cursor_ = c.cursor;
-  SnapshotResume resume{*donor_, header_, {}, received_bytes_};
+  SnapshotResume resume{*donor_, header_, {}, received_bytes_, {}};
   resume.header.cursor = cursor_;
+  resume.table_bytes_got.assign(received_.bytes.begin(), received_.bytes.end());
   w.resume = std::move(resume);
   pending_.push_back(std::move(w));
   if (cursor_.done()) queue_install();
@@ -410,6 +438,7 @@ std::optional<TransferWrite> Joiner::take_write() {
     first_chunk_ = true;
     cursor_ = {};
     received_bytes_ = 0;
+    received_ = {};
     return std::nullopt;
   }
   writing_ = w.kind;
@@ -447,6 +476,7 @@ void Joiner::start_snapshot(Clock::time_point now) {
   cursor_ = {};
   first_chunk_ = true;
   received_bytes_ = 0;
+  received_ = {};
   phase_started_ = now;
 }
 
@@ -492,7 +522,8 @@ std::string Joiner::donor_name() const {
 TransferProgress Joiner::progress(Clock::time_point now) const {
   const std::string peer = donor_ ? donor_name() : "";
   if (mode_ == Mode::snapshot)
-    return make_progress("snapshot", "joiner", peer, received_bytes_, header_.total_bytes, "bytes",
+    return make_progress("snapshot", "joiner", peer, received_bytes_,
+                         estimate_snapshot_bytes(header_, cursor_, received_), "bytes",
                          now - phase_started_);
   return make_progress("incremental", "joiner", peer, applied_ - ist_start_,
                        target_ > ist_start_ ? target_ - ist_start_ : 0, "write-sets",

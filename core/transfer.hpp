@@ -12,6 +12,7 @@
 // simulator run the same code.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -47,6 +48,21 @@ inline constexpr std::chrono::milliseconds kDonorGone{5000};
 inline constexpr std::string_view kMetaSnapshotResume = "snapshot_resume";
 // Progress is logged this often on both sides.
 inline constexpr std::chrono::milliseconds kProgressEvery{5000};
+
+// What of a snapshot's stream has come, per state table: the bytes of its keys and values.
+struct SnapshotTally {
+  std::array<uint64_t, storage::kStateTables> bytes{};
+  void add(const storage::TableItem& item);
+};
+
+// The snapshot's size in the bytes its stream carries: exact for the tables behind the cursor
+// (what came of them); the others at what their pages take, above what they carry (page headers
+// and slack: a few percent for large values, up to half for small ones), or what came of them if
+// more. So the estimate only falls, each time a table is done, and ends equal to what came.
+// (Extrapolating from the entries seen so far misled: a table's key order need not mix its
+// sizes.) Without the donor's table sizes (none in the header): its page total.
+uint64_t estimate_snapshot_bytes(const SnapshotChunk& header, const storage::SnapshotCursor& cursor,
+                                 const SnapshotTally& got);
 
 // What a joiner's next batch writes: applied write-sets, staged snapshot entries, or the
 // install of a whole staged snapshot.
@@ -94,6 +110,8 @@ class Donor {
     std::string joiner;
     Clock::time_point started, last;
     uint64_t sent_bytes = 0;
+    SnapshotTally sent;  // a chunk sent again (its answer was lost) counts twice: an estimate
+    storage::SnapshotCursor cursor;  // after the last chunk sent
   };
   std::shared_ptr<Session> open_session(uint64_t id, const TransferRequest& req, uint64_t& session,
                                         Clock::time_point now, std::optional<Response>& refusal);
@@ -199,6 +217,7 @@ class Joiner {
   SnapshotChunk header_;
   storage::ContentHash staged_;  // of what is staged on disk
   uint64_t received_bytes_ = 0;
+  SnapshotTally received_;
   bool first_chunk_ = true;
   Clock::time_point last_chunk_at_{};  // the donor served the session then
   bool resumed_ = false;               // from a record of a restarted node: not yet said so

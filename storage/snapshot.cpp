@@ -42,7 +42,7 @@ std::unique_ptr<Snapshot> Store::snapshot() {
     for (uint8_t t = 0; t < kStateTables; ++t) {
       MDB_stat st;
       check(mdb_stat(txn, table_dbi(dbis_, t, false), &st), "stat for snapshot");
-      snap->table_bytes_ +=
+      snap->table_page_bytes_[t] =
           uint64_t{st.ms_psize} * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
     }
   } catch (...) {
@@ -81,6 +81,12 @@ Snapshot::~Snapshot() {
   }
   std::lock_guard lock(mu_);
   cancel();
+}
+
+uint64_t Snapshot::table_bytes() const {
+  uint64_t n = 0;
+  for (uint64_t t : table_page_bytes_) n += t;
+  return n;
 }
 
 void Snapshot::cancel() {

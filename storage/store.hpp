@@ -16,6 +16,7 @@
 
 #include <lmdb.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -162,8 +163,11 @@ class Snapshot {
   // The store's meta at the snapshot: last committed seqno, content hash.
   const Meta& meta() const { return meta_; }
   std::optional<std::string> meta_get(std::string_view name);
-  // The bytes the state tables take on disk (pages): what the stream will carry, about.
-  uint64_t table_bytes() const { return table_bytes_; }
+  // The bytes each state table's pages take on disk: more than its stream carries (page headers
+  // and slack).
+  const std::array<uint64_t, kStateTables>& table_page_bytes() const { return table_page_bytes_; }
+  // All of them: what the stream will carry, about.
+  uint64_t table_bytes() const;
   // The entries after the cursor, in table then key order, up to about max_bytes (at least one
   // entry while any is left); advances the cursor. Empty once cursor.done().
   std::vector<TableItem> next(SnapshotCursor& cursor, size_t max_bytes);
@@ -178,7 +182,7 @@ class Snapshot {
   MDB_txn* txn_;
   Dbis dbis_;
   Meta meta_;
-  uint64_t table_bytes_ = 0;
+  std::array<uint64_t, kStateTables> table_page_bytes_{};
 };
 
 class ReadTxn : public ReadView {

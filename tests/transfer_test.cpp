@@ -229,3 +229,59 @@ TEST_CASE("transfer: a restarted joiner waits for its snapshot's donor to be in 
   while (!joiner->done()) exchange(*joiner, donor, *jstore, now);
   check_installed(*jstore, *dstore);
 }
+
+TEST_CASE(
+    "transfer: a snapshot's size estimate - exact behind the cursor, the pages of the tables "
+    "ahead and under way") {
+  SnapshotChunk h;
+  h.total_bytes = 9000;
+  SnapshotTally got;
+  storage::SnapshotCursor at_start;
+  CHECK(estimate_snapshot_bytes(h, at_start, got) == 9000);  // no table sizes: the pages
+  h.table_page_bytes = {5000, 2000, 2000};
+  CHECK(estimate_snapshot_bytes(h, at_start, got) == 9000);  // nothing seen yet: the pages
+  got.bytes = {1200, 0, 0};
+  CHECK(estimate_snapshot_bytes(h, storage::SnapshotCursor{0, true, "k"}, got) == 9000);
+  got.bytes = {5100, 0, 0};  // more came than the pages said: what came
+  CHECK(estimate_snapshot_bytes(h, storage::SnapshotCursor{0, true, "k"}, got) == 9100);
+  got.bytes = {3100, 100, 0};
+  CHECK(estimate_snapshot_bytes(h, storage::SnapshotCursor{1, true, "k"}, got) ==
+        3100 + 2000 + 2000);
+  got.bytes = {3100, 200, 80};
+  CHECK(estimate_snapshot_bytes(h, storage::SnapshotCursor{storage::kStateTables, false, ""},
+                                got) == 3380);  // done: what came
+}
+
+TEST_CASE("transfer: a snapshot's progress ends at 100% - also after the joiner restarted") {
+  Halfway h(4);
+  auto& [ddir, jdir, dstore, jstore, donor, now, joiner, staged] = h;
+  const auto first = joiner->progress(now);
+  CHECK(first.done < first.total);
+  // Restarted from its record: the same progress.
+  joiner.reset();
+  jstore.reset();
+  jstore = open_store(jdir.path());
+  joiner = std::make_unique<Joiner>(make_joiner(now, staged_record(*jstore)));
+  CHECK(joiner->progress(now).done == first.done);
+  CHECK(joiner->progress(now).total == first.total);
+  for (;;) {
+    auto p = joiner->poll(now);
+    REQUIRE(p);
+    joiner->on_reply(p->number, donor.serve(1, p->request, now), now);
+    const auto pr = joiner->progress(now);
+    CHECK(pr.done <= pr.total);
+    bool last = false;
+    while (auto w = joiner->take_write()) {
+      if (w->kind == TransferWrite::Kind::install) {
+        const auto at_end = joiner->progress(now);
+        CHECK(at_end.done == at_end.total);
+        last = true;
+      }
+      PersistResult r = persist(*jstore, "joiner-uuid", PersistBatch{{}, std::nullopt, *w}, false);
+      REQUIRE(r.ok);
+      joiner->written(r.transferred, now);
+    }
+    if (last) break;
+  }
+  check_installed(*jstore, *dstore);
+}

@@ -159,6 +159,7 @@ struct Response {
     totalBytes @5 :UInt64;     # what the state tables take at the donor, about
     items @6 :List(TableItem);
     cursor @7 :SnapshotCursor; # after these items; its table is 3 once the stream is done
+    tablePageBytes @8 :List(UInt64);  # per state table: the bytes its pages take (none or 3)
   }
 
   struct Error {
@@ -247,4 +248,5 @@ struct SnapshotResume {
   header @2 :Response.SnapshotChunk;    # no items; its cursor is after what is staged
   stagedHash @3 :Data;                  # content hash of the staged data: lo, hi (LE)
   receivedBytes @4 :UInt64;
+  tableBytesGot @5 :List(UInt64);       # per state table: bytes staged (keys, values; none or 3)
 }
