@@ -96,14 +96,14 @@ void Node::handle(Request request, ReplyFn reply) {
       if (auto e = check_key(g->key, limits_)) return reply(Response{id, *e});
       if (g->consistency == Consistency::linearizable)
         return read_after_marker(std::move(request), std::move(reply));
-      get(id, *g, reply);
+      read_now(std::move(request), std::move(reply));
     } else if (auto* s = std::get_if<ScanRequest>(&request.body)) {
       if (s->prefix.size() > limits_.max_key_bytes)
         return reply(
             Response{id, error(ErrorCode::too_large, "prefix is longer than the key limit")});
       if (s->consistency == Consistency::linearizable)
         return read_after_marker(std::move(request), std::move(reply));
-      scan(id, *s, reply);
+      read_now(std::move(request), std::move(reply));
     } else if (auto* c = std::get_if<CommitRequest>(&request.body)) {
       commit(id, std::move(*c), std::move(reply));
     } else if (std::holds_alternative<MembersRequest>(request.body)) {
@@ -198,10 +198,7 @@ void Node::read_after_marker(Request request, ReplyFn reply) {
         id, error(ErrorCode::not_primary, not_primary_reason() +
                                               "; a --local read answers from its (possibly stale) "
                                               "snapshot")});
-  if (group_.view().members.size() == 1) {
-    if (auto* g = std::get_if<GetRequest>(&request.body)) return get(id, *g, reply);
-    return scan(id, std::get<ScanRequest>(request.body), reply);
-  }
+  if (group_.view().members.size() == 1) return read_now(std::move(request), std::move(reply));
   // Alone, its snapshot holds every acknowledged commit even while it cannot persist; in a
   // group, the marker it would send cannot leave until it can: refuse now rather than hang.
   if (!persist_error_.empty())
@@ -221,6 +218,25 @@ void Node::send_marker() {
   if (!sent.ok()) return fail_reads(error(to_error_code(sent.error), sent.message));
   reads_.sent();
   schedule_flush();
+}
+
+// A client told of its commit reads it here at once: while the batch that applies what this node
+// told early is on its way to disk (a fraction of a millisecond), its snapshot reads wait for it.
+void Node::read_now(Request request, ReplyFn reply) {
+  if (told_early_ && !persisting_)  // its write failed: it is retried, the reads are not
+    return reply(Response{
+        request.id, error(ErrorCode::storage,
+                          fmt::format("not served: this node answered commits it cannot write to "
+                                      "its data dir yet ({}); it retries every {} ms",
+                                      persist_error_, kPersistRetry.count()))});
+  if (told_early_) {
+    if (after_commit_.size() >= limits_.max_waiting_reads)
+      return reply(Response{request.id, error(ErrorCode::busy, "too many reads waiting")});
+    after_commit_.push_back(MarkedReads::Read{std::move(request), std::move(reply)});
+    return;
+  }
+  if (auto* g = std::get_if<GetRequest>(&request.body)) return get(request.id, *g, reply);
+  scan(request.id, std::get<ScanRequest>(request.body), reply);
 }
 
 void Node::serve(std::vector<MarkedReads::Read> reads) {
@@ -346,8 +362,9 @@ void Node::flush() {
   const bool transfer_write = batch.transfer.has_value();
   persist_started_ = store_.env().now();
   persist_backlog_ = batch.ready.append.size();
-  persister_->submit(std::move(batch), observer_ != nullptr,
-                     [this](PersistResult r) { persisted(std::move(r)); });
+  persister_->submit(
+      std::move(batch), observer_ != nullptr, [this](PersistResult r) { persisted(std::move(r)); },
+      [this](std::vector<Decision> early) { decided(std::move(early)); });
   if (transfer_write) pull();  // the next chunk travels while this one is written
 }
 
@@ -368,6 +385,16 @@ void Node::keep_alive(storage::Clock::time_point now) {
 // The batch is on disk, or nothing of it is: send and answer, or hold it back to try again.
 void Node::persisted(PersistResult r) {
   persisting_ = false;
+  // The snapshot shows what was told early once the batch commits; until one does, snapshot
+  // reads are refused (read_now).
+  if (r.ok) told_early_ = false;
+  batch_done(std::move(r));
+  auto reads = std::move(after_commit_);
+  after_commit_.clear();
+  for (auto& rd : reads) read_now(std::move(rd.request), std::move(rd.reply));
+}
+
+void Node::batch_done(PersistResult r) {
   gcs::MemberReady& ready = r.batch.ready;
   const size_t backlog = ready.append.size();
   if (!r.ok) {
@@ -439,11 +466,25 @@ void Node::after_persist(std::vector<gcs::Event> events, std::vector<Certified> 
       serve(reads_.applied(d.txn_id));
       continue;
     }
-    // Taken out first: a reply can bring in a new commit, which may rehash waiting_.
-    auto waiters = waiting_.extract(d.txn_id);
-    if (waiters.empty()) continue;
-    for (auto& w : waiters.mapped().waiters) w.reply(commit_response(w.request_id, d));
+    answer(d);  // unless told already (decided)
   }
+}
+
+// Outcomes of this batch's deliveries that the group cannot undo (decided_before_commit), told
+// while the batch is on its way to disk: a commit's answer waits for one disk write, not two.
+void Node::decided(std::vector<Decision> early) {
+  for (const Decision& d : early) {
+    if (d.marker) continue;  // a marker's reads need the snapshot that shows it
+    if (waiting_.count(d.txn_id)) told_early_ = true;
+    answer(d);
+  }
+}
+
+void Node::answer(const Decision& d) {
+  // Taken out first: a reply can bring in a new commit, which may rehash waiting_.
+  auto waiters = waiting_.extract(d.txn_id);
+  if (waiters.empty()) return;
+  for (auto& w : waiters.mapped().waiters) w.reply(commit_response(w.request_id, d));
 }
 
 void Node::on_view(const gcs::ViewEvent& ev) {

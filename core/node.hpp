@@ -125,6 +125,12 @@ class Node {
   std::string waiting_for() const;
   bool primary() const;
   void persisted(PersistResult result);
+  void batch_done(PersistResult result);
+  void decided(std::vector<Decision> early);
+  void answer(const Decision& decision);
+  // A read served from this node's snapshot: after the batch in flight when it told outcomes
+  // the snapshot does not show yet.
+  void read_now(Request request, ReplyFn reply);
   // applied: the last seqno applied before this batch.
   void after_persist(std::vector<gcs::Event> events, std::vector<Certified> certified,
                      uint64_t applied);
@@ -150,7 +156,9 @@ class Node {
   std::function<gcs::Directory()> directory_;
   std::unique_ptr<Persister> own_persister_;  // when none was given
   Persister* persister_;
-  bool persisting_ = false;                       // a batch is on its way to disk
+  bool persisting_ = false;  // a batch is on its way to disk
+  bool told_early_ = false;  // ... and this node answered commits it applies (decided)
+  std::vector<MarkedReads::Read> after_commit_;   // snapshot reads waiting for that batch
   storage::Clock::time_point persist_started_{};  // ... since then
   size_t persist_backlog_ = 0;                    // ... with this many write-sets
   storage::Clock::time_point alive_sent_{};       // the last Alive (keep_alive)

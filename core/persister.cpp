@@ -52,12 +52,19 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
 
 }  // namespace
 
+bool decided_before_commit(const gcs::MemberReady& ready, const gcs::Delivery& delivery) {
+  return !delivery.at_view_change && !ready.truncate_after &&
+         (ready.append.empty() || delivery.seqno < ready.append.front().seqno);
+}
+
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
                                    const PersistBatch& batch, bool with_hashes,
                                    TransferWritten* transferred,
                                    std::vector<Certified>* transfer_certified,
-                                   std::optional<uint64_t>* last_committed) {
+                                   std::optional<uint64_t>* last_committed,
+                                   const Decided* decided) {
   std::vector<Certified> certified;
+  bool told = false;
   const gcs::MemberReady& ready = batch.ready;
   if (batch.empty()) return certified;  // every change comes with meta
   TUTTI_INVARIANT(!batch.transfer || (transferred && transfer_certified),
@@ -82,6 +89,19 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
       certified.push_back(Certified{
           std::move(decision), with_hashes ? txn.meta().content_hash : storage::ContentHash{}});
     }
+    if (decided && !told) {
+      told = true;  // a rerun (the map grew) decides the same
+      std::vector<Decision> early;
+      size_t next = 0;
+      for (const auto& ev : ready.events) {
+        auto* d = std::get_if<gcs::Delivery>(&ev);
+        if (!d) continue;
+        const Decision& decision = certified[next++].decision;
+        if (!decided_before_commit(ready, *d)) break;  // and so every later one
+        if (d->origin == node_uuid) early.push_back(decision);
+      }
+      (*decided)(std::move(early));
+    }
     if (ready.meta) {
       txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
       if (txn.meta().history_uuid != ready.meta->history)
@@ -96,12 +116,12 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
 }
 
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
-                      bool with_hashes) {
+                      bool with_hashes, const Decided* decided) {
   PersistResult r;
   const auto started = store.env().now();
   try {
     r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
-                              &r.transfer_certified, &r.last_committed);
+                              &r.transfer_certified, &r.last_committed, decided);
     r.ok = true;
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     r.error = e.what();
@@ -111,7 +131,7 @@ PersistResult persist(storage::Store& store, const std::string& node_uuid, Persi
   return r;
 }
 
-void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done) {
+void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided) {
   done(persist(store_, node_uuid_, std::move(batch), with_hashes));
 }
 
@@ -136,13 +156,13 @@ ThreadPersister::~ThreadPersister() {
   transfer_.thread.join();
 }
 
-void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done) {
+void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) {
   Lane& lane = batch.transfer ? transfer_ : group_;
   {
     std::lock_guard lock(mu_);
     TUTTI_INVARIANT(!in_flight_, "a batch submitted while the last one is on its way to disk");
     in_flight_ = true;
-    lane.job = Job{std::move(batch), with_hashes, std::move(done)};
+    lane.job = Job{std::move(batch), with_hashes, std::move(done), std::move(decided)};
   }
   lane.wake.notify_one();
 }
@@ -156,8 +176,15 @@ void ThreadPersister::run(Lane& lane) {
     Job job = std::move(*lane.job);
     lane.job.reset();
     lock.unlock();
-    auto result = std::make_shared<PersistResult>(
-        persist(store_, node_uuid_, std::move(job.batch), job.with_hashes));
+    // Told on the node's thread while this one waits for the disk; posted before the outcome.
+    const Decided tell = [this, &job](std::vector<Decision> early) {
+      if (early.empty()) return;
+      post_([decided = job.decided, early = std::move(early)]() mutable {
+        decided(std::move(early));
+      });
+    };
+    auto result = std::make_shared<PersistResult>(persist(
+        store_, node_uuid_, std::move(job.batch), job.with_hashes, job.decided ? &tell : nullptr));
     auto done = std::make_shared<Done>(std::move(job.done));
     lock.lock();
     in_flight_ = false;  // the next may come once this one's outcome is posted

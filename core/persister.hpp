@@ -52,32 +52,49 @@ struct PersistResult {
   storage::Clock::duration write_time{};
 };
 
+// Outcomes of this node's own write-sets that a batch decided and that may be told before its
+// transaction commits (see decided_before_commit), in seqno order.
+using Decided = std::function<void(std::vector<Decision>)>;
+
+// Whether the outcome of a delivery may be told before the batch that applies it is on disk: when
+// its write-set was on this node's disk before the batch. Then every voter's log holds it (each
+// acknowledges a position only once it is on its disk, and it was delivered because every voter
+// did), so after any crash the group delivers it again, in the same place, and certification - a
+// function of that order alone - decides it the same way: the answer cannot be undone. A
+// write-set appended in the same batch, or delivered at a view change, waits for the commit.
+bool decided_before_commit(const gcs::MemberReady& ready, const gcs::Delivery& delivery);
+
 // Writes the batch in one storage transaction and certifies its deliveries. Throws what the store
 // throws; then nothing was written. node_uuid: the node's identity, kept with the history.
+// decided, when given, is called once with the outcomes decided_before_commit allows (perhaps
+// none), after certification and before the commit (the same however often the store runs it).
 std::vector<Certified> write_batch(storage::Store& store, const std::string& node_uuid,
                                    const PersistBatch& batch, bool with_hashes,
                                    TransferWritten* transferred = nullptr,
                                    std::vector<Certified>* transfer_certified = nullptr,
-                                   std::optional<uint64_t>* last_committed = nullptr);
+                                   std::optional<uint64_t>* last_committed = nullptr,
+                                   const Decided* decided = nullptr);
 
 // Runs write_batch and fills in the result, catching its failure.
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
-                      bool with_hashes);
+                      bool with_hashes, const Decided* decided = nullptr);
 
 class Persister {
  public:
   using Done = std::function<void(PersistResult)>;
   virtual ~Persister() = default;
-  // Persists the batch and calls done with the result on the node's thread.
-  // REQUIRES: the previous batch's done has run.
-  virtual void submit(PersistBatch batch, bool with_hashes, Done done) = 0;
+  // Persists the batch and calls done with the result on the node's thread. decided, when this
+  // persister tells outcomes early, is called on the node's thread before done (not at all when
+  // the batch decided nothing early). REQUIRES: the previous batch's done has run.
+  virtual void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) = 0;
 };
 
 class InlinePersister final : public Persister {
  public:
   InlinePersister(storage::Store& store, std::string node_uuid)
       : store_(store), node_uuid_(std::move(node_uuid)) {}
-  void submit(PersistBatch batch, bool with_hashes, Done done) override;
+  // Tells nothing early: done follows at once.
+  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) override;
 
  private:
   storage::Store& store_;
@@ -95,13 +112,14 @@ class ThreadPersister final : public Persister {
   ThreadPersister(storage::Store& store, std::string node_uuid,
                   std::function<void(std::function<void()>)> post);
   ~ThreadPersister() override;
-  void submit(PersistBatch batch, bool with_hashes, Done done) override;
+  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) override;
 
  private:
   struct Job {
     PersistBatch batch;
     bool with_hashes;
     Done done;
+    Decided decided;
   };
   struct Lane {
     std::condition_variable wake;

@@ -1,6 +1,7 @@
 // Node driven directly, without sockets: requests in, flush, replies out.
 #include <catch2/catch.hpp>
 
+#include "core/codec.hpp"
 #include "core/node.hpp"
 #include "core/uuid.hpp"
 #include "fault_env.hpp"
@@ -252,7 +253,7 @@ struct HeldPersister : Persister {
   storage::Store& store;
   std::optional<std::pair<PersistBatch, Done>> job;
   explicit HeldPersister(storage::Store& s) : store(s) {}
-  void submit(PersistBatch batch, bool, Done done) override {
+  void submit(PersistBatch batch, bool, Done done, Decided) override {
     job.emplace(std::move(batch), std::move(done));
   }
   void finish() {
@@ -317,4 +318,89 @@ TEST_CASE(
   env.advance(std::chrono::milliseconds(500));
   node.tick();  // nothing on its way: heartbeats speak for it again
   CHECK(outbox.of<gcs::Alive>().size() == 2);
+}
+
+namespace {
+
+gcs::MemberReady delivering(std::vector<gcs::Delivery> deliveries, uint64_t first_appended) {
+  gcs::MemberReady ready;
+  ready.meta = gcs::Durable{};  // a batch without it writes nothing
+  if (first_appended > 0)
+    ready.append.push_back(gcs::LogEntry{first_appended, {}, "me", 1, "appended"});
+  for (auto& d : deliveries) ready.events.push_back(std::move(d));
+  return ready;
+}
+
+std::string put_writeset(const std::string& origin, const std::string& txn) {
+  return encode_writeset(WriteSet{origin, txn, {}, {WriteItem{"k-" + txn, "v"}}});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "an outcome is told before its batch commits only when its write-set was on disk before") {
+  struct Row {
+    const char* what;
+    uint64_t first_appended;  // 0: the batch appends nothing
+    bool at_view_change;
+    bool truncates;
+    bool told;
+  };
+  const Row rows[] = {
+      {"logged by an earlier batch, nothing appended now", 0, false, false, true},
+      {"logged by an earlier batch, later positions appended now", 8, false, false, true},
+      {"appended in this very batch", 7, false, false, false},
+      {"appended in this batch, behind an earlier one", 5, false, false, false},
+      {"delivered at a view change", 0, true, false, false},
+      {"in a batch that truncates the log", 0, false, true, false},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    gcs::MemberReady ready = delivering({}, row.first_appended);
+    if (row.truncates) ready.truncate_after = 3;
+    const gcs::Delivery d{7, "me", "payload", 1, row.at_view_change};
+    CHECK(decided_before_commit(ready, d) == row.told);
+  }
+}
+
+TEST_CASE("write_batch tells this node's outcomes that may be told, once, before it commits") {
+  TempDir dir;
+  storage::Options o;
+  o.dir = dir.path();
+  auto store = storage::Store::open(o);
+  store->write([](storage::WriteTxn& t) { t.set_identity("", random_uuid()); });
+  // Seqnos 1 (ours), 2 (another node's), 3 (ours, appended in this batch).
+  PersistBatch batch{delivering({gcs::Delivery{1, "me", put_writeset("me", "t1"), 1, false},
+                                 gcs::Delivery{2, "other", put_writeset("other", "t2"), 1, false},
+                                 gcs::Delivery{3, "me", put_writeset("me", "t3"), 2, false}},
+                                3),
+                     std::nullopt, std::nullopt};
+  TransferWritten transferred;
+  std::vector<Certified> transfer_certified;
+  // Told before the commit: a teller that throws leaves nothing written.
+  struct Stop {};
+  const Decided stop = [](std::vector<Decision>) { throw Stop{}; };
+  CHECK_THROWS_AS(
+      write_batch(*store, "me", batch, false, &transferred, &transfer_certified, nullptr, &stop),
+      Stop);
+  CHECK(store->read()->meta().last_committed == 0);
+
+  std::vector<std::vector<Decision>> calls;
+  const Decided decided = [&](std::vector<Decision> early) { calls.push_back(std::move(early)); };
+  auto certified =
+      write_batch(*store, "me", batch, false, &transferred, &transfer_certified, nullptr, &decided);
+  REQUIRE(calls.size() == 1);
+  REQUIRE(calls[0].size() == 1);
+  CHECK(calls[0][0].txn_id == "t1");
+  CHECK(calls[0][0].outcome.committed);
+  REQUIRE(certified.size() == 3);
+  CHECK(store->read()->meta().last_committed == 3);
+
+  // Nothing that may be told: told so (once), with nothing.
+  PersistBatch later{delivering({gcs::Delivery{4, "me", put_writeset("me", "t4"), 3, true}}, 0),
+                     std::nullopt, std::nullopt};
+  calls.clear();
+  write_batch(*store, "me", later, false, &transferred, &transfer_certified, nullptr, &decided);
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].empty());
 }

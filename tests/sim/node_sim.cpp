@@ -153,8 +153,37 @@ bool NodeCluster::start(SimNode& n) {
 void NodeCluster::submit_persist(SimNode& n, SimPersister::Job job) {
   if (n.persister.job) throw SimViolation(n.id + ": a batch submitted while one is on its way");
   job.latency = static_cast<Time>(rand(1, 3)) + n.disk_latency;
+  // Certification comes before the disk's wait: the node may answer in between, and a crash
+  // there loses the batch after its answers went out.
+  schedule(Event{Event::decided, now_ + rand(0, job.latency - 1), 0, n.id, "", n.incarnation});
   schedule(Event{Event::persisted, now_ + job.latency, 0, n.id, "", n.incarnation});
   n.persister.job = std::move(job);
+}
+
+// The storage thread's certification, before its commit: what write_batch would tell, from a
+// transaction that is then abandoned (the batch is written for real at persisted).
+void NodeCluster::tell_decided(SimNode& n) {
+  auto& job = n.persister.job;
+  if (!job || !job->decided) return;
+  struct Abandon {};
+  std::vector<core::Decision> told;
+  const core::Decided grab = [&](std::vector<core::Decision> early) {
+    told = std::move(early);
+    throw Abandon{};
+  };
+  core::TransferWritten transferred;
+  std::vector<core::Certified> transfer_certified;
+  try {
+    core::write_batch(*n.store, n.id, job->batch, job->with_hashes, &transferred,
+                      &transfer_certified, nullptr, &grab);
+  } catch (const Abandon&) {
+  } catch (const std::exception&) {
+    return;  // the real write fails the same way, and tells nothing
+  }
+  if (told.empty()) return;
+  result_.told_early += told.size();
+  job->told = told;
+  job->decided(std::move(told));
 }
 
 // The storage thread is done: the batch is on disk (or failed), and the node carries on.
@@ -164,12 +193,29 @@ void NodeCluster::finish_persist(SimNode& n) {
   n.persister.job.reset();
   core::PersistResult r = core::persist(*n.store, n.id, std::move(job.batch), job.with_hashes);
   r.write_time = std::chrono::milliseconds(job.latency);
+  // What was told early is what the batch decided (certification is deterministic).
+  for (const auto& t : job.told) {
+    auto same = [&](const core::Certified& c) {
+      return c.decision.txn_id == t.txn_id && c.decision.marker == t.marker &&
+             c.decision.outcome.committed == t.outcome.committed &&
+             c.decision.outcome.seqno == t.outcome.seqno;
+    };
+    if (r.ok && std::none_of(r.certified.begin(), r.certified.end(), same))
+      throw SimViolation(
+          fmt::format("{}: told {} before its batch committed, which decided "
+                      "otherwise",
+                      n.id, t.txn_id));
+  }
   job.done(std::move(r));
 }
 
 void NodeCluster::crash(SimNode& n) {
   check_crash(n);
-  n.persister.job.reset();  // what was on its way to disk is lost, never acknowledged
+  // What was on its way to disk is lost: acknowledged to no member, though perhaps answered
+  // (the group has it: decided_before_commit).
+  if (n.persister.job && !n.persister.job->told.empty())
+    result_.lost_after_told += n.persister.job->told.size();
+  n.persister.job.reset();
   n.node.reset();
   n.group.reset();
   n.store.reset();
@@ -198,7 +244,8 @@ void NodeCluster::handle(const Event& e) {
   if ((e.kind == Event::message || e.kind == Event::transfer || e.kind == Event::transfer_reply) &&
       !network_.arrives(e.from, e.node, e.epoch))
     return;
-  if ((e.kind == Event::flush || e.kind == Event::client_request || e.kind == Event::persisted) &&
+  if ((e.kind == Event::flush || e.kind == Event::client_request || e.kind == Event::persisted ||
+       e.kind == Event::decided) &&
       e.epoch != n.incarnation)
     return;
   if (!n.up) return;  // lost with the node
@@ -246,6 +293,9 @@ void NodeCluster::at_node(SimNode& n, const Event& e) {
         n.pulls.erase(it);
         done(*e.response);
       }
+      break;
+    case Event::decided:
+      tell_decided(n);
       break;
     case Event::persisted:
       finish_persist(n);

@@ -47,6 +47,8 @@ struct NodeSimResult {
   uint64_t transferred = 0;      // write-sets applied by incremental transfers
   uint64_t snapshots = 0;        // snapshot transfers installed
   uint64_t staged_restarts = 0;  // restarts with part of a snapshot staged (resumed, or redone)
+  uint64_t told_early = 0;       // outcomes told before the batch that applies them committed
+  uint64_t lost_after_told = 0;  // ... of batches then lost in a crash
   Time settled_after = 0;
 };
 
@@ -72,6 +74,7 @@ class NodeCluster {
       client_reply,
       transfer,
       transfer_reply,
+      decided,  // the storage thread certified the batch on its way and tells what it may
       persisted
     } kind;
     Time t = 0;
@@ -95,11 +98,15 @@ class NodeCluster {
       core::PersistBatch batch;
       bool with_hashes;
       Done done;
+      core::Decided decided;
       Time latency;
+      std::vector<core::Decision> told;  // what decided told, checked against the outcome
     };
     std::optional<Job> job;
-    void submit(core::PersistBatch batch, bool with_hashes, Done done) override {
-      cluster->submit_persist(*node, Job{std::move(batch), with_hashes, std::move(done), 0});
+    void submit(core::PersistBatch batch, bool with_hashes, Done done,
+                core::Decided decided) override {
+      cluster->submit_persist(
+          *node, Job{std::move(batch), with_hashes, std::move(done), std::move(decided), 0, {}});
     }
   };
   struct SimNode final : gcs::Outbox, core::NodeObserver {
@@ -171,6 +178,7 @@ class NodeCluster {
                  std::function<void(std::optional<core::Response>)> done);
   void serve_pull(SimNode& donor, const Event& e);
   void submit_persist(SimNode& n, SimPersister::Job job);
+  void tell_decided(SimNode& n);
   void finish_persist(SimNode& n);
   std::string settled_problem();
   Time settle(const std::string& after);
@@ -210,7 +218,12 @@ class NodeCluster {
 
   // checker state
   std::map<uint64_t, Record> history_;
-  std::map<std::string, uint64_t> committed_at_;   // txn id -> the seqno it was applied at
+  std::map<std::string, uint64_t> committed_at_;  // txn id -> the seqno it was applied at
+  struct ToldAhead {
+    std::string txn, outcome;
+    NodeId at;
+  };
+  std::multimap<uint64_t, ToldAhead> told_ahead_;  // answers no node had applied yet, by seqno
   std::map<std::string, uint64_t> acked_;          // txn id -> seqno acknowledged committed
   std::map<std::string, std::string> acked_puts_;  // key -> value, of acknowledged puts
   ViewChecker views_;

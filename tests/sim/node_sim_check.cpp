@@ -41,7 +41,15 @@ void NodeCluster::on_applied(SimNode& n, const core::Applied& a) {
     if (r.hash != hash)
       throw SimViolation(fmt::format("content: after seqno {} {} hashes {} but {} elsewhere",
                                      d.seqno, n.id, hash, r.hash));
-  } else if (!dec.marker && !dec.duplicate) {
+  } else {
+    for (auto [t, end] = told_ahead_.equal_range(d.seqno); t != end; ++t)
+      if (t->second.txn != dec.txn_id || t->second.outcome != outcome)
+        throw SimViolation(fmt::format("{} answered {} {} at seqno {}, which is {} {}",
+                                       t->second.at, t->second.txn, t->second.outcome, d.seqno,
+                                       dec.txn_id, outcome));
+    told_ahead_.erase(d.seqno);
+  }
+  if (fresh && !dec.marker && !dec.duplicate) {
     ++(dec.outcome.committed          ? result_.commits
        : dec.outcome.rejected.empty() ? result_.conflicts
                                       : result_.rejected);
@@ -109,7 +117,9 @@ void NodeCluster::check_acked(const std::string& txn, uint64_t seqno, bool commi
                               const NodeId& at) {
   auto rec = history_.find(seqno);
   const std::string want = committed ? "committed" : "conflict";
-  if (rec == history_.end() || rec->second.txn != txn || rec->second.outcome != want)
+  // Told before any node's batch with it committed (core/persister.hpp): checked when one does.
+  if (rec == history_.end()) told_ahead_.emplace(seqno, ToldAhead{txn, want, at});
+  if (rec != history_.end() && (rec->second.txn != txn || rec->second.outcome != want))
     throw SimViolation(
         fmt::format("{} answered {} {} at seqno {}, which is {}", at, txn, want, seqno,
                     rec == history_.end() ? "not applied anywhere"
@@ -123,6 +133,9 @@ void NodeCluster::check_acked(const std::string& txn, uint64_t seqno, bool commi
 
 // Settled: every live node holds the same content, every acknowledged commit, and the bank.
 void NodeCluster::final_checks() {
+  for (const auto& [seqno, t] : told_ahead_)
+    throw SimViolation(fmt::format("{} answered {} {} at seqno {}, which no node applied", t.at,
+                                   t.txn, t.outcome, seqno));
   const uint64_t top = history_.empty() ? 0 : history_.rbegin()->first;
   for (auto& [id, n] : nodes_) {
     if (!n.up) continue;

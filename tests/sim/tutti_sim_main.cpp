@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     base.trace = &trace;
   }
   uint64_t commits = 0, conflicts = 0, view_changes = 0, violations = 0, transferred = 0,
-           snapshots = 0, staged_restarts = 0;
+           snapshots = 0, staged_restarts = 0, told_early = 0, lost_after_told = 0;
   for (int i = 0; i < runs; ++i) {
     NodeSimOptions o = base;
     o.seed = seed + i;
@@ -70,10 +70,13 @@ int main(int argc, char** argv) {
     transferred += r.transferred;
     snapshots += r.snapshots;
     staged_restarts += r.staged_restarts;
+    told_early += r.told_early;
+    lost_after_told += r.lost_after_told;
     std::cout << "run seed=" << o.seed << " nodes=" << o.nodes << " seqnos=" << r.seqnos
               << " commits=" << r.commits << " conflicts=" << r.conflicts << " acked=" << r.acked
               << " view_changes=" << r.view_changes << " transferred=" << r.transferred
               << " snapshots=" << r.snapshots << " staged_restarts=" << r.staged_restarts
+              << " told_early=" << r.told_early << " lost_after_told=" << r.lost_after_told
               << " settled_ms=" << r.settled_after << (r.ok ? " ok" : " VIOLATION") << "\n";
     if (!r.ok) {
       ++violations;
@@ -85,6 +88,7 @@ int main(int argc, char** argv) {
   std::cout << "summary: runs=" << runs << " violations=" << violations << " commits=" << commits
             << " conflicts=" << conflicts << " view_changes=" << view_changes
             << " transferred=" << transferred << " snapshots=" << snapshots
-            << " staged_restarts=" << staged_restarts << "\n";
+            << " staged_restarts=" << staged_restarts << " told_early=" << told_early
+            << " lost_after_told=" << lost_after_told << "\n";
   return violations ? 1 : 0;
 }
