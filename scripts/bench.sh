@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The benchmark of docs/performance.md: tutti-bench against local clusters (loopback), every
-# workload, and with --with-anchors etcd and Galera through ../shared/anchors on the same
-# workloads, system after system in each round. Prints one table; unless --no-doc, appends it to
+# workload, and gcs-bench (the group layer alone) at 64 B, 1 KiB and 16 KiB; with
+# --with-anchors etcd, Galera and Corosync through ../shared/anchors on the same workloads,
+# system after system in each round. Prints one table; unless --no-doc, appends it to
 # docs/performance.md with the machine, the date and the commands.
 #
 #   scripts/bench.sh [--nodes 3] [--duration 10] [--warmup 3] [--rounds 1] [--with-anchors]
 #                    [--aged] [--no-doc]
 #
 # --aged adds a run after 1,000,000 commits on the same cluster (about 5 minutes more).
-# Env: BUILD (default build), BENCH_PORT (default 7801; clients BASE.., gcs BASE+100..).
+# Env: BUILD (default build), BENCH_PORT (default 7801; clients BASE.., gcs BASE+100..,
+# gcs-bench BASE+200..).
 # Everything it starts it stops (by PID), also on error or Ctrl-C; bounded in time throughout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 nodes=3 duration=10 warmup=3 rounds=1 anchors=0 aged=0 doc=1
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --nodes) nodes=$2; shift 2 ;;
@@ -31,7 +33,8 @@ done
 [[ $nodes =~ ^[1-7]$ ]] || { echo "bench.sh: --nodes must be 1 to 7" >&2; exit 4; }
 build=${BUILD:-build}
 tuttid=$build/tools/tuttid tutti=$build/tools/tutti bench=$build/tools/tutti-bench
-for bin in "$tuttid" "$tutti" "$bench"; do
+gcsbench=$build/tools/gcs-bench
+for bin in "$tuttid" "$tutti" "$bench" "$gcsbench"; do
   [[ -x $bin ]] || { echo "bench.sh: $bin is missing: build first (cmake --build $build)" >&2; exit 2; }
 done
 base=${BENCH_PORT:-7801}
@@ -143,6 +146,59 @@ tutti_round() {
   stop_cluster
 }
 
+# gcs-bench: the group layer alone, the members in one process on loopback, nothing on disk.
+gcs_round() {
+  local size out
+  for size in 64 1024 16384; do
+    log "gcs: $nodes members, $size B messages, throughput and one in flight"
+    if out=$("$gcsbench" --members "$nodes" --size "$size" --duration "$duration" \
+          --warmup "$warmup" --port $((base + 200)) --json 2>>"$work/bench.log"); then
+      printf "tutti gcs\tordered %s B\t%s members, safe delivery\t%s\t%.0f\t%.2f\t%.2f\t%.1f MB/s per member; under load\n" \
+        "$size" "$nodes" "$nodes" "$(field "$out" ordered_msgs_per_s)" \
+        "$(awk -v u="$(field "$out" p50_us)" 'BEGIN { print u / 1000 }')" \
+        "$(awk -v u="$(field "$out" p99_us)" 'BEGIN { print u / 1000 }')" "$(field "$out" mb_per_s)" >>"$results"
+    else
+      log "gcs-bench failed at $size B (see $work/bench.log)"
+    fi
+    if out=$("$gcsbench" --members "$nodes" --size "$size" --duration "$duration" \
+          --warmup "$warmup" --port $((base + 200)) --latency --json 2>>"$work/bench.log"); then
+      printf "tutti gcs\tone in flight %s B\t%s members, safe delivery\t1\t%.0f\t%.3f\t%.3f\t\n" \
+        "$size" "$nodes" "$(field "$out" ordered_msgs_per_s)" \
+        "$(awk -v u="$(field "$out" p50_us)" 'BEGIN { print u / 1000 }')" \
+        "$(awk -v u="$(field "$out" p99_us)" 'BEGIN { print u / 1000 }')" >>"$results"
+    else
+      log "gcs-bench --latency failed at $size B (see $work/bench.log)"
+    fi
+  done
+}
+
+# Corosync CPG (agreed order, no safe delivery, nothing on disk), 3 nodes in network namespaces,
+# knet: its ordered stream and its one-in-flight latency, parsed from its summary.
+corosync_anchor() {
+  local scratch=$1 out=$1/corosync-out
+  cp -r ../shared/anchors/corosync "$scratch/"
+  command -v corosync >/dev/null || (cd "$scratch/corosync" && ./cluster.sh deps >"$work/corosync.log" 2>&1) || true
+  log "corosync: ordered messages at 64 B, 1 KiB, 16 KiB; one in flight"
+  if (cd "$scratch/corosync" && TRANSPORTS=knet PARTS="tput lat" SIZES="64 1024 16384" REPS=1 \
+        DUR=$duration OUT="$out" RUNDIR="$scratch/csrun" timeout 1800 ./bench.sh >>"$work/corosync.log" 2>&1); then
+    sed -n 's/^knet *\([0-9]*\) [0-9]* |.*ordered-stream=\([0-9.]*\) msg\/s \([0-9.]*\) MB\/s.*p50\/p99(us)=\([0-9.]*\)\/\([0-9.]*\).*/\1 \2 \3 \4 \5/p' \
+      "$out/summary.txt" | while read -r size rate mb p50 p99; do
+      printf "corosync\tordered %s B\t3 nodes, agreed order\t3\t%.0f\t%.2f\t%.2f\t%s MB/s per node; under load\n" \
+        "$size" "$rate" "$(awk -v u="$p50" 'BEGIN { print u / 1000 }')" \
+        "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" "$mb" >>"$results"
+    done
+    sed -n 's/^knet *\([0-9]*\) | self-delivery p50=\([0-9.]*\)us p90=[0-9.]*us p99=\([0-9.]*\)us.*/\1 \2 \3/p' \
+      "$out/summary.txt" | while read -r size p50 p99; do
+      printf "corosync\tone in flight %s B\t3 nodes, agreed order\t1\t\t%.3f\t%.3f\t\n" \
+        "$size" "$(awk -v u="$p50" 'BEGIN { print u / 1000 }')" \
+        "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" >>"$results"
+    done
+  else
+    log "corosync: its bench failed (see the log below); no Corosync figures"
+    tail -5 "$work/corosync.log" >&2
+  fi
+}
+
 # The anchors write their results next to a copy of their folder.
 anchors_round() {
   local scratch=$work/anchors
@@ -172,12 +228,14 @@ anchors_round() {
     log "galera: its bench failed (see the log below); no Galera figures"
     tail -5 "$work/galera.log" >&2
   fi
+  corosync_anchor "$scratch"
 }
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for r in $(seq "$rounds"); do
   log "round $r of $rounds"
   tutti_round
+  gcs_round
   [[ $anchors == 1 ]] && anchors_round
 done
 
