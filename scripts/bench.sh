@@ -189,7 +189,7 @@ corosync_anchor() {
     done
     sed -n 's/^knet *\([0-9]*\) | self-delivery p50=\([0-9.]*\)us p90=[0-9.]*us p99=\([0-9.]*\)us.*/\1 \2 \3/p' \
       "$out/summary.txt" | while read -r size p50 p99; do
-      printf "corosync\tone in flight %s B\t3 nodes, agreed order\t1\t\t%.3f\t%.3f\t\n" \
+      printf "corosync\tone in flight %s B\t3 nodes, agreed order\t1\t-\t%.3f\t%.3f\t\n" \
         "$size" "$(awk -v u="$p50" 'BEGIN { print u / 1000 }')" \
         "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" >>"$results"
     done
@@ -199,8 +199,20 @@ corosync_anchor() {
   fi
 }
 
+# What the anchors run, installed when missing (they say what they lack, and stop).
+anchor_deps() {
+  local pkgs=()
+  command -v etcd >/dev/null || pkgs+=(etcd-server etcd-client wrk jq curl gcc)
+  command -v mariadb-install-db >/dev/null || pkgs+=(mariadb-server galera-4 sysbench rsync)
+  [[ ${#pkgs[@]} -eq 0 ]] && return
+  log "anchors: installing ${pkgs[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >>"$work/apt.log" 2>&1 ||
+    log "anchors: apt-get install failed (see $work/apt.log); those anchors will say what they lack"
+}
+
 # The anchors write their results next to a copy of their folder.
 anchors_round() {
+  anchor_deps
   local scratch=$work/anchors
   rm -rf "$scratch"
   mkdir -p "$scratch"
@@ -254,7 +266,8 @@ table=$work/table.md
         for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (v[b] < v[a]) { t = v[a]; v[a] = v[b]; v[b] = t }
         med = (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2;
         split(key, f, FS);
-        printf "| %s | %s | %s | %s | %.0f | %s | %s | %s |\n", f[1], f[2], f[3], f[4], med, p50[key], p99[key], note[key]
+        rate = (ops[key, 1] == "-") ? "-" : sprintf("%.0f", med)
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], rate, p50[key], p99[key], note[key]
       }
     }'
 } >"$table"

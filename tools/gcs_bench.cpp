@@ -97,7 +97,6 @@ class BenchMember {
   // After stop().
   uint64_t hash() const { return hash_; }
   const bench::Histogram& latency() const { return latency_; }
-  uint64_t refused() const { return refused_; }
 
  private:
   gcs::Time now() const {
@@ -170,10 +169,8 @@ class BenchMember {
       const uint32_t idx = static_cast<uint32_t>(index_);
       std::memcpy(payload.data(), &now_ns, sizeof now_ns);
       std::memcpy(payload.data() + sizeof now_ns, &idx, sizeof idx);
-      if (!group_->broadcast(std::move(payload)).ok()) {
-        ++refused_;  // not primary yet, or its queue is full: the next delivery tries again
-        break;
-      }
+      // Not primary for a moment, or its queue is full: the next delivery or tick tries again.
+      if (!group_->broadcast(std::move(payload)).ok()) break;
       ++in_flight_;
       sent = true;
     }
@@ -193,7 +190,6 @@ class BenchMember {
   std::atomic<uint64_t> delivered_{0}, measured_{0}, in_flight_{0};
   uint64_t hash_ = 0;
   bench::Histogram latency_;
-  uint64_t refused_ = 0;
 };
 
 // Waits until pred holds, checking every 10 ms, for at most limit.
