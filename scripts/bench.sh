@@ -232,8 +232,10 @@ anchors_round() {
   log "galera: W1 updates, W3 4-update transactions, W4 hot spot"
   if (cd "$scratch/galera" && DUR=$duration WARM=$warmup REPS=1 OUT="$scratch/galera-out" \
         timeout 3600 ./bench.sh cluster >"$work/galera.log" 2>&1); then
-    awk -F'\t' 'NR > 1 && $1 ~ /^W[134]$/ {
-        wl = ($1 == "W1") ? "update" : ($1 == "W3") ? "txn4" : "hotspot";
+    # Its workloads are named W1_kv, W3_trx4, W4_hot100 (W5 and the rest are not ours).
+    awk -F'\t' 'NR > 1 && $1 ~ /^W[134]_/ {
+        w = substr($1, 1, 2);
+        wl = (w == "W1") ? "update" : (w == "W3") ? "txn4" : "hotspot";
         printf "galera\t%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t\n", wl, $2 " flush=" $3, $4, $6, $7, $9 }' \
       "$scratch/galera-out/results.tsv" >>"$results"
   else
