@@ -113,6 +113,7 @@ class Daemon {
   std::unique_ptr<TransferFetcher> fetcher_;
   // A donor's reads: off the loop, yielding to the node's own threads.
   std::unique_ptr<WorkerThread> donor_thread_;
+  std::unique_ptr<WorkerThread> sync_thread_;  // memory durability's background flush
   // Declared after the node: destroyed (its thread joined) before it.
   std::unique_ptr<ThreadPersister> persister_;
 };

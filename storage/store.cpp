@@ -562,6 +562,7 @@ void set_damage_reporter(void (*report)(const char* message)) {
 }
 
 void Store::sync() {
+  std::shared_lock no_growth(growth_);  // the map is not resized under it
   check(mdb_env_sync(env_, 1), "sync");
 }
 

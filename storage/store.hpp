@@ -272,7 +272,8 @@ class Store {
   // (growing the map waits for every reader).
   void write(const std::function<void(WriteTxn&)>& fn);
 
-  // Flushes what memory durability left in the page cache.
+  // Flushes what memory durability left in the page cache. Any thread, also while another
+  // writes: it blocks for as long as the disk takes, so not the node's loop.
   void sync();
 
   // A snapshot of the state tables for a transfer (see Snapshot).
