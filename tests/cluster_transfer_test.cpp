@@ -154,9 +154,18 @@ TEST_CASE(
     "refused while a member it remembers holds newer commits") {
   Cluster c(3);
   REQUIRE(c.cli(0, {"put", "a", "1"}).code == 0);
+  // n1 answers once the commit is certified; n3 applies it in its own time (its log has it).
+  c.wait_until([&] { return c.cli(2, {"get", "--local", "a"}).out == "1\n"; }, "n3 applied a");
   c.nodes[2].process.kill9();
   c.wait_until([&] { return c.primary_size(0) == 2; }, "n1 and n2 go on");
   c.load(0, 50, 100, "later/");
+  // Applied on both (answered at certification, a commit may still be on its way to the store).
+  c.wait_until(
+      [&] {
+        return c.status(0)["last_committed"].get<uint64_t>() == 51 &&
+               c.status(1)["last_committed"].get<uint64_t>() == 51;
+      },
+      "n1 and n2 applied all 51");
   c.nodes[0].process.kill9();
   c.nodes[1].process.kill9();
 
