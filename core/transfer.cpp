@@ -44,6 +44,12 @@ void SnapshotTally::add(const storage::TableItem& item) {
   bytes.at(static_cast<size_t>(item.table)) += item.key.size() + item.value.size();
 }
 
+uint64_t SnapshotTally::total() const {
+  uint64_t n = 0;
+  for (uint64_t b : bytes) n += b;
+  return n;
+}
+
 uint64_t estimate_snapshot_bytes(const SnapshotChunk& header, const storage::SnapshotCursor& cursor,
                                  const SnapshotTally& got) {
   if (header.table_page_bytes.size() != storage::kStateTables) return header.total_bytes;
@@ -159,17 +165,12 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
     sessions_.erase(session);
     return Response{id, error_reply(ErrorCode::unavailable, e.what())};
   }
-  uint64_t bytes = 0;
   std::lock_guard lock(mu_);
-  for (const auto& i : out.items) {
-    bytes += i.key.size() + i.value.size();
-    s->sent.add(i);
-  }
-  s->sent_bytes += bytes;
+  for (const auto& i : out.items) s->sent.add(i);
   s->cursor = out.cursor;
   if (out.cursor.done()) {
     spdlog::info("donor: snapshot at seqno {} for '{}' sent: {:.1f} MB in {:.1f} s",
-                 s->header.seqno, s->joiner, static_cast<double>(s->sent_bytes) / 1e6,
+                 s->header.seqno, s->joiner, static_cast<double>(s->sent.total()) / 1e6,
                  seconds(now - s->started));
     sessions_.erase(session);
   }
@@ -190,7 +191,7 @@ void Donor::tick(Clock::time_point now) {
   if (!sessions_.empty() && now - last_logged_ >= kProgressEvery) {
     last_logged_ = now;
     const Session& s = *sessions_.begin()->second;
-    const TransferProgress p = make_progress("snapshot", "donor", s.joiner, s.sent_bytes,
+    const TransferProgress p = make_progress("snapshot", "donor", s.joiner, s.sent.total(),
                                              estimate_snapshot_bytes(s.header, s.cursor, s.sent),
                                              "bytes", now - s.started);
     spdlog::info("donor: sending a snapshot to '{}': {}", p.peer, progress_text(p));
@@ -211,7 +212,7 @@ TransferProgress Donor::progress(Clock::time_point now) const {
   std::lock_guard lock(mu_);
   if (!sessions_.empty()) {
     const Session& s = *sessions_.begin()->second;
-    return make_progress("snapshot", "donor", s.joiner, s.sent_bytes,
+    return make_progress("snapshot", "donor", s.joiner, s.sent.total(),
                          estimate_snapshot_bytes(s.header, s.cursor, s.sent), "bytes",
                          now - s.started);
   }
@@ -243,10 +244,12 @@ Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
   header_ = std::move(resume->header);
   cursor_ = header_.cursor;
   staged_ = resume->staged_hash;
-  received_bytes_ = resume->received_bytes;
-  if (resume->table_bytes_got.size() == storage::kStateTables)
+  if (resume->table_bytes_got.size() == storage::kStateTables) {
     std::copy(resume->table_bytes_got.begin(), resume->table_bytes_got.end(),
               received_.bytes.begin());
+  } else if (cursor_.table < storage::kStateTables) {  // a record without them: one sum
+    received_.bytes[cursor_.table] = resume->received_bytes;
+  }
   first_chunk_ = false;
   last_chunk_at_ = now;
   resumed_ = true;  // said at the first pull, once the donor's name is known
@@ -317,7 +320,7 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
     spdlog::info(
         "state transfer: resuming the snapshot at seqno {} staged here ({:.1f} of {:.1f} MB) in "
         "its session at '{}'",
-        header_.seqno, static_cast<double>(received_bytes_) / 1e6,
+        header_.seqno, static_cast<double>(received_.total()) / 1e6,
         static_cast<double>(header_.total_bytes) / 1e6, donor_name());
   }
   resumed_ = false;
@@ -397,13 +400,10 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
   w.kind = TransferWrite::Kind::stage;
   w.reset = first_chunk_;
   first_chunk_ = false;
-  for (const auto& i : c.items) {
-    received_bytes_ += i.key.size() + i.value.size();
-    received_.add(i);
-  }
+  for (const auto& i : c.items) received_.add(i);
   w.items = std::move(c.items);
   cursor_ = c.cursor;
-  SnapshotResume resume{*donor_, header_, {}, received_bytes_, {}};
+  SnapshotResume resume{*donor_, header_, {}, received_.total(), {}};
   resume.header.cursor = cursor_;
   resume.table_bytes_got.assign(received_.bytes.begin(), received_.bytes.end());
   w.resume = std::move(resume);
@@ -437,7 +437,6 @@ std::optional<TransferWrite> Joiner::take_write() {
     donor_.reset();
     first_chunk_ = true;
     cursor_ = {};
-    received_bytes_ = 0;
     received_ = {};
     return std::nullopt;
   }
@@ -460,7 +459,7 @@ void Joiner::written(const TransferWritten& w, Clock::time_point now) {
   for (const auto& [s, high] : header_.sender_high)
     sender_high_[s] = std::max(sender_high_[s], high);
   spdlog::info("state transfer: snapshot at seqno {} installed ({:.1f} MB in {:.1f} s)",
-               header_.seqno, static_cast<double>(received_bytes_) / 1e6,
+               header_.seqno, static_cast<double>(received_.total()) / 1e6,
                seconds(now - phase_started_));
   start_incremental(applied_ + 1, now);
 }
@@ -475,7 +474,6 @@ void Joiner::start_snapshot(Clock::time_point now) {
   session_ = 0;
   cursor_ = {};
   first_chunk_ = true;
-  received_bytes_ = 0;
   received_ = {};
   phase_started_ = now;
 }
@@ -499,7 +497,7 @@ void Joiner::fail_donor(const std::string& why, Clock::time_point now, bool sess
     spdlog::warn(
         "state transfer: donor '{}' failed: {}; asking it again in {} ms to resume the snapshot "
         "where it stopped ({:.1f} MB staged)",
-        donor_name(), why, kResumeRetry.count(), static_cast<double>(received_bytes_) / 1e6);
+        donor_name(), why, kResumeRetry.count(), static_cast<double>(received_.total()) / 1e6);
     retry_at_ = now + kResumeRetry;
     return;
   }
@@ -522,7 +520,7 @@ std::string Joiner::donor_name() const {
 TransferProgress Joiner::progress(Clock::time_point now) const {
   const std::string peer = donor_ ? donor_name() : "";
   if (mode_ == Mode::snapshot)
-    return make_progress("snapshot", "joiner", peer, received_bytes_,
+    return make_progress("snapshot", "joiner", peer, received_.total(),
                          estimate_snapshot_bytes(header_, cursor_, received_), "bytes",
                          now - phase_started_);
   return make_progress("incremental", "joiner", peer, applied_ - ist_start_,

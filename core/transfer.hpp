@@ -53,6 +53,7 @@ inline constexpr std::chrono::milliseconds kProgressEvery{5000};
 struct SnapshotTally {
   std::array<uint64_t, storage::kStateTables> bytes{};
   void add(const storage::TableItem& item);
+  uint64_t total() const;
 };
 
 // The snapshot's size in the bytes its stream carries: exact for the tables behind the cursor
@@ -109,7 +110,6 @@ class Donor {
     SnapshotChunk header;  // seqno, hashes, sender_high, total
     std::string joiner;
     Clock::time_point started, last;
-    uint64_t sent_bytes = 0;
     SnapshotTally sent;  // a chunk sent again (its answer was lost) counts twice: an estimate
     storage::SnapshotCursor cursor;  // after the last chunk sent
   };
@@ -216,7 +216,6 @@ class Joiner {
   storage::SnapshotCursor cursor_;
   SnapshotChunk header_;
   storage::ContentHash staged_;  // of what is staged on disk
-  uint64_t received_bytes_ = 0;
   SnapshotTally received_;
   bool first_chunk_ = true;
   Clock::time_point last_chunk_at_{};  // the donor served the session then

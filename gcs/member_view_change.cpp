@@ -104,7 +104,7 @@ void Member::maybe_propose() {
       }
       // A learner that caught up gets its vote in a view of the same members: until then it
       // counts for nothing, and the view holds only as many failures as its voters allow.
-      if (view_.primary && (learner_coordinates ? promoter : true) &&
+      if (view_.primary && (!learner_coordinates || promoter) &&
           (!synced_learners_.empty() || (view_.learner(self_) && !d_.needs_transfer)))
         need = true;
       break;

@@ -147,28 +147,27 @@ tutti_round() {
 }
 
 # gcs-bench: the group layer alone, the members in one process on loopback, nothing on disk.
+# Each size: every member sending as fast as its window allows, then one message in flight.
 gcs_round() {
-  local size out
+  local size mode out
   for size in 64 1024 16384; do
     log "gcs: $nodes members, $size B messages, throughput and one in flight"
-    if out=$("$gcsbench" --members "$nodes" --size "$size" --duration "$duration" \
-          --warmup "$warmup" --port $((base + 200)) --json 2>>"$work/bench.log"); then
-      printf "tutti gcs\tordered %s B\t%s members, safe delivery\t%s\t%.0f\t%.2f\t%.2f\t%.1f MB/s per member; under load\n" \
-        "$size" "$nodes" "$nodes" "$(field "$out" ordered_msgs_per_s)" \
+    for mode in throughput latency; do
+      local flags=(--members "$nodes" --size "$size" --duration "$duration" --warmup "$warmup"
+        --port $((base + 200)) --json)
+      [[ $mode == latency ]] && flags+=(--latency)
+      if ! out=$("$gcsbench" "${flags[@]}" 2>>"$work/bench.log"); then
+        log "gcs-bench ($mode) failed at $size B (see $work/bench.log)"
+        continue
+      fi
+      local workload="ordered $size B" clients=$nodes note
+      note="$(awk -v m="$(field "$out" mb_per_s)" 'BEGIN { printf "%.1f", m }') MB/s per member; under load"
+      [[ $mode == latency ]] && workload="one in flight $size B" clients=1 note=""
+      printf "tutti gcs\t%s\t%s members, safe delivery\t%s\t%.0f\t%.3f\t%.3f\t%s\n" \
+        "$workload" "$nodes" "$clients" "$(field "$out" ordered_msgs_per_s)" \
         "$(awk -v u="$(field "$out" p50_us)" 'BEGIN { print u / 1000 }')" \
-        "$(awk -v u="$(field "$out" p99_us)" 'BEGIN { print u / 1000 }')" "$(field "$out" mb_per_s)" >>"$results"
-    else
-      log "gcs-bench failed at $size B (see $work/bench.log)"
-    fi
-    if out=$("$gcsbench" --members "$nodes" --size "$size" --duration "$duration" \
-          --warmup "$warmup" --port $((base + 200)) --latency --json 2>>"$work/bench.log"); then
-      printf "tutti gcs\tone in flight %s B\t%s members, safe delivery\t1\t%.0f\t%.3f\t%.3f\t\n" \
-        "$size" "$nodes" "$(field "$out" ordered_msgs_per_s)" \
-        "$(awk -v u="$(field "$out" p50_us)" 'BEGIN { print u / 1000 }')" \
-        "$(awk -v u="$(field "$out" p99_us)" 'BEGIN { print u / 1000 }')" >>"$results"
-    else
-      log "gcs-bench --latency failed at $size B (see $work/bench.log)"
-    fi
+        "$(awk -v u="$(field "$out" p99_us)" 'BEGIN { print u / 1000 }')" "$note" >>"$results"
+    done
   done
 }
 

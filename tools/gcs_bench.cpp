@@ -46,6 +46,12 @@ struct Args {
 
 constexpr size_t kHeader = 12;  // send time (ns), sender index
 
+// The send time a message carries, and its delivery is measured against (one process, one clock).
+int64_t clock_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
 // One member and its driver: what tuttid's Daemon does, without a store.
 class BenchMember {
  public:
@@ -146,11 +152,8 @@ class BenchMember {
     if (d.origin != group_->member().self() || d.payload.size() < kHeader) return;
     int64_t sent_ns = 0;
     std::memcpy(&sent_ns, d.payload.data(), sizeof sent_ns);
-    const int64_t now_ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-            .count();
     if (phase_.load() == Phase::measure)
-      latency_.add(static_cast<uint64_t>(now_ns - sent_ns) / 1000);
+      latency_.add(static_cast<uint64_t>(clock_ns() - sent_ns) / 1000);
     --in_flight_;
   }
 
@@ -163,9 +166,7 @@ class BenchMember {
     bool sent = false;
     while (in_flight_.load() < window) {
       std::string payload(std::max(args_.size, kHeader), '\0');
-      const int64_t now_ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-              .count();
+      const int64_t now_ns = clock_ns();
       const uint32_t idx = static_cast<uint32_t>(index_);
       std::memcpy(payload.data(), &now_ns, sizeof now_ns);
       std::memcpy(payload.data() + sizeof now_ns, &idx, sizeof idx);
