@@ -507,6 +507,7 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
         std::swap(dbis_.txns, dbis_.staged_txns);
         std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
       }
+      grow_ahead();
       return;
     }
     if (rc == EIO || rc == ENOSPC) fail_io(rc);
@@ -521,6 +522,26 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
     check(mdb_env_set_mapsize(env_, grown), "grow map");
     map_bytes_ = grown;
   }
+}
+
+// A map that fills up grows, but that cancels the snapshots being read (a joiner's transfer
+// starts over). So the map grows ahead, while no snapshot is open: each one starts with at least
+// half the map free. The map's size reserves address space, not disk.
+void Store::grow_ahead() {
+  MDB_envinfo info;
+  MDB_stat st;
+  check(mdb_env_info(env_, &info), "env info");
+  check(mdb_env_stat(env_, &st), "env stat");
+  const uint64_t used = (uint64_t{info.me_last_pgno} + 1) * st.ms_psize;
+  if (used * 2 <= map_bytes_ || map_bytes_ >= options_.max_map_bytes) return;
+  std::unique_lock alone(growth_);
+  {
+    std::lock_guard lock(snapshots_mu_);
+    if (!snapshots_.empty()) return;
+  }
+  const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
+  check(mdb_env_set_mapsize(env_, grown), "grow map");
+  map_bytes_ = grown;
 }
 
 // LMDB reports a short write as EIO: on a nearly full disk that is ENOSPC in all but name.

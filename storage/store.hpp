@@ -296,6 +296,8 @@ class Store {
   void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;
   void cancel_snapshots();
+  // REQUIRES: no write transaction open (called by write, after its commit).
+  void grow_ahead();
   [[noreturn]] void fail_io(int rc) const;
 
   Options options_;

@@ -307,6 +307,28 @@ TEST_CASE("a snapshot gives way to the map's growth: the writer never waits for 
   CHECK(store->snapshot()->meta().content_hash == store->read()->meta().content_hash);
 }
 
+TEST_CASE("the map grows ahead while no snapshot is open: a snapshot starts with room to spare") {
+  TempDir dir;
+  Options o;
+  o.dir = dir.path();
+  o.initial_map_bytes = 1 << 20;
+  auto store = Store::open(o);
+  auto fill = [&](int round) {  // about 400 KB
+    store->write([&](WriteTxn& t) {
+      for (int j = 0; j < 100; ++j)
+        t.put(fmt::format("k{}-{}", round, j), 1, std::string(4000, 'x'));
+    });
+  };
+  fill(0);
+  fill(1);  // past half of 1 MiB, nothing open: grown at once, before the map is full
+  CHECK(store->map_bytes() == (2u << 20));
+  auto snap = store->snapshot();
+  fill(2);  // past half of 2 MiB with a snapshot open: it waits for the map to fill
+  CHECK(store->map_bytes() == (2u << 20));
+  SnapshotCursor cursor;
+  CHECK_NOTHROW(snap->next(cursor, 100));
+}
+
 TEST_CASE("a staged entry out of order is refused") {
   TempDir dir;
   auto store = open_store(dir.path());
