@@ -34,6 +34,7 @@ Member::Member(NodeId self, Durable durable, Config config, std::vector<NodeId> 
     : self_(std::move(self)), d_(std::move(durable)), cfg_(config), now_(now) {
   ++d_.incarnation;
   meta_changed_ = true;
+  recount_log();
   next_own_seq_ = d_.incarnation << 32;
   promised_ = d_.promised;
   for (auto& s : seeds) know(s);
@@ -60,6 +61,7 @@ void Member::bootstrap(const std::string& new_history) {
   d_.needs_transfer = false;
   ready_.truncate_after = base;
   std::erase_if(d_.log, [&](const auto& e) { return e.first > base; });
+  recount_log();
   meta_changed_ = true;
   installing_ = inst;
   phase_ = Phase::installed;
@@ -259,10 +261,20 @@ void Member::meet(const NodeId& peer) {
   know(peer);
 }
 
+void Member::recount_log() {
+  log_bytes_ = 0;
+  for (const auto& [seqno, e] : d_.log) log_bytes_ += e.payload.size();
+}
+
 // Sends what this step produced that is sent once per step: new data, acknowledgements.
 void Member::end_of_step() {
   // What is delivered is applied: the log in memory keeps only the tentative tail.
-  while (!d_.log.empty() && d_.log.begin()->first <= d_.delivered) d_.log.erase(d_.log.begin());
+  while (!d_.log.empty() && d_.log.begin()->first <= d_.delivered) {
+    log_bytes_ -= d_.log.begin()->second.payload.size();
+    d_.log.erase(d_.log.begin());
+  }
+  TUTTI_INVARIANT(!d_.log.empty() || log_bytes_ == 0,
+                  "the log is empty but its payloads were counted at {} bytes", log_bytes_);
   if (!new_data_.empty()) send_data(false);
   if (phase_ == Phase::operational && view_.primary && held_ > acked_sent_) {
     acked_sent_ = held_;
@@ -358,7 +370,9 @@ void Member::on_order_items(const std::vector<OrderItem>& items) {
        it = entries_.find(held_ + 1)) {
     const OrderItem& item = it->second;
     LogEntry e{view_.base + item.pos, view_.id, item.sender, item.sender_seq, item.payload};
-    d_.log[e.seqno] = e;
+    LogEntry& kept = d_.log[e.seqno];
+    log_bytes_ += e.payload.size() - kept.payload.size();
+    kept = e;
     ready_.append.push_back(std::move(e));
     if (item.sender == self_) own_ordered_ = std::max(own_ordered_, item.sender_seq);
     ++held_;

@@ -95,6 +95,8 @@ class Member {
   const ViewInfo& view() const { return view_; }
   Phase phase() const { return phase_; }
   const Durable& durable() const { return d_; }
+  // The payload bytes of durable().log: what a joiner keeps in memory for its transfer.
+  size_t log_bytes() const { return log_bytes_; }
   // One line of internal state, for failure reports.
   std::string debug_string() const;
 
@@ -157,6 +159,8 @@ class Member {
   Time now_ = 0;
   MemberReady ready_;
   bool meta_changed_ = false;  // d_ (but its log) changed since the last take_ready
+  size_t log_bytes_ = 0;       // of d_.log's payloads: counted on each change
+  void recount_log();
 
   std::set<NodeId> known_;
   std::map<NodeId, Time> known_since_;

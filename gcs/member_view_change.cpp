@@ -232,6 +232,7 @@ void Member::on_install(const Message& m, const Install& inst) {
     if (!d_.log.empty() && d_.log.rbegin()->first > keep) {
       ready_.truncate_after = keep;
       std::erase_if(d_.log, [&](const auto& e) { return e.first > keep; });
+      recount_log();
     }
     meta_changed_ = true;
   }
