@@ -31,9 +31,16 @@ struct NodeLimits {
   // on the joiner's storage thread, which the group's batches queue behind: small enough to
   // keep them quick, large enough for the stream's pace.
   uint32_t transfer_chunk_bytes = 4u << 20;
-  // What a joiner logs from the group while it catches up, in write-sets, before it asks the
-  // group to pause (and is evicted past --max-flow-pause, to rejoin once it caught up).
-  size_t max_joiner_backlog = 100000;
+  // What a joiner logs from the group while it catches up, in write-sets and in their bytes
+  // (it keeps them in memory too), before it asks the group to pause (and is evicted past
+  // --max-flow-pause, to rejoin once it caught up). A group committing 10,000 small write-sets
+  // a second fills the count in 100 s: time for a snapshot of tens of GB, paced.
+  size_t max_joiner_backlog = 1000000;
+  size_t max_joiner_backlog_bytes = size_t{512} << 20;
+  // While the group commits writes, the share of the time (percent) a joiner's snapshot takes
+  // (its pulls and writes); it yields the rest. On a machine or disk the joiner shares with
+  // the group, the snapshot's copies and writes otherwise take what the group's commits need.
+  uint32_t snapshot_busy_share = 30;
 };
 
 using ReplyFn = std::function<void(Response)>;

@@ -349,7 +349,7 @@ void Node::flush() {
   PersistBatch batch{group_.ready(), std::nullopt, std::nullopt};
   if (directory_dirty_ && directory_) batch.directory = gcs::encode_frame(directory_());
   directory_dirty_ = false;
-  if (joiner_) batch.transfer = joiner_->take_write();
+  if (joiner_) batch.transfer = joiner_->take_write(store_.env().now());
   persisting_ = true;
   // Nothing to write (heartbeats, say), and every batch before it is on disk: its messages need
   // not wait for a trip through the storage thread.

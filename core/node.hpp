@@ -141,6 +141,16 @@ class Node {
   void finish_transfer();
   std::optional<SnapshotResume> staged_snapshot();
   void joiner_flow();
+  // What a joiner logged from the group for its transfer, and its bounds.
+  struct Backlog {
+    size_t count, bytes, max_count, max_bytes;
+    // Past 1/fraction of either bound.
+    bool over(size_t fraction) const {
+      return count * fraction > max_count || bytes * fraction > max_bytes;
+    }
+  };
+  Backlog joiner_backlog() const;
+  void pace_transfer(const Backlog& backlog);
   void pull();
   void after_transfer_write(PersistResult& r);
   std::optional<ErrorReply> catching_up() const;
@@ -193,6 +203,10 @@ class Node {
   DonorOffload donor_offload_;
   uint64_t link_epoch_ = 0;      // a joiner's answers from before it was replaced are dropped
   bool backlog_paused_ = false;  // a joiner past max_joiner_backlog asks the group to pause
+  // A joiner's view of the group's load: its backlog grew at group_busy_at_ (pace_transfer).
+  static constexpr std::chrono::milliseconds kBusyLately{1000};
+  size_t backlog_seen_ = 0;
+  storage::Clock::time_point group_busy_at_{};
 };
 
 }  // namespace tutti::core

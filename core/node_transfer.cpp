@@ -25,7 +25,8 @@ void Node::start_transfer(const gcs::ViewEvent& ev) {
     ++link_epoch_;
     joiner_ =
         std::make_unique<Joiner>(d.history, name_, last_committed_, d.sender_high,
-                                 Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes},
+                                 Joiner::Options{preferred_donors_, limits_.transfer_chunk_bytes,
+                                                 kTransferTimeout, limits_.snapshot_busy_share},
                                  store_.env().now(), staged_snapshot());
     joiner_->set_donor_name([this](const gcs::NodeId& id) { return member_name(id); });
     if (last_committed_ >= ev.view.base) {
@@ -66,6 +67,7 @@ void Node::tick() {
   if (!joiner_) return;
   if (joiner_->done() && !persisting_) return finish_transfer();
   if (auto line = joiner_->progress_line(now); !line.empty()) spdlog::info("{}", line);
+  pace_transfer(joiner_backlog());
   pull();
   if (joiner_->has_write()) schedule_flush();
 }
@@ -126,24 +128,42 @@ void Node::finish_transfer() {
 }
 
 // What a joiner logs from the group while it catches up stays on its disk (and in memory) until
-// the transfer reaches it: past max_joiner_backlog write-sets it asks the group to pause, and a
-// group held past --max-flow-pause evicts it; it rejoins once caught up, from what it applied.
+// the transfer reaches it: past max_joiner_backlog write-sets (or max_joiner_backlog_bytes) it asks
+// the group to pause, and a group held past --max-flow-pause evicts it; it rejoins once caught up,
+// from what it applied.
 void Node::joiner_flow() {
-  const size_t backlog = group_.member().durable().log.size();
-  const size_t limit = limits_.max_joiner_backlog;
-  if (!backlog_paused_ && backlog > limit) {
+  const Backlog backlog = joiner_backlog();
+  if (!backlog_paused_ && backlog.over(1)) {
     backlog_paused_ = true;
     spdlog::warn(
-        "catching up: {} write-sets logged from the group wait for the transfer, over the bound "
-        "of {}: asking the group to pause",
-        backlog, limit);
-  } else if (backlog_paused_ && backlog <= limit / 2) {
+        "catching up: {} write-sets ({:.1f} MB) logged from the group wait for the transfer, over "
+        "the bound of {} write-sets or {:.1f} MB: asking the group to pause",
+        backlog.count, static_cast<double>(backlog.bytes) / 1e6, backlog.max_count,
+        static_cast<double>(backlog.max_bytes) / 1e6);
+  } else if (backlog_paused_ && !backlog.over(2)) {
     backlog_paused_ = false;
     spdlog::info("catching up: the backlog is down to {} write-sets: letting the group go on",
-                 backlog);
+                 backlog.count);
   }
   if (!backlog_paused_) adjust_flow(0, {});  // a pause of its own disk's ends
   group_.member().set_flow_pause(backlog_paused_ || flow_.paused());
+  pace_transfer(backlog);
+}
+
+Node::Backlog Node::joiner_backlog() const {
+  return Backlog{group_.member().durable().log.size(), group_.member().log_bytes(),
+                 limits_.max_joiner_backlog, limits_.max_joiner_backlog_bytes};
+}
+
+// The group is busy while it delivers write-sets (this node logs them for its transfer): the
+// snapshot then yields most of the machine to the group's commits. Not once the backlog is half
+// its bound: past the bound the group would pause for the joiner, which costs it far more.
+void Node::pace_transfer(const Backlog& backlog) {
+  const auto now = store_.env().now();
+  if (backlog.count > backlog_seen_) group_busy_at_ = now;
+  backlog_seen_ = backlog.count;
+  if (!joiner_) return;
+  joiner_->set_group_busy(now - group_busy_at_ < kBusyLately && !backlog.over(2));
 }
 
 // A node behind the group refuses what needs the group's state; one that caught up waits for

@@ -396,6 +396,7 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
                  c.seqno, static_cast<double>(c.total_bytes) / 1e6);
   }
   last_chunk_at_ = now;
+  pace(now - sent_at_, now);
   TransferWrite w;
   w.kind = TransferWrite::Kind::stage;
   w.reset = first_chunk_;
@@ -420,7 +421,26 @@ void Joiner::queue_install() {
   pending_.push_back(std::move(install));
 }
 
-std::optional<TransferWrite> Joiner::take_write() {
+void Joiner::set_group_busy(bool busy) {
+  group_busy_ = busy;
+  const bool paced = busy && mode_ == Mode::snapshot && o_.busy_share < 100;
+  if (paced == said_paced_) return;
+  said_paced_ = paced;
+  if (paced) {
+    spdlog::info("state transfer: the group commits writes: the snapshot takes {}% of the time",
+                 o_.busy_share);
+  } else if (mode_ == Mode::snapshot) {
+    spdlog::info("state transfer: the snapshot runs at full speed");
+  }
+}
+
+void Joiner::pace(Clock::duration took, Clock::time_point now) {
+  if (!group_busy_ || o_.busy_share >= 100 || mode_ != Mode::snapshot) return;
+  const auto wait = took * (100 - o_.busy_share) / o_.busy_share;
+  retry_at_ = std::max(retry_at_, now + wait);
+}
+
+std::optional<TransferWrite> Joiner::take_write(Clock::time_point now) {
   if (writing_ || pending_.empty()) return std::nullopt;
   TransferWrite w = std::move(pending_.front());
   pending_.pop_front();
@@ -441,12 +461,14 @@ std::optional<TransferWrite> Joiner::take_write() {
     return std::nullopt;
   }
   writing_ = w.kind;
+  write_started_ = now;
   return w;
 }
 
 void Joiner::written(const TransferWritten& w, Clock::time_point now) {
   const auto kind = writing_;
   writing_.reset();
+  if (kind == TransferWrite::Kind::stage) pace(now - write_started_, now);
   staged_ = w.staged_hash;
   for (const auto& d : w.deliveries) {
     applied_ = d.seqno;

@@ -133,6 +133,9 @@ class Joiner {
     std::vector<std::string> preferred;  // names of the donors to ask first, in order
     uint32_t chunk_bytes = kTransferChunkBytes;
     Clock::duration timeout = kTransferTimeout;
+    // While the group is busy, the share of the time (percent) a snapshot may spend pulling
+    // and writing its chunks; it waits the rest. 100: never waits.
+    uint32_t busy_share = 100;
   };
   // applied, sender_high: what the node holds now; resume: the snapshot its staged tables hold
   // part of (kMetaSnapshotResume), if any.
@@ -151,8 +154,10 @@ class Joiner {
   std::optional<Pull> poll(Clock::time_point now);
   // The answer to pull `number`, or nullopt when it got none (unreachable, broken, timed out).
   void on_reply(uint64_t number, std::optional<Response> reply, Clock::time_point now);
-  // The next write, once the one before it is on disk.
-  std::optional<TransferWrite> take_write();
+  // Whether the group commits writes now: a snapshot is paced meanwhile (Options::busy_share).
+  void set_group_busy(bool busy);
+  // The next write, once the one before it is on disk; now: when it starts.
+  std::optional<TransferWrite> take_write(Clock::time_point now);
   bool has_write() const { return !writing_ && !pending_.empty(); }
   void written(const TransferWritten& w, Clock::time_point now);
   // The write did not reach the disk: it is written again.
@@ -186,6 +191,9 @@ class Joiner {
   void on_snapshot(SnapshotChunk& c, Clock::time_point now);
   void start_snapshot(Clock::time_point now);
   void start_incremental(uint64_t from, Clock::time_point now);
+  // A pull or a write of the snapshot took `took`: while the group is busy, the next pull waits
+  // so that the snapshot keeps to its share of the time.
+  void pace(Clock::duration took, Clock::time_point now);
   std::string donor_name() const;
 
   std::string history_, self_name_;
@@ -207,6 +215,9 @@ class Joiner {
 
   std::deque<TransferWrite> pending_;           // bounded: no pull while one waits
   std::optional<TransferWrite::Kind> writing_;  // on its way to disk
+  Clock::time_point write_started_{};
+  bool group_busy_ = false;
+  bool said_paced_ = false;  // logged that the snapshot is paced
 
   uint64_t next_from_ = 0;  // incremental: the next seqno to pull
   uint64_t ist_start_ = 0;  // incremental: applied when it started, for progress

@@ -39,7 +39,7 @@ const SnapshotPull& snapshot_pull(const Joiner::Pull& p) {
 
 // Writes what the joiner has to write, as the node's persister would.
 void write_all(Joiner& j, storage::Store& store, Clock::time_point now) {
-  while (auto w = j.take_write()) {
+  while (auto w = j.take_write(now)) {
     PersistResult r = persist(store, "joiner-uuid", PersistBatch{{}, std::nullopt, *w}, false);
     REQUIRE(r.ok);
     j.written(r.transferred, now);
@@ -271,7 +271,7 @@ TEST_CASE("transfer: a snapshot's progress ends at 100% - also after the joiner 
     const auto pr = joiner->progress(now);
     CHECK(pr.done <= pr.total);
     bool last = false;
-    while (auto w = joiner->take_write()) {
+    while (auto w = joiner->take_write(now)) {
       if (w->kind == TransferWrite::Kind::install) {
         const auto at_end = joiner->progress(now);
         CHECK(at_end.done == at_end.total);
@@ -284,4 +284,40 @@ TEST_CASE("transfer: a snapshot's progress ends at 100% - also after the joiner 
     if (last) break;
   }
   check_installed(*jstore, *dstore);
+}
+
+TEST_CASE("transfer: while the group is busy a snapshot keeps to its share of the time") {
+  using ms = std::chrono::milliseconds;
+  TempDir ddir, jdir;
+  auto dstore = donor_store(ddir.path());
+  auto jstore = open_store(jdir.path());
+  Donor donor{*dstore};
+  Clock::time_point now{};
+  Joiner j("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024, kTransferTimeout, 25}, now);
+  j.set_target(kKeys, {kDonor});
+  exchange(j, donor, *jstore, now);  // the donor's log does not reach back: a snapshot
+  j.set_group_busy(true);
+
+  // A pull answered in 10 ms: 30 ms more to wait. Its write takes 20 ms: 60 ms after it.
+  auto p = j.poll(now);
+  REQUIRE(p);
+  now += ms(10);
+  j.on_reply(p->number, donor.serve(1, p->request, now), now);
+  auto w = j.take_write(now);
+  REQUIRE(w);
+  PersistResult r = persist(*jstore, "joiner-uuid", PersistBatch{{}, std::nullopt, *w}, false);
+  REQUIRE(r.ok);
+  now += ms(20);
+  j.written(r.transferred, now);
+  CHECK(!j.poll(now + ms(59)));
+  p = j.poll(now + ms(60));
+  REQUIRE(p);
+  now += ms(60);
+
+  // An idle group: the next pull goes as soon as the one before is answered.
+  j.set_group_busy(false);
+  now += ms(10);
+  j.on_reply(p->number, donor.serve(1, p->request, now), now);
+  write_all(j, *jstore, now + ms(20));
+  CHECK(j.poll(now + ms(20)));
 }

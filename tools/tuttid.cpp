@@ -279,6 +279,19 @@ int main(int argc, char** argv) {
                  "rejoins once caught up)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1000}, size_t{100000000}));
+  size_t backlog_mib = f.limits.max_joiner_backlog_bytes >> 20;
+  app.add_option("--joiner-backlog-size", backlog_mib,
+                 "MiB of write-sets this node, while it catches up by state transfer, logs from "
+                 "the group (and holds in memory) before it asks the group to pause, as "
+                 "--joiner-backlog")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--snapshot-busy-share", f.limits.snapshot_busy_share,
+                 "percent of the time a snapshot transfer to this node takes while the group "
+                 "commits writes; it waits the rest, so the group keeps its pace (100: never "
+                 "waits; an idle group's snapshot always runs at full speed)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   app.add_option("--flow-pause-backlog", f.limits.flow_pause_backlog,
                  "write-sets waiting for this node's disk at once past which it asks the group to "
                  "pause")
@@ -345,6 +358,7 @@ int main(int argc, char** argv) {
   f.server.idle_timeout = std::chrono::milliseconds(idle_ms);
   f.server.frame_timeout = std::chrono::milliseconds(frame_ms);
   f.server.max_buffered_bytes = buffer_mib << 20;
+  f.limits.max_joiner_backlog_bytes = backlog_mib << 20;
   f.gcs.limits.max_message_bytes = f.limits.max_writeset_bytes;
   // A state transfer moves megabyte chunks through several buffers: from the heap, reused,
   // rather than mapped, faulted in and zeroed afresh each time (perf showed that on a donor).
