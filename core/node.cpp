@@ -423,8 +423,10 @@ void Node::batch_done(PersistResult r) {
   after_persist(std::move(events), std::move(r.certified), before);
   after_transfer_write(r);
   // A joiner holds the group back only past its backlog bound; its disk's pace is no matter:
-  // what it logs meanwhile waits for its transfer anyway.
-  if (group_.member().durable().needs_transfer) {
+  // what it logs meanwhile waits for its transfer anyway. So does a learner that finished its
+  // transfer and applies that backlog (JOINED): its acknowledgements do not gate the group's
+  // deliveries, and a pause for its first, long batches would stop the group for nothing.
+  if (group_.member().durable().needs_transfer || group_.view().learner(node_uuid_)) {
     joiner_flow();
   } else {
     if (backlog_paused_) {
