@@ -359,11 +359,7 @@ void Joiner::on_reply(uint64_t number, std::optional<Response> reply, Clock::tim
 }
 
 void Joiner::on_log(const LogChunk& c, Clock::time_point now) {
-  if (!c.covered) {
-    spdlog::info("state transfer: '{}' no longer holds write-set {} in its log: a snapshot instead",
-                 donor_name(), next_from_);
-    return start_snapshot(now);
-  }
+  if (!c.covered) return log_short(now);
   if (c.entries.empty()) {  // the donor is not that far yet: ask again shortly
     retry_at_ = now + std::chrono::milliseconds(50);
     return;
@@ -491,6 +487,27 @@ void Joiner::write_failed(TransferWrite w) {
   pending_.push_front(std::move(w));
 }
 
+// Donors' logs differ (one that joined by snapshot holds only what followed it): before a
+// snapshot, every donor in the view is asked whether its log reaches back far enough.
+void Joiner::log_short(Clock::time_point now) {
+  log_short_.insert(*donor_);
+  const std::string short_one = donor_name();
+  const auto other = std::find_if(donors_.begin(), donors_.end(), [&](const gcs::NodeId& d) {
+    const auto f = failed_until_.find(d);
+    return !log_short_.contains(d) && (f == failed_until_.end() || f->second <= now);
+  });
+  if (other == donors_.end()) {
+    spdlog::info("state transfer: '{}' no longer holds write-set {} in its log: a snapshot instead",
+                 short_one, next_from_);
+    return start_snapshot(now);
+  }
+  donor_ = *other;
+  spdlog::info(
+      "state transfer: '{}' no longer holds write-set {} in its log: asking '{}' for write-sets "
+      "{}..{} from its log",
+      short_one, next_from_, donor_name(), next_from_, target_);
+}
+
 void Joiner::start_snapshot(Clock::time_point now) {
   mode_ = Mode::snapshot;
   session_ = 0;
@@ -503,6 +520,7 @@ void Joiner::start_snapshot(Clock::time_point now) {
 void Joiner::start_incremental(uint64_t from, Clock::time_point now) {
   mode_ = Mode::incremental;
   next_from_ = from;
+  log_short_.clear();
   ist_start_ = from - 1;
   session_ = 0;
   phase_started_ = now;

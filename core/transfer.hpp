@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,8 @@ class Joiner {
   bool awaiting_snapshot_donor(Clock::time_point now);
   void on_log(const LogChunk& c, Clock::time_point now);
   void on_snapshot(SnapshotChunk& c, Clock::time_point now);
+  // REQUIRES: the donor asked says its log does not reach back to next_from_.
+  void log_short(Clock::time_point now);
   void start_snapshot(Clock::time_point now);
   void start_incremental(uint64_t from, Clock::time_point now);
   // A pull or a write of the snapshot took `took`: while the group is busy, the next pull waits
@@ -205,6 +208,7 @@ class Joiner {
   bool target_known_ = false;
   std::vector<gcs::NodeId> donors_;
   std::map<gcs::NodeId, Clock::time_point> failed_until_;
+  std::set<gcs::NodeId> log_short_;  // donors whose log does not reach back to next_from_
   std::optional<gcs::NodeId> donor_;
   Mode mode_ = Mode::incremental;
 

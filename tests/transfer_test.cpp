@@ -321,3 +321,31 @@ TEST_CASE("transfer: while the group is busy a snapshot keeps to its share of th
   write_all(j, *jstore, now + ms(20));
   CHECK(j.poll(now + ms(20)));
 }
+
+TEST_CASE("transfer: a donor whose log is short sends the joiner to the others' logs first") {
+  Clock::time_point now{};
+  Joiner j("history", "joiner", 0, {}, Joiner::Options{{}, 16 * 1024}, now);
+  j.set_target(kKeys, {kDonor, kOther});
+  const Response short_log{1, TransferReply{LogChunk{false, kKeys, {}}}};
+  auto log_pull = [](const Joiner::Pull& p) {
+    REQUIRE(std::holds_alternative<LogPull>(p.request.pull));
+    return std::get<LogPull>(p.request.pull);
+  };
+  auto p = j.poll(now);
+  REQUIRE(p);
+  CHECK(p->donor == kDonor);
+  CHECK(log_pull(*p).from == 1);
+  j.on_reply(p->number, short_log, now);
+
+  // The other donor's log may reach back (the first one joined by snapshot, say).
+  p = j.poll(now);
+  REQUIRE(p);
+  CHECK(p->donor == kOther);
+  CHECK(log_pull(*p).from == 1);
+  j.on_reply(p->number, short_log, now);
+
+  // No log reaches back: a snapshot.
+  p = j.poll(now);
+  REQUIRE(p);
+  CHECK(std::holds_alternative<SnapshotPull>(p->request.pull));
+}
