@@ -312,12 +312,10 @@ int lock_dir(const std::filesystem::path& dir) {
 // Pages past the end of the file would be a SIGBUS when LMDB first touches them: refuse a file
 // shorter than its meta pages say before anything reads a page.
 void Store::check_file_size(uint64_t last_pgno) {
-  MDB_stat st;
-  check(mdb_env_stat(env_, &st), "env stat");
   const auto path = options_.dir / "data.mdb";
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(path, ec);
-  const uint64_t need = (last_pgno + 1) * st.ms_psize;
+  const uint64_t need = (last_pgno + 1) * page_bytes_;
   if (ec || size >= need) return;
   mdb_env_close(env_);
   env_ = nullptr;
@@ -391,6 +389,9 @@ void Store::open_env() {
   MDB_envinfo info;
   check(mdb_env_info(env_, &info), "env info");
   map_bytes_ = info.me_mapsize;
+  MDB_stat st;
+  check(mdb_env_stat(env_, &st), "env stat");
+  page_bytes_ = st.ms_psize;
   check_file_size(info.me_last_pgno);
 
   MDB_txn* txn = nullptr;
@@ -516,12 +517,16 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
       throw StorageError(StorageError::Kind::map_full,
                          fmt::format("storage: the database reached its maximum size of {} bytes",
                                      options_.max_map_bytes));
-    const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
     std::unique_lock alone(growth_);
     cancel_snapshots();  // a donor's long read must not stop the writer: its joiner starts over
-    check(mdb_env_set_mapsize(env_, grown), "grow map");
-    map_bytes_ = grown;
+    double_map();
   }
+}
+
+void Store::double_map() {
+  const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
+  check(mdb_env_set_mapsize(env_, grown), "grow map");
+  map_bytes_ = grown;
 }
 
 // A map that fills up grows, but that cancels the snapshots being read (a joiner's transfer
@@ -529,19 +534,15 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
 // half the map free. The map's size reserves address space, not disk.
 void Store::grow_ahead() {
   MDB_envinfo info;
-  MDB_stat st;
   check(mdb_env_info(env_, &info), "env info");
-  check(mdb_env_stat(env_, &st), "env stat");
-  const uint64_t used = (uint64_t{info.me_last_pgno} + 1) * st.ms_psize;
+  const uint64_t used = (uint64_t{info.me_last_pgno} + 1) * page_bytes_;
   if (used * 2 <= map_bytes_ || map_bytes_ >= options_.max_map_bytes) return;
   std::unique_lock alone(growth_);
   {
     std::lock_guard lock(snapshots_mu_);
     if (!snapshots_.empty()) return;
   }
-  const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
-  check(mdb_env_set_mapsize(env_, grown), "grow map");
-  map_bytes_ = grown;
+  double_map();
 }
 
 // LMDB reports a short write as EIO: on a nearly full disk that is ENOSPC in all but name.

@@ -298,6 +298,8 @@ class Store {
   void cancel_snapshots();
   // REQUIRES: no write transaction open (called by write, after its commit).
   void grow_ahead();
+  // REQUIRES: growth_ held exclusively, no snapshot open (or every one cancelled).
+  void double_map();
   [[noreturn]] void fail_io(int rc) const;
 
   Options options_;
@@ -305,6 +307,7 @@ class Store {
   MDB_env* env_ = nullptr;
   Dbis dbis_;
   uint64_t map_bytes_ = 0;
+  uint64_t page_bytes_ = 0;  // LMDB's page size, fixed when the environment opens
   // LMDB moves the map only while no transaction is open in the process: readers share it,
   // growing takes it alone.
   mutable std::shared_mutex growth_;

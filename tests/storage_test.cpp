@@ -287,19 +287,30 @@ TEST_CASE("a snapshot streams the state tables, and a staged copy installs in on
   CHECK(recompute(*joiner) == joiner->read()->meta().content_hash);
 }
 
+namespace {
+// A store whose map starts at 1 MiB, so that a few writes make it grow.
+std::unique_ptr<Store> small_map_store(const std::filesystem::path& dir) {
+  Options o;
+  o.dir = dir;
+  o.initial_map_bytes = 1 << 20;
+  return Store::open(o);
+}
+
+// About 400 KB of new keys.
+void fill_round(Store& store, int round) {
+  store.write([&](WriteTxn& t) {
+    for (int j = 0; j < 100; ++j) t.put(fmt::format("k{}-{}", round, j), 1, std::string(4000, 'x'));
+  });
+}
+}  // namespace
+
 TEST_CASE("a snapshot gives way to the map's growth: the writer never waits for a transfer") {
   TempDir dir;
-  Options o;
-  o.dir = dir.path();
-  o.initial_map_bytes = 1 << 20;
-  auto store = Store::open(o);
+  auto store = small_map_store(dir.path());
   store->write([](WriteTxn& t) { t.put("a", 1, "x"); });
   auto snap = store->snapshot();
   // Enough to grow the 1 MiB map several times over.
-  for (int i = 0; i < 8; ++i)
-    store->write([&](WriteTxn& t) {
-      for (int j = 0; j < 100; ++j) t.put(fmt::format("k{}-{}", i, j), 1, std::string(4000, 'x'));
-    });
+  for (int i = 0; i < 8; ++i) fill_round(*store, i);
   CHECK(store->map_bytes() > (1u << 20));
   SnapshotCursor cursor;
   CHECK_THROWS_WITH(snap->next(cursor, 100), Catch::Contains("snapshot cancelled"));
@@ -309,21 +320,12 @@ TEST_CASE("a snapshot gives way to the map's growth: the writer never waits for 
 
 TEST_CASE("the map grows ahead while no snapshot is open: a snapshot starts with room to spare") {
   TempDir dir;
-  Options o;
-  o.dir = dir.path();
-  o.initial_map_bytes = 1 << 20;
-  auto store = Store::open(o);
-  auto fill = [&](int round) {  // about 400 KB
-    store->write([&](WriteTxn& t) {
-      for (int j = 0; j < 100; ++j)
-        t.put(fmt::format("k{}-{}", round, j), 1, std::string(4000, 'x'));
-    });
-  };
-  fill(0);
-  fill(1);  // past half of 1 MiB, nothing open: grown at once, before the map is full
+  auto store = small_map_store(dir.path());
+  fill_round(*store, 0);
+  fill_round(*store, 1);  // past half of 1 MiB, nothing open: grown at once, before it is full
   CHECK(store->map_bytes() == (2u << 20));
   auto snap = store->snapshot();
-  fill(2);  // past half of 2 MiB with a snapshot open: it waits for the map to fill
+  fill_round(*store, 2);  // past half of 2 MiB with a snapshot open: it waits for the map to fill
   CHECK(store->map_bytes() == (2u << 20));
   SnapshotCursor cursor;
   CHECK_NOTHROW(snap->next(cursor, 100));
