@@ -378,8 +378,12 @@ void Node::keep_alive(storage::Clock::time_point now) {
   if (!persisting_ || now - persist_started_ < interval || now - alive_sent_ < interval) return;
   alive_sent_ = now;
   const bool voter = group_.primary() && !group_.view().learner(node_uuid_);
-  group_.send_alive(voter && persist_backlog_ > 0 &&
-                    now - persist_started_ > limits_.flow_pause_write_time);
+  const bool slow =
+      voter && persist_backlog_ > 0 && now - persist_started_ > limits_.flow_pause_write_time;
+  // Asking for a pause here can get this node evicted before its batch ends and adjust_flow
+  // runs (by then in a view change): the eviction must be told all the same.
+  paused_in_view_ = paused_in_view_ || slow;
+  group_.send_alive(slow);
 }
 
 // The batch is on disk, or nothing of it is: send and answer, or hold it back to try again.
