@@ -49,6 +49,17 @@ storage::SnapshotCursor cursor_from(wire::SnapshotCursor::Reader r) {
   return storage::SnapshotCursor{r.getTable(), r.getStarted(), str(r.getAfter())};
 }
 
+void set_reconcile(wire::Reconcile::Builder out, const storage::Reconcile& r) {
+  out.setSince(r.since);
+  out.setNewest(r.newest);
+  set_cursor(out.initThrough(), r.through);
+}
+
+storage::Reconcile reconcile_from(wire::Reconcile::Reader r) {
+  if (r.getSince() > r.getNewest()) throw DecodeError("reconcile: since is after newest");
+  return storage::Reconcile{r.getSince(), r.getNewest(), cursor_from(r.getThrough())};
+}
+
 std::string hash_bytes(const storage::ContentHash& h) {
   return u64_le(h.lo()) + u64_le(h.hi());
 }
@@ -76,6 +87,7 @@ void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const Snapsh
     items[i].setTable(static_cast<uint8_t>(c.items[i].table));
     items[i].setKey(as_data(c.items[i].key));
     items[i].setValue(as_data(c.items[i].value));
+    items[i].setKept(c.items[i].kept);
   }
   set_cursor(out.initCursor(), c.cursor);
   set_table_list(out.initTablePageBytes(c.table_page_bytes.size()), c.table_page_bytes);
@@ -92,7 +104,7 @@ SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
   for (auto item : r.getItems()) {
     if (item.getTable() >= storage::kStateTables) throw DecodeError("snapshot item: no such table");
     c.items.push_back(storage::TableItem{static_cast<storage::Table>(item.getTable()),
-                                         str(item.getKey()), str(item.getValue())});
+                                         str(item.getKey()), str(item.getValue()), item.getKept()});
   }
   c.cursor = cursor_from(r.getCursor());
   c.table_page_bytes = table_list(r.getTablePageBytes(), "snapshot chunk's table sizes");
@@ -116,6 +128,7 @@ void set_transfer_request(wire::Request::Transfer::Builder out, const TransferRe
     set_cursor(s.initCursor(), snap.cursor);
     s.setMaxBytes(snap.max_bytes);
     s.setSeqno(snap.seqno);
+    if (snap.reconcile) set_reconcile(s.initReconcile(), *snap.reconcile);
   }
 }
 
@@ -131,8 +144,10 @@ TransferRequest transfer_request_from(wire::Request::Transfer::Reader r) {
     }
     case wire::Request::Transfer::SNAPSHOT: {
       auto s = r.getSnapshot();
-      t.pull =
-          SnapshotPull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes(), s.getSeqno()};
+      SnapshotPull pull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes(), s.getSeqno(),
+                        std::nullopt};
+      if (s.hasReconcile()) pull.reconcile = reconcile_from(s.getReconcile());
+      t.pull = std::move(pull);
       break;
     }
     default:
@@ -211,6 +226,7 @@ std::string encode_snapshot_resume(const SnapshotResume& r) {
   root.setStagedHash(codec::as_data(hash));
   root.setReceivedBytes(r.received_bytes);
   codec::set_table_list(root.initTableBytesGot(r.table_bytes_got.size()), r.table_bytes_got);
+  if (r.reconcile) codec::set_reconcile(root.initReconcile(), *r.reconcile);
   return capnp_bytes::to_bytes(message);
 }
 
@@ -228,6 +244,7 @@ SnapshotResume decode_snapshot_resume(std::string_view bytes) {
         out.staged_hash = codec::hash_from(codec::str(r.getStagedHash()), "snapshot resume");
         out.received_bytes = r.getReceivedBytes();
         out.table_bytes_got = codec::table_list(r.getTableBytesGot(), "snapshot resume");
+        if (r.hasReconcile()) out.reconcile = codec::reconcile_from(r.getReconcile());
         return out;
       });
 }

@@ -83,6 +83,8 @@ struct SnapshotPull {
   storage::SnapshotCursor cursor;
   uint32_t max_bytes = 0;
   uint64_t seqno = 0;  // the session's snapshot seqno; 0 when starting
+  // When starting: the part staged at the joiner that the snapshot carries forward.
+  std::optional<storage::Reconcile> reconcile;
 };
 struct TransferRequest {
   std::string history;
@@ -214,6 +216,7 @@ struct SnapshotResume {
   uint64_t received_bytes = 0;
   // Per state table: the bytes (keys and values) staged so far (none, or one each).
   std::vector<uint64_t> table_bytes_got;
+  std::optional<storage::Reconcile> reconcile;  // the session carries forward this staged part
 };
 
 // A response already framed for the wire (header and payload): a donor encodes its megabytes

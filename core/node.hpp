@@ -50,9 +50,10 @@ class NodeObserver {
   virtual ~NodeObserver() = default;
   virtual void applied(const Applied& a) = 0;
   virtual void view_installed(const gcs::ViewEvent& v) = 0;
-  // A snapshot transfer made the store the state after seqno, with this content hash.
-  virtual void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash) {
-    (void)seqno, (void)hash;
+  // A snapshot transfer made the store the state after seqno, with this content hash; carried:
+  // it carried forward part of an earlier snapshot staged here (storage::Reconcile).
+  virtual void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash, bool carried) {
+    (void)seqno, (void)hash, (void)carried;
   }
 };
 

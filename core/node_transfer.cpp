@@ -90,6 +90,10 @@ void Node::pull() {
 // A transfer write is on disk: report what it applied, and hand over once all is there.
 void Node::after_transfer_write(PersistResult& r) {
   if (!r.batch.transfer || !joiner_) return;
+  if (!r.transfer_rejected.empty()) {
+    joiner_->write_rejected(r.transfer_rejected, store_.env().now());
+    return pull();
+  }
   const TransferWrite& w = *r.batch.transfer;
   const auto& deliveries = r.transferred.deliveries;
   TUTTI_INVARIANT(deliveries.size() == r.transfer_certified.size(),
@@ -100,7 +104,7 @@ void Node::after_transfer_write(PersistResult& r) {
       observer_->applied(Applied{deliveries[i], r.transfer_certified[i].decision,
                                  r.transfer_certified[i].hash, true});
     if (w.kind == TransferWrite::Kind::install)
-      observer_->snapshot_installed(w.seqno, w.content_hash);
+      observer_->snapshot_installed(w.seqno, w.content_hash, w.reconcile.has_value());
   }
   joiner_->written(r.transferred, store_.env().now());
   TUTTI_INVARIANT(last_committed_ == joiner_->applied(),

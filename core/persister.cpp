@@ -1,5 +1,7 @@
 #include "core/persister.hpp"
 
+#include <utility>
+
 #include "core/codec.hpp"
 #include "core/thread_priority.hpp"
 #include "gcs/invariant.hpp"
@@ -7,6 +9,11 @@
 
 namespace tutti::core {
 namespace {
+
+// A snapshot chunk the stage refuses: the stream is damaged, not the store.
+struct TransferRejected : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // A joiner's state transfer (core/transfer.hpp) in the batch's transaction.
 TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
@@ -29,17 +36,23 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
             gcs::Delivery{e.seqno, e.sender, std::move(e.payload), e.sender_seq, false});
       }
       break;
-    case TransferWrite::Kind::stage: {
-      if (w.reset) txn.stage_reset();
-      out.staged_hash = w.reset ? storage::ContentHash{} : w.staged_hash;
-      for (const auto& item : w.items) txn.stage_put(item, out.staged_hash);
-      if (w.resume) {
-        SnapshotResume r = *w.resume;
-        r.staged_hash = out.staged_hash;
-        txn.meta_put(kMetaSnapshotResume, encode_snapshot_resume(r));
+    case TransferWrite::Kind::stage:
+      try {
+        // A snapshot that carries the staged data forward starts by emptying only the rest.
+        if (w.reset) txn.stage_reset(w.reconcile ? storage::Table::txns : storage::Table::data);
+        out.staged_hash = w.reset && !w.reconcile ? storage::ContentHash{} : w.staged_hash;
+        txn.stage_chunk(w.items, w.from, w.to, w.reconcile ? &*w.reconcile : nullptr,
+                        out.staged_hash);
+        if (w.resume) {
+          SnapshotResume r = *w.resume;
+          r.staged_hash = out.staged_hash;
+          txn.meta_put(kMetaSnapshotResume, encode_snapshot_resume(r));
+        }
+        break;
+      } catch (const storage::StorageError& e) {
+        if (e.kind() != storage::StorageError::Kind::corrupt) throw;
+        throw TransferRejected(e.what());
       }
-      break;
-    }
     case TransferWrite::Kind::install:
       txn.install_staged(w.seqno, w.content_hash);
       txn.log_drop_through(w.seqno);  // what it held up to there was not applied as such here
@@ -120,8 +133,20 @@ PersistResult persist(storage::Store& store, const std::string& node_uuid, Persi
   PersistResult r;
   const auto started = store.env().now();
   try {
-    r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
-                              &r.transfer_certified, &r.last_committed, decided);
+    try {
+      r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
+                                &r.transfer_certified, &r.last_committed, decided);
+    } catch (const TransferRejected& e) {
+      // Nothing of the batch was written: the rest of it is, without the damaged chunk.
+      r.transfer_rejected = e.what();
+      r.transferred = {};
+      r.transfer_certified.clear();
+      auto transfer = std::exchange(batch.transfer, std::nullopt);
+      // (The first run told the early outcomes already: they are the same.)
+      r.certified = write_batch(store, node_uuid, batch, with_hashes, nullptr, nullptr,
+                                &r.last_committed, nullptr);
+      batch.transfer = std::move(transfer);
+    }
     r.ok = true;
   } catch (const std::exception& e) {  // storage, or a record that no longer decodes
     r.error = e.what();

@@ -48,6 +48,9 @@ struct PersistResult {
   std::vector<Certified> certified;        // one per delivery of the batch, in order
   std::optional<uint64_t> last_committed;  // the store's after the batch, when it wrote one
   TransferWritten transferred;             // what the transfer write did
+  // Why the transfer write was refused as damaged (the stage's StorageError::Kind::corrupt): it
+  // was not written; the rest of the batch was, when ok.
+  std::string transfer_rejected;
   std::vector<Certified> transfer_certified;  // one per write-set it applied, in order
   storage::Clock::duration write_time{};
 };

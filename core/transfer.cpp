@@ -122,9 +122,21 @@ std::shared_ptr<Donor::Session> Donor::open_session(uint64_t id, const TransferR
     s->header.table_page_bytes.assign(pages.begin(), pages.end());
     s->joiner = req.joiner;
     s->started = s->last = now;
+    s->reconcile = std::get<SnapshotPull>(req.pull).reconcile;
+    if (s->reconcile && s->reconcile->newest > s->header.seqno) {
+      refusal = Response{
+          id, error_reply(ErrorCode::unavailable,
+                          fmt::format("this donor is at seqno {}, behind the part the joiner "
+                                      "staged at seqno {}: ask again shortly",
+                                      s->header.seqno, s->reconcile->newest))};
+      return nullptr;
+    }
     session = s->header.session = next_session_++;
-    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables)",
-                 s->header.seqno, req.joiner, static_cast<double>(s->header.total_bytes) / 1e6);
+    spdlog::info("donor: snapshot at seqno {} for '{}' ({:.1f} MB of state tables{})",
+                 s->header.seqno, req.joiner, static_cast<double>(s->header.total_bytes) / 1e6,
+                 s->reconcile ? fmt::format(", carrying forward what it staged at seqno {}",
+                                            s->reconcile->since)
+                              : "");
     sessions_.emplace(session, s);
   }
   // A pull names its session's seqno and comes from its joiner: a number this donor handed out
@@ -159,7 +171,8 @@ Response Donor::snapshot_chunk(uint64_t id, const TransferRequest& req, const Sn
   out.cursor = pull.cursor;
   try {
     out.items =
-        s->snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes));
+        s->snap->next(out.cursor, std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes),
+                      s->reconcile ? &*s->reconcile : nullptr);
   } catch (const storage::StorageError& e) {
     std::lock_guard lock(mu_);
     sessions_.erase(session);
@@ -244,6 +257,7 @@ Joiner::Joiner(std::string history, std::string self_name, uint64_t applied,
   header_ = std::move(resume->header);
   cursor_ = header_.cursor;
   staged_ = resume->staged_hash;
+  reconcile_ = resume->reconcile;
   if (resume->table_bytes_got.size() == storage::kStateTables) {
     std::copy(resume->table_bytes_got.begin(), resume->table_bytes_got.end(),
               received_.bytes.begin());
@@ -276,13 +290,11 @@ bool Joiner::awaiting_snapshot_donor(Clock::time_point now) {
   }
   if (!donor_missing_since_) donor_missing_since_ = now;
   if (now - *donor_missing_since_ < kDonorGone) return true;
-  spdlog::info(
-      "state transfer: '{}', the donor of the snapshot, is not in the view: starting the "
-      "snapshot over",
-      donor_name());
+  spdlog::info("state transfer: '{}', the donor of the snapshot, is not in the view: another",
+               donor_name());
   donor_missing_since_.reset();
   donor_.reset();
-  start_snapshot(now);
+  carry_over(now);
   return false;
 }
 
@@ -336,7 +348,8 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
   if (mode_ == Mode::incremental) {
     req.pull = LogPull{next_from_, target_, o_.chunk_bytes};
   } else {
-    req.pull = SnapshotPull{session_, cursor_, o_.chunk_bytes, session_ ? header_.seqno : 0};
+    req.pull = SnapshotPull{session_, cursor_, o_.chunk_bytes, session_ ? header_.seqno : 0,
+                            session_ ? std::nullopt : reconcile_};
   }
   in_flight_ = next_number_++;
   sent_at_ = now;
@@ -388,8 +401,12 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
     session_ = c.session;
     header_ = c;
     header_.items.clear();
-    spdlog::info("state transfer: '{}' streams a snapshot at seqno {} ({:.1f} MB)", donor_name(),
-                 c.seqno, static_cast<double>(c.total_bytes) / 1e6);
+    spdlog::info("state transfer: '{}' streams a snapshot at seqno {} ({:.1f} MB{})", donor_name(),
+                 c.seqno, static_cast<double>(c.total_bytes) / 1e6,
+                 reconcile_ ? fmt::format("; what is staged here from seqno {} is kept, and comes "
+                                          "again only where it changed",
+                                          reconcile_->since)
+                            : "");
   }
   last_chunk_at_ = now;
   pace(now - sent_at_, now);
@@ -399,8 +416,10 @@ void Joiner::on_snapshot(SnapshotChunk& c, Clock::time_point now) {
   first_chunk_ = false;
   for (const auto& i : c.items) received_.add(i);
   w.items = std::move(c.items);
-  cursor_ = c.cursor;
-  SnapshotResume resume{*donor_, header_, {}, received_.total(), {}};
+  w.reconcile = reconcile_;
+  w.from = cursor_;
+  w.to = cursor_ = c.cursor;
+  SnapshotResume resume{*donor_, header_, {}, received_.total(), {}, reconcile_};
   resume.header.cursor = cursor_;
   resume.table_bytes_got.assign(received_.bytes.begin(), received_.bytes.end());
   w.resume = std::move(resume);
@@ -414,6 +433,7 @@ void Joiner::queue_install() {
   install.seqno = header_.seqno;
   install.content_hash = header_.content_hash;
   install.cert_hash = header_.cert_hash;
+  install.reconcile = reconcile_;
   pending_.push_back(std::move(install));
 }
 
@@ -441,7 +461,7 @@ std::optional<TransferWrite> Joiner::take_write(Clock::time_point now) {
   TransferWrite w = std::move(pending_.front());
   pending_.pop_front();
   if (w.kind == TransferWrite::Kind::stage)
-    w.staged_hash = w.reset ? storage::ContentHash{} : staged_;
+    w.staged_hash = w.reset && !w.reconcile ? storage::ContentHash{} : staged_;
   if (w.kind == TransferWrite::Kind::install && !(staged_ == w.content_hash)) {
     // What reached the disk is not the donor's state at the snapshot's seqno: never install it.
     spdlog::error(
@@ -449,11 +469,8 @@ std::optional<TransferWrite> Joiner::take_write(Clock::time_point now) {
         "{} hashes {}: discarded, starting over",
         donor_name(), staged_.hex(), w.seqno, w.content_hash.hex());
     failed_until_[donor_.value_or("")] = Clock::time_point::max();
-    session_ = 0;
     donor_.reset();
-    first_chunk_ = true;
-    cursor_ = {};
-    received_ = {};
+    start_snapshot(now);
     return std::nullopt;
   }
   writing_ = w.kind;
@@ -476,15 +493,29 @@ void Joiner::written(const TransferWritten& w, Clock::time_point now) {
   applied_ = header_.seqno;
   for (const auto& [s, high] : header_.sender_high)
     sender_high_[s] = std::max(sender_high_[s], high);
-  spdlog::info("state transfer: snapshot at seqno {} installed ({:.1f} MB in {:.1f} s)",
+  spdlog::info("state transfer: snapshot at seqno {} installed ({:.1f} MB streamed in {:.1f} s{})",
                header_.seqno, static_cast<double>(received_.total()) / 1e6,
-               seconds(now - phase_started_));
+               seconds(now - phase_started_),
+               reconcile_ ? "; the rest was staged before, and carried forward" : "");
+  reconcile_.reset();
   start_incremental(applied_ + 1, now);
 }
 
 void Joiner::write_failed(TransferWrite w) {
   writing_.reset();
   pending_.push_front(std::move(w));
+}
+
+void Joiner::write_rejected(const std::string& why, Clock::time_point now) {
+  spdlog::error("state transfer: the snapshot from '{}' could not be staged: {}; starting over",
+                donor_name(), why);
+  writing_.reset();
+  pending_.clear();
+  in_flight_.reset();  // an answer on its way belongs to the snapshot given up
+  if (donor_) failed_until_[*donor_] = now + kDonorBackoff;
+  donor_.reset();
+  start_snapshot(now);
+  retry_at_ = now + std::chrono::milliseconds(100);
 }
 
 // Donors' logs differ (one that joined by snapshot holds only what followed it): before a
@@ -509,6 +540,36 @@ void Joiner::log_short(Clock::time_point now) {
 }
 
 void Joiner::start_snapshot(Clock::time_point now) {
+  mode_ = Mode::snapshot;
+  session_ = 0;
+  cursor_ = {};
+  first_chunk_ = true;
+  received_ = {};
+  reconcile_.reset();
+  phase_started_ = now;
+}
+
+// A snapshot lives in its donor's read transaction: another donor's is at another seqno. What is
+// staged here of the data is kept all the same, and the next snapshot carries it forward: its
+// donor sends again only the entries a write changed since (storage::Reconcile), and the staged
+// entries it no longer has are dropped. The install checks the whole against its content hash.
+void Joiner::carry_over(Clock::time_point now) {
+  storage::SnapshotCursor staged = cursor_;
+  if (staged.table > 0) staged = storage::SnapshotCursor{1, false, {}};  // all of the data
+  if (reconcile_ && !reconcile_->passed(cursor_)) {
+    // Still inside the part carried before: it stays, some of it newer now.
+    if (session_ != 0 && cursor_.started)
+      reconcile_->newest = std::max(reconcile_->newest, header_.seqno);
+  } else if (session_ != 0 && (staged.table > 0 || staged.started)) {
+    reconcile_ = storage::Reconcile{header_.seqno, header_.seqno, staged};
+  } else {
+    return start_snapshot(now);
+  }
+  spdlog::info(
+      "state transfer: the data staged here (seqno {}{}) is kept: the next snapshot sends again "
+      "only what changed in it",
+      reconcile_->since,
+      reconcile_->newest > reconcile_->since ? fmt::format(" to {}", reconcile_->newest) : "");
   mode_ = Mode::snapshot;
   session_ = 0;
   cursor_ = {};
@@ -546,9 +607,8 @@ void Joiner::fail_donor(const std::string& why, Clock::time_point now, bool sess
     failed_until_[*donor_] = now + kDonorBackoff;
   }
   donor_.reset();
-  // A snapshot lives in its donor's read transaction: with another donor it starts over. What
-  // the log gave is applied: the incremental transfer goes on from there.
-  if (mode_ == Mode::snapshot) start_snapshot(now);
+  // What the log gave is applied: the incremental transfer goes on from there.
+  if (mode_ == Mode::snapshot) carry_over(now);
   retry_at_ = now + std::chrono::milliseconds(100);
 }
 

@@ -73,11 +73,15 @@ struct TransferWrite {
   std::vector<std::string> entries;       // apply: encoded gcs log entries, seqnos in order
   std::vector<storage::TableItem> items;  // stage
   bool reset = false;                     // stage: first chunk of a snapshot: empty the stage
-  storage::ContentHash staged_hash;       // stage: of what is staged before this write
-  std::optional<SnapshotResume> resume;   // stage: where the snapshot stands after this write
-  uint64_t seqno = 0;                     // install: the snapshot's
-  storage::ContentHash content_hash;      // install
-  std::string cert_hash;                  // install
+  // stage: the staged part the snapshot carries forward (reset then keeps the staged data), and
+  // where its stream stood before and after this chunk. install: whether it carried one.
+  std::optional<storage::Reconcile> reconcile;
+  storage::SnapshotCursor from, to;
+  storage::ContentHash staged_hash;      // stage: of what is staged before this write
+  std::optional<SnapshotResume> resume;  // stage: where the snapshot stands after this write
+  uint64_t seqno = 0;                    // install: the snapshot's
+  storage::ContentHash content_hash;     // install
+  std::string cert_hash;                 // install
 };
 
 // What writing it did (persister.cpp writes it): its deliveries (apply), or the staged content
@@ -112,7 +116,8 @@ class Donor {
     std::string joiner;
     Clock::time_point started, last;
     SnapshotTally sent;  // a chunk sent again (its answer was lost) counts twice: an estimate
-    storage::SnapshotCursor cursor;  // after the last chunk sent
+    storage::SnapshotCursor cursor;               // after the last chunk sent
+    std::optional<storage::Reconcile> reconcile;  // the joiner's staged part, carried forward
   };
   std::shared_ptr<Session> open_session(uint64_t id, const TransferRequest& req, uint64_t& session,
                                         Clock::time_point now, std::optional<Response>& refusal);
@@ -163,6 +168,9 @@ class Joiner {
   void written(const TransferWritten& w, Clock::time_point now);
   // The write did not reach the disk: it is written again.
   void write_failed(TransferWrite w);
+  // The stage refused the write as damaged (storage::StorageError::Kind::corrupt): nothing of it
+  // was written, and the snapshot starts over.
+  void write_rejected(const std::string& why, Clock::time_point now);
 
   // Everything up to the target is applied: the group delivers from applied() + 1 on.
   bool done() const {
@@ -193,6 +201,8 @@ class Joiner {
   // REQUIRES: the donor asked says its log does not reach back to next_from_.
   void log_short(Clock::time_point now);
   void start_snapshot(Clock::time_point now);
+  // The snapshot's donor is lost: the next one carries forward what is staged (if anything).
+  void carry_over(Clock::time_point now);
   void start_incremental(uint64_t from, Clock::time_point now);
   // A pull or a write of the snapshot took `took`: while the group is busy, the next pull waits
   // so that the snapshot keeps to its share of the time.
@@ -230,7 +240,8 @@ class Joiner {
   uint64_t session_ = 0;
   storage::SnapshotCursor cursor_;
   SnapshotChunk header_;
-  storage::ContentHash staged_;  // of what is staged on disk
+  storage::ContentHash staged_;                  // of what is staged on disk
+  std::optional<storage::Reconcile> reconcile_;  // the session carries forward a staged part
   SnapshotTally received_;
   bool first_chunk_ = true;
   Clock::time_point last_chunk_at_{};  // the donor served the session then

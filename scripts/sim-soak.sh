@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Long simulator runs, all faults: gcs-sim (the group protocol alone) and tutti-sim (whole nodes:
-# group, certification and LMDB stores), RUNS seeds of each for each group size 3..7.
+# group, certification and LMDB stores), RUNS seeds of each for each group size 3..7; then
+# tutti-sim with joiners by snapshot and donors crashing mid-snapshot, on 3, 5 and 7 nodes.
 # Bounded: each simulator call stops after its runs, or after MAX_SECONDS (default 3600).
 # Usage: scripts/sim-soak.sh [RUNS per size and simulator, default 2000] [FIRST_SEED, default: from the clock]
 set -euo pipefail
@@ -18,5 +19,13 @@ for sim in gcs-sim tutti-sim; do
       | grep -v '^run seed=.* ok$' || { echo "sim-soak: $sim FAILED (the seed is printed above)"; exit 1; }
     seed=$((seed + runs))
   done
+done
+# Joiners by snapshot, donors crashing mid-snapshot (not in the default fault set).
+for nodes in 3 5 7; do
+  echo "== tutti-sim --snapshots: $runs runs with $nodes nodes from seed $seed, donor crashes too"
+  timeout "$max_seconds" ./build/tests/tutti-sim --seed "$seed" --runs "$runs" --nodes "$nodes" \
+    --snapshots --faults crash,partition,loss,pause,join,leave,disk,donor-crash \
+    | grep -v '^run seed=.* ok$' || { echo "sim-soak: tutti-sim FAILED (the seed is printed above)"; exit 1; }
+  seed=$((seed + runs))
 done
 echo "sim-soak: all runs passed"

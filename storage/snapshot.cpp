@@ -102,7 +102,7 @@ std::optional<std::string> Snapshot::meta_get(std::string_view name) {
   return std::string(*raw);
 }
 
-std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes) {
+std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes, const Reconcile* carry) {
   std::lock_guard lock(mu_);
   if (!txn_) cancelled();
   std::vector<TableItem> out;
@@ -113,9 +113,13 @@ std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes) {
     bool more = c.started ? cursor.get(&k, &d, MDB_SET_RANGE) : cursor.get(&k, &d, MDB_FIRST);
     if (more && c.started && view(k) == c.after) more = cursor.get(&k, &d, MDB_NEXT);
     for (; more && (out.empty() || bytes < max_bytes); more = cursor.get(&k, &d, MDB_NEXT)) {
+      std::string_view value = view(d);
+      const bool kept = carry && c.table == 0 && carry->covers(view(k)) &&
+                        decode_data(value).version <= carry->since;
+      if (kept) value = value.substr(0, kVersionBytes);
       out.push_back(
-          TableItem{static_cast<Table>(c.table), std::string(view(k)), std::string(view(d))});
-      bytes += k.mv_size + d.mv_size + 16;
+          TableItem{static_cast<Table>(c.table), std::string(view(k)), std::string(value), kept});
+      bytes += k.mv_size + value.size() + 16;
       c.started = true;
       c.after = out.back().key;
     }
@@ -130,12 +134,16 @@ std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes) {
 
 // ---- joiner: the staged set ----
 
-void WriteTxn::stage_reset() {
-  for (uint8_t t = 0; t < kStateTables; ++t)
+void WriteTxn::stage_reset(Table from) {
+  for (auto t = static_cast<uint8_t>(from); t < kStateTables; ++t)
     check(mdb_drop(txn_, table_dbi(dbis_, t, true), 0), "empty the staged tables");
 }
 
 void WriteTxn::stage_put(const TableItem& item, ContentHash& staged_hash) {
+  if (item.kept)
+    throw StorageError(StorageError::Kind::corrupt,
+                       "storage: a snapshot entry said to be held here already, outside the part "
+                       "carried over: the transfer is damaged");
   if (item.table == Table::data) {
     const Versioned v = decode_data(item.value);
     staged_hash.add(item.key, v.version, v.value);
@@ -147,6 +155,73 @@ void WriteTxn::stage_put(const TableItem& item, ContentHash& staged_hash) {
     throw StorageError(StorageError::Kind::corrupt,
                        "storage: a snapshot entry arrived out of order: the transfer is damaged");
   check(rc, "stage snapshot entry");
+}
+
+void WriteTxn::stage_chunk(const std::vector<TableItem>& items, const SnapshotCursor& from,
+                           const SnapshotCursor& to, const Reconcile* carry,
+                           ContentHash& staged_hash) {
+  if (!carry || carry->passed(from)) {
+    for (const auto& item : items) stage_put(item, staged_hash);
+    return;
+  }
+  // The merge stands after `last` (nothing yet: the data table's start). Staged entries the
+  // donor's stream skips over are gone at the donor's seqno: dropped.
+  std::optional<std::string> last;
+  if (from.table == 0 && from.started) last = from.after;
+  const std::string* through = carry->through.table > 0 ? nullptr : &carry->through.after;
+  bool merging = true;
+  for (const auto& item : items) {
+    if (merging && !(item.table == Table::data && carry->covers(item.key))) {
+      stage_drop(last ? &*last : nullptr, through, true, staged_hash);
+      merging = false;
+    }
+    if (!merging) {
+      stage_put(item, staged_hash);
+      continue;
+    }
+    if (last && item.key <= *last)
+      throw StorageError(StorageError::Kind::corrupt,
+                         "storage: a snapshot entry arrived out of order: the transfer is damaged");
+    stage_drop(last ? &*last : nullptr, &item.key, false, staged_hash);
+    stage_merge(item, staged_hash);
+    last = item.key;
+  }
+  if (merging && carry->passed(to)) stage_drop(last ? &*last : nullptr, through, true, staged_hash);
+}
+
+void WriteTxn::stage_drop(const std::string* after, const std::string* bound, bool inclusive,
+                          ContentHash& staged_hash) {
+  Cursor cursor(txn_, dbis_.staged_data);
+  MDB_val k, d;
+  // Re-seek after every delete: where a cursor stands after mdb_cursor_del is subtle.
+  for (;;) {
+    k = val(after ? std::string_view(*after) : std::string_view());
+    bool more = after ? cursor.get(&k, &d, MDB_SET_RANGE) : cursor.get(&k, &d, MDB_FIRST);
+    if (more && after && view(k) == *after) more = cursor.get(&k, &d, MDB_NEXT);
+    if (!more || (bound && (inclusive ? view(k) > *bound : view(k) >= *bound))) return;
+    const Versioned v = decode_data(view(d));
+    staged_hash.remove(view(k), v.version, v.value);
+    cursor.del();
+  }
+}
+
+void WriteTxn::stage_merge(const TableItem& item, ContentHash& staged_hash) {
+  std::optional<Versioned> old;
+  if (auto raw = raw_get(txn_, dbis_.staged_data, val(item.key))) old = decode_data(*raw);
+  const Versioned v = decode_data(item.value);
+  if (item.kept) {
+    if (!old || old->version != v.version)
+      throw StorageError(
+          StorageError::Kind::corrupt,
+          fmt::format("storage: the donor says an entry of version {} is staged here, but the "
+                      "stage holds {}: the part carried over does not match",
+                      v.version, old ? fmt::format("version {}", old->version) : "none"));
+    return;
+  }
+  if (old) staged_hash.remove(item.key, old->version, old->value);
+  staged_hash.add(item.key, v.version, v.value);
+  MDB_val k = val(item.key), d = val(item.value);
+  check(mdb_put(txn_, dbis_.staged_data, &k, &d, 0), "stage snapshot entry");
 }
 
 void WriteTxn::install_staged(uint64_t seqno, const ContentHash& content_hash) {

@@ -115,6 +115,9 @@ struct TableItem {
   Table table = Table::data;
   std::string key;
   std::string value;
+  // Carried over (Reconcile): the joiner holds this data entry already; value is the 8-byte
+  // version alone.
+  bool kept = false;
 };
 
 // Where a snapshot's stream stands: past `after` in `table` (nothing read yet: started false).
@@ -123,6 +126,24 @@ struct SnapshotCursor {
   bool started = false;
   std::string after;
   bool done() const { return table >= kStateTables; }
+};
+
+// A snapshot that carries forward the part a joiner staged from an older one (of another donor,
+// say; docs/transfer.md): the joiner holds the data entries up to `through` (all of them once
+// `through` is past the data table) as they were at seqno `since`, or at a later one. The donor
+// sends those of its entries there that no write changed after `since` as kept (key and version
+// only); the joiner drops the staged entries there that the donor does not send.
+struct Reconcile {
+  uint64_t since = 0;
+  // The latest seqno any staged part is at: a snapshot at an earlier one cannot carry them.
+  uint64_t newest = 0;
+  SnapshotCursor through;
+  // Whether a data entry of this key falls in the carried part.
+  bool covers(std::string_view key) const { return through.table > 0 || key <= through.after; }
+  // Whether a stream at cursor c has passed the carried part.
+  bool passed(const SnapshotCursor& c) const {
+    return c.table > 0 || (through.table == 0 && c.started && c.after >= through.after);
+  }
 };
 
 // Why the store can never hold this key ("" when it can): empty, or over kMaxKeyBytes.
@@ -169,8 +190,10 @@ class Snapshot {
   // All of them: what the stream will carry, about.
   uint64_t table_bytes() const;
   // The entries after the cursor, in table then key order, up to about max_bytes (at least one
-  // entry while any is left); advances the cursor. Empty once cursor.done().
-  std::vector<TableItem> next(SnapshotCursor& cursor, size_t max_bytes);
+  // entry while any is left); advances the cursor. Empty once cursor.done(). With carry: the
+  // data entries it covers that no write changed after carry->since come as kept.
+  std::vector<TableItem> next(SnapshotCursor& cursor, size_t max_bytes,
+                              const Reconcile* carry = nullptr);
 
  private:
   friend class Store;
@@ -220,11 +243,17 @@ class WriteTxn : public ReadView {
 
   // Snapshot transfer, joiner side: the other set of state tables is filled (stage_put, in the
   // snapshot's order) and installed in one step; the live set serves until then.
-  // Empties the staged set (an earlier transfer's part, say).
-  void stage_reset();
+  // Empties the staged tables from `from` on (all of them: an earlier transfer's part, say).
+  void stage_reset(Table from = Table::data);
   // Adds a data item to staged_hash, the content hash of what is staged. Throws
   // StorageError(corrupt) for an item out of order or a data value without its version.
   void stage_put(const TableItem& item, ContentHash& staged_hash);
+  // Stages one chunk of a stream that stood at `from` before it and at `to` after it. Where carry
+  // covers them, its items are merged into the data staged before: staged entries between them
+  // are dropped, kept ones checked, the others replaced; the rest are appended (stage_put).
+  // Throws StorageError(corrupt) for a kept entry the stage does not hold at that version.
+  void stage_chunk(const std::vector<TableItem>& items, const SnapshotCursor& from,
+                   const SnapshotCursor& to, const Reconcile* carry, ContentHash& staged_hash);
   // Makes the staged set live as the state at seqno, with that content hash, and empties the old
   // one. REQUIRES: the staged set is a whole snapshot at seqno (the caller checked its hash);
   // seqno >= last committed.
@@ -234,6 +263,11 @@ class WriteTxn : public ReadView {
   friend class Store;
   WriteTxn(MDB_txn* txn, Dbis dbis, Meta meta) : ReadView(txn, dbis, std::move(meta)) {}
   bool installed_ = false;  // install_staged ran: the store swaps its sets once this commits
+  // Drops the staged data entries after `after` (from the first: nullptr) up to `bound` (to the
+  // last: nullptr), taking them out of staged_hash.
+  void stage_drop(const std::string* after, const std::string* bound, bool inclusive,
+                  ContentHash& staged_hash);
+  void stage_merge(const TableItem& item, ContentHash& staged_hash);
   void trim_log(uint64_t max_bytes);
   void write_meta();
 };

@@ -69,13 +69,20 @@ TEST_CASE("transfer: a node that missed 1,000 writes comes back by incremental t
   CHECK(c.cli(2, {"get", "--local", "missed/999"}).out == std::string(100, 'x') + "\n");
 }
 
-TEST_CASE("transfer: the donor is killed mid-transfer - the joiner turns to another") {
+TEST_CASE(
+    "transfer: the donor is killed mid-transfer - the joiner turns to another, keeping what it "
+    "staged") {
   Cluster c(3, kSmallLog);
   c.load(0, 400, 64 << 10);  // 25 MiB
   // A slow disk makes the joiner's transfer take seconds: each staged chunk waits for it.
-  const size_t j = c.add(kSmallLog, slow_disk(150));
-  c.wait_until([&] { return c.log_has(j, "streams a snapshot"); }, "the snapshot under way",
-               std::chrono::seconds(30));
+  const size_t j = c.add(kSmallLog, slow_disk(400));
+  c.wait_until(
+      [&] {
+        auto s = c.status(j);
+        return !s.empty() && s["transfer"].is_object() &&
+               s["transfer"]["done"].get<uint64_t>() >= 8'000'000;
+      },
+      "the snapshot under way", std::chrono::seconds(30));
   size_t donor = 0;
   for (size_t i = 0; i < 3; ++i)
     if (c.log_has(i, "donor: snapshot")) donor = i;
@@ -87,6 +94,10 @@ TEST_CASE("transfer: the donor is killed mid-transfer - the joiner turns to anot
   c.wait_until([&] { return c.state(j) == "SYNCED"; }, "the joiner SYNCED through another donor",
                std::chrono::seconds(90));
   CHECK(c.log_has(j, "failed"));
+  // What it had staged stayed: the other donor sent again only what changed in it.
+  INFO(c.nodes[j].log_text());
+  CHECK(c.log_has(j, "is kept: the next snapshot sends again only what changed"));
+  CHECK(c.log_has(j, "comes again only where it changed"));
   rest.push_back(j);
   check_converged(c, rest);
   CHECK(c.cli(j, {"get", "--local", "bulk/399"}).code == 0);

@@ -42,6 +42,10 @@ void write_all(Joiner& j, storage::Store& store, Clock::time_point now) {
   while (auto w = j.take_write(now)) {
     PersistResult r = persist(store, "joiner-uuid", PersistBatch{{}, std::nullopt, *w}, false);
     REQUIRE(r.ok);
+    if (!r.transfer_rejected.empty()) {
+      j.write_rejected(r.transfer_rejected, now);
+      continue;
+    }
     j.written(r.transferred, now);
   }
 }
@@ -72,6 +76,7 @@ Joiner make_joiner(Clock::time_point now, std::optional<SnapshotResume> resume =
 }
 
 void check_installed(storage::Store& joiner, storage::Store& donor) {
+  CHECK_NOTHROW(joiner.verify(true));  // the recorded hash is the content's
   auto r = joiner.read();
   CHECK(r->meta().last_committed == kKeys);
   CHECK(r->meta().content_hash == donor.read()->meta().content_hash);
@@ -162,10 +167,10 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
   REQUIRE(staged);
 
   // The donor refuses a pull of that session from another joiner, or at another seqno.
-  TransferRequest req{
-      "history",
-      SnapshotPull{staged->header.session, staged->header.cursor, 1024, staged->header.seqno},
-      "someone-else"};
+  TransferRequest req{"history",
+                      SnapshotPull{staged->header.session, staged->header.cursor, 1024,
+                                   staged->header.seqno, std::nullopt},
+                      "someone-else"};
   CHECK(std::holds_alternative<ErrorReply>(donor->serve(2, req, now).body));
   req.joiner = "joiner";
   std::get<SnapshotPull>(req.pull).seqno = kKeys - 1;
@@ -173,7 +178,7 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
   std::get<SnapshotPull>(req.pull).seqno = kKeys;
   CHECK(std::holds_alternative<TransferReply>(donor->serve(4, req, now).body));
 
-  SECTION("the donor restarted: refused, and the snapshot starts over from the start") {
+  SECTION("the donor restarted: refused, and a new snapshot carries what is staged forward") {
     donor = std::make_unique<Donor>(*dstore);
     dstore->write([](storage::WriteTxn& t) {
       t.put("later", kKeys + 1, "after the first snapshot");
@@ -186,6 +191,9 @@ TEST_CASE("transfer: a session that is gone, another joiner's or another seqno's
     auto p = joiner->poll(now);
     REQUIRE(p);
     CHECK(snapshot_pull(*p).session == 0);
+    REQUIRE(snapshot_pull(*p).reconcile);
+    CHECK(snapshot_pull(*p).reconcile->since == kKeys);
+    CHECK(snapshot_pull(*p).reconcile->through.after == staged->header.cursor.after);
     joiner->on_reply(p->number, donor->serve(1, p->request, now), now);
     write_all(*joiner, *jstore, now);
     while (!joiner->done()) exchange(*joiner, *donor, *jstore, now);
@@ -348,4 +356,214 @@ TEST_CASE("transfer: a donor whose log is short sends the joiner to the others' 
   p = j.poll(now);
   REQUIRE(p);
   CHECK(std::holds_alternative<SnapshotPull>(p->request.pull));
+}
+
+namespace {
+
+const std::string kThird = "third-uuid-0000";
+
+// Writes after the first snapshot's seqno: inside the part a joiner staged of it (which ends at
+// staged_through), at its ends, and beyond it.
+uint64_t write_later(storage::Store& s, const std::string& staged_through) {
+  uint64_t seqno = s.read()->meta().last_committed;
+  s.write([&](storage::WriteTxn& t) {
+    t.put("key0", ++seqno, "new, before every staged key");
+    t.put("key1", ++seqno, "rewritten: the first staged key");
+    t.put("key1000", ++seqno, "rewritten inside the staged part");
+    t.put("key1000a", ++seqno, "new inside the staged part");
+    t.del("key10");
+    t.del(staged_through);
+    t.put(staged_through + "a", ++seqno, "new, just past the staged part");
+    t.put("key999", ++seqno, "rewritten beyond the staged part");
+    t.del("key998");
+    t.put("zzz", ++seqno, "new, after every key");
+    t.set_last_committed(++seqno);
+  });
+  return seqno;
+}
+
+struct Served {
+  size_t kept = 0, sent = 0;  // items, and the bytes of the values of those not kept
+};
+
+// Pulls answered by `donor` until the joiner is done (or stop() says so).
+void serve_until(
+    Joiner& j, Donor& donor, storage::Store& store, const gcs::NodeId& id, Clock::time_point now,
+    Served& served, const std::function<bool()>& stop = [] { return false; }) {
+  while (!j.done() && !stop()) {
+    auto p = j.poll(now);
+    REQUIRE(p);
+    REQUIRE(p->donor == id);
+    Response r = donor.serve(1, p->request, now);
+    if (auto* t = std::get_if<TransferReply>(&r.body))
+      for (const auto& i : std::get<SnapshotChunk>(t->chunk).items) {
+        served.kept += i.kept;
+        if (!i.kept) served.sent += i.value.size();
+      }
+    j.on_reply(p->number, std::move(r), now);
+    write_all(j, store, now);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("transfer: a snapshot whose donor is lost goes on with another, from what is staged") {
+  TempDir adir, bdir, cdir, jdir;
+  auto astore = donor_store(adir.path());
+  auto bstore = donor_store(bdir.path());
+  auto cstore = donor_store(cdir.path());
+  auto jstore = open_store(jdir.path());
+  Donor a{*astore}, b{*bstore}, c{*cstore};
+  Clock::time_point now{};
+  const bool chained = GENERATE(false, true);
+  // Small chunks in the chained case: the other donor's first one ends inside the staged part.
+  Joiner j("history", "joiner", 0, {}, Joiner::Options{{}, chained ? 2048u : 16384u}, now);
+  j.set_target(kKeys, {kDonor});
+  for (int i = 0; i < (chained ? 24 : 6); ++i) exchange(j, a, *jstore, now);
+  j.set_target(kKeys, {kDonor, kOther, kThird});
+  auto staged = staged_record(*jstore);
+  REQUIRE(staged);
+  const std::string through = staged->header.cursor.after;
+  REQUIRE(through > "key1000a");
+  const uint64_t b_seqno = write_later(*bstore, through);
+
+  // The first donor restarted: its session is gone.
+  Donor a_again{*astore};
+  exchange(j, a_again, *jstore, now);
+  now += std::chrono::milliseconds(100);
+  Served served;
+  if (!chained) {
+    serve_until(j, b, *jstore, kOther, now, served);
+    CHECK(jstore->read()->meta().last_committed == b_seqno);
+    CHECK(jstore->read()->meta().content_hash == bstore->read()->meta().content_hash);
+    CHECK_NOTHROW(jstore->verify(true));
+    CHECK(jstore->read()->get("key0"));
+    CHECK(!jstore->read()->get("key10"));
+    CHECK(!jstore->read()->get(through));
+    CHECK(jstore->read()->get(through + "a"));
+    // What was staged came again as kept entries: their values did not.
+    const size_t staged_keys = staged->header.cursor.started ? 100 : 0;
+    CHECK(served.kept >= staged_keys);
+    CHECK(served.sent < (kKeys - staged_keys) * 400);
+    return;
+  }
+  // The second donor is lost inside the carried part: a third carries it on. Its state is later
+  // than the second's: the part the second brought forward is at the second's seqno.
+  serve_until(j, b, *jstore, kOther, now, served, [&] { return served.kept > 0; });
+  auto midway = staged_record(*jstore);
+  REQUIRE(midway);
+  REQUIRE(midway->reconcile);
+  CHECK(!midway->reconcile->passed(midway->header.cursor));
+  write_later(*cstore, through);
+  const uint64_t c_seqno = [&] {
+    uint64_t seqno = cstore->read()->meta().last_committed;
+    cstore->write([&](storage::WriteTxn& t) {
+      t.put("key1001", ++seqno, "rewritten after the second donor's snapshot");
+      t.del("key1002");
+      t.set_last_committed(++seqno);
+    });
+    return seqno;
+  }();
+  Donor b_again{*bstore};
+  exchange(j, b_again, *jstore, now);
+  now += std::chrono::milliseconds(100);
+
+  // A donor behind the part staged from the second refuses to carry it.
+  auto p = j.poll(now);
+  REQUIRE(p);
+  CHECK(p->donor == kThird);
+  REQUIRE(snapshot_pull(*p).reconcile);
+  CHECK(snapshot_pull(*p).reconcile->since == kKeys);
+  CHECK(snapshot_pull(*p).reconcile->newest == b_seqno);
+  CHECK(snapshot_pull(*p).reconcile->through.after == through);
+  Response behind = Donor{*astore}.serve(1, p->request, now);
+  REQUIRE(std::holds_alternative<ErrorReply>(behind.body));
+  CHECK_THAT(std::get<ErrorReply>(behind.body).message, Catch::Contains("behind the part"));
+
+  j.on_reply(p->number, c.serve(1, p->request, now), now);
+  write_all(j, *jstore, now);
+  serve_until(j, c, *jstore, kThird, now, served);
+  CHECK(jstore->read()->meta().last_committed == c_seqno);
+  CHECK(jstore->read()->meta().content_hash == cstore->read()->meta().content_hash);
+  CHECK_NOTHROW(jstore->verify(true));
+  CHECK(!jstore->read()->get("key1002"));
+}
+
+TEST_CASE(
+    "transfer: a snapshot chunk the stage cannot take is refused, and nothing of it written") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  std::string version(8, '\0');
+  version[0] = 3;
+  TransferWrite w;
+  w.kind = TransferWrite::Kind::stage;
+  w.reset = true;
+  w.reconcile = storage::Reconcile{5, 5, storage::SnapshotCursor{0, true, "b"}};
+  w.items = {storage::TableItem{storage::Table::data, "a", version, true}};  // not staged here
+  w.to = storage::SnapshotCursor{0, true, "a"};
+  w.resume = SnapshotResume{};
+  PersistResult r = persist(*store, "joiner-uuid", PersistBatch{{}, std::nullopt, w}, false);
+  CHECK(r.ok);
+  CHECK_THAT(r.transfer_rejected, Catch::Contains("does not match"));
+  CHECK(!store->read()->meta_get(kMetaSnapshotResume));
+
+  // The joiner starts the snapshot over: nothing carried.
+  Clock::time_point now{};
+  Joiner j = make_joiner(now);
+  j.on_reply(j.poll(now)->number, Response{1, TransferReply{LogChunk{false, kKeys, {}}}}, now);
+  j.write_rejected(r.transfer_rejected, now);
+  auto p = j.poll(now + kDonorBackoff);
+  REQUIRE(p);
+  CHECK(snapshot_pull(*p).session == 0);
+  CHECK(!snapshot_pull(*p).reconcile);
+}
+
+TEST_CASE(
+    "transfer: a donor lost past the data table: all of the data is carried, the rest again") {
+  TempDir adir, bdir, jdir;
+  auto astore = donor_store(adir.path());
+  auto bstore = donor_store(bdir.path());
+  for (auto* s : {astore.get(), bstore.get()})
+    s->write([](storage::WriteTxn& t) {
+      for (uint64_t i = 1; i <= kKeys; ++i)
+        t.record_txn("txn" + std::to_string(i), i, std::string(200, 'o'));
+    });
+  auto jstore = open_store(jdir.path());
+  Donor a{*astore}, b{*bstore};
+  Clock::time_point now{};
+  Joiner j("history", "joiner", 0, {}, Joiner::Options{{}, 16384u}, now);
+  j.set_target(kKeys, {kDonor});
+  for (int i = 0; i < 200; ++i) {
+    exchange(j, a, *jstore, now);
+    auto staged = staged_record(*jstore);
+    if (staged && staged->header.cursor.table >= 1) break;
+  }
+  auto staged = staged_record(*jstore);
+  REQUIRE(staged);
+  REQUIRE(staged->header.cursor.table == 1);
+  j.set_target(kKeys, {kDonor, kOther});
+  const uint64_t b_seqno = write_later(*bstore, "key1500");
+  bstore->write([](storage::WriteTxn& t) { t.record_txn("later", kKeys + 20, "o"); });
+
+  Donor a_again{*astore};
+  exchange(j, a_again, *jstore, now);
+  now += std::chrono::milliseconds(100);
+  auto p = j.poll(now);
+  REQUIRE(p);
+  REQUIRE(snapshot_pull(*p).reconcile);
+  CHECK(snapshot_pull(*p).reconcile->through.table == 1);  // all of the data
+  Response first = b.serve(1, p->request, now);
+  Served served;
+  for (const auto& i : std::get<SnapshotChunk>(std::get<TransferReply>(first.body).chunk).items)
+    served.kept += i.kept;
+  j.on_reply(p->number, std::move(first), now);
+  write_all(j, *jstore, now);
+  serve_until(j, b, *jstore, kOther, now, served);
+  CHECK(served.kept > kKeys - 20);
+  CHECK(jstore->read()->meta().last_committed == b_seqno);
+  CHECK(jstore->read()->meta().content_hash == bstore->read()->meta().content_hash);
+  CHECK_NOTHROW(jstore->verify(true));
+  CHECK(jstore->read()->txn_outcome("txn7"));
+  CHECK(jstore->read()->txn_outcome("later"));
+  CHECK(!jstore->read()->get("key1500"));
 }

@@ -76,6 +76,7 @@ struct Request {
     maxBytes @2 :UInt32;
     seqno @3 :UInt64;        # the session's snapshot seqno (0 when starting): a donor that
                              # restarted and reused the number for another snapshot refuses
+    reconcile @4 :Reconcile; # when starting: the part staged at the joiner to carry forward
   }
 
   struct Get {
@@ -106,6 +107,16 @@ struct TableItem {
   table @0 :UInt8;
   key @1 :Data;
   value @2 :Data;
+  kept @3 :Bool;           # the joiner holds it already (Reconcile): the value is the version alone
+}
+
+# A snapshot that carries forward the data a joiner staged from an older one (docs/transfer.md):
+# the staged data entries up to `through` are as they were at seqno `since` or later, none later
+# than `newest`.
+struct Reconcile {
+  since @0 :UInt64;
+  newest @1 :UInt64;
+  through @2 :SnapshotCursor;
 }
 
 struct SenderHigh {
@@ -249,4 +260,5 @@ struct SnapshotResume {
   stagedHash @3 :Data;                  # content hash of the staged data: lo, hi (LE)
   receivedBytes @4 :UInt64;
   tableBytesGot @5 :List(UInt64);       # per state table: bytes staged (keys, values; none or 3)
+  reconcile @6 :Reconcile;              # the session carries forward this part staged before it
 }

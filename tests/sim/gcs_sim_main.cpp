@@ -33,9 +33,17 @@ int main(int argc, char** argv) {
   if (!faults_text.empty()) {
     std::string bad;
     auto faults = parse_faults(faults_text, bad);
-    if (!faults || faults->count(Fault::disk)) {
-      std::cerr << "gcs-sim: unknown fault '" << (faults ? "disk" : bad) << "'"
-                << (faults ? " (members here have no disk: tutti-sim simulates it)" : "") << "\n";
+    const bool nodes_only =
+        faults && (faults->count(Fault::disk) || faults->count(Fault::donor_crash));
+    if (!faults || nodes_only) {
+      std::cerr << "gcs-sim: unknown fault '"
+                << (!faults                      ? bad
+                    : faults->count(Fault::disk) ? "disk"
+                                                 : "donor-crash")
+                << "'"
+                << (faults ? " (members here have no disk or snapshots: tutti-sim simulates them)"
+                           : "")
+                << "\n";
       return 2;
     }
     base.faults = *faults;

@@ -81,8 +81,8 @@ void NodeCluster::add_node(const NodeId& id, std::vector<NodeId> seeds, bool boo
   n.id = id;
   n.dir = dir_ / id;
   n.seeds = std::move(seeds);
-  n.log_bytes = rand(1, 64) << 10;
-  n.chunk_bytes = static_cast<uint32_t>(rand(1, 16) << 8);
+  n.log_bytes = o_.snapshots ? rand(1, 4) << 10 : rand(1, 64) << 10;
+  n.chunk_bytes = static_cast<uint32_t>(o_.snapshots ? rand(1, 8) << 6 : rand(1, 16) << 8);
   n.joiner_backlog = rand(4, 64);
   network_.set_side(id, 0);
   trace(id, "\"event\":\"join\"", "new node");
@@ -386,6 +386,15 @@ void NodeCluster::fault_step() {
     }
     case Fault::disk:
       disk_fault(victim);
+      break;
+    case Fault::donor_crash:
+      for (SimNode* n : up) {
+        if (n->node->state() != core::NodeState::donor) continue;
+        trace(n->id, "\"event\":\"donor-crash\"", "crash of a donor");
+        crash(*n);
+        n->restart_at = now_ + rand(300, 4000);
+        break;
+      }
       break;
   }
 }

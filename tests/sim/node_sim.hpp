@@ -32,6 +32,8 @@ struct NodeSimOptions {
   std::set<Fault> faults = {Fault::crash, Fault::partition, Fault::loss, Fault::pause,
                             Fault::join,  Fault::leave,     Fault::disk};
   int clients = 5;
+  // Joiners catch up mostly by snapshots of many small chunks: short logs, larger values.
+  bool snapshots = false;
   Time liveness_limit = 60000;  // virtual ms allowed to settle after the faults stop
   std::ostream* trace = nullptr;
 };
@@ -46,6 +48,7 @@ struct NodeSimResult {
   uint64_t view_changes = 0;
   uint64_t transferred = 0;      // write-sets applied by incremental transfers
   uint64_t snapshots = 0;        // snapshot transfers installed
+  uint64_t carried = 0;          // ... that carried forward a part staged from an earlier one
   uint64_t staged_restarts = 0;  // restarts with part of a snapshot staged (resumed, or redone)
   uint64_t told_early = 0;       // outcomes told before the batch that applies them committed
   uint64_t lost_after_told = 0;  // ... of batches then lost in a crash
@@ -136,8 +139,9 @@ class NodeCluster {
     void send(const NodeId& to, const gcs::Message& m) override { cluster->send(id, to, m); }
     void applied(const core::Applied& a) override { cluster->on_applied(*this, a); }
     void view_installed(const gcs::ViewEvent& v) override { cluster->on_view(*this, v); }
-    void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash) override {
-      cluster->on_snapshot(*this, seqno, hash);
+    void snapshot_installed(uint64_t seqno, const storage::ContentHash& hash,
+                            bool carried) override {
+      cluster->on_snapshot(*this, seqno, hash, carried);
     }
   };
   struct Client {
@@ -195,7 +199,7 @@ class NodeCluster {
   // node_sim_check.cpp: every guarantee, at every event
   void on_applied(SimNode& n, const core::Applied& a);
   void on_view(SimNode& n, const gcs::ViewEvent& v);
-  void on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash);
+  void on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash, bool carried);
   void check_crash(SimNode& n);
   void check_acked(const std::string& txn, uint64_t seqno, bool committed, const NodeId& at);
   void final_checks();

@@ -87,8 +87,10 @@ void NodeCluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
 }
 
 // A snapshot transfer is the donor's state at its seqno: the same content as every node had
-// after that seqno.
-void NodeCluster::on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash) {
+// after that seqno. The store's hash is recomputed from its data: the joiner's running sum, also
+// of a snapshot merged into a part carried over, must be the content's.
+void NodeCluster::on_snapshot(SimNode& n, uint64_t seqno, const storage::ContentHash& hash,
+                              bool carried) {
   if (seqno < n.applied_top)
     throw SimViolation(fmt::format("{} installed a snapshot at seqno {} below its seqno {}", n.id,
                                    seqno, n.applied_top));
@@ -100,10 +102,18 @@ void NodeCluster::on_snapshot(SimNode& n, uint64_t seqno, const storage::Content
   if (n.store->read()->meta().content_hash != hash)
     throw SimViolation(
         fmt::format("{}: the store holds another content than the snapshot at {}", n.id, seqno));
-  trace(n.id, fmt::format("\"event\":\"snapshot\",\"seqno\":{}", seqno),
-        fmt::format("snapshot installed at seqno {}", seqno));
+  try {
+    n.store->verify(true);
+  } catch (const storage::StorageError& e) {
+    throw SimViolation(
+        fmt::format("{}: after the snapshot at seqno {}: {}", n.id, seqno, e.what()));
+  }
+  trace(n.id, fmt::format("\"event\":\"snapshot\",\"seqno\":{},\"carried\":{}", seqno, carried),
+        fmt::format("snapshot installed at seqno {}{}", seqno,
+                    carried ? ", carrying a part staged before" : ""));
   n.applied_top = seqno;
   ++result_.snapshots;
+  result_.carried += carried;
 }
 
 // What a node's disk holds when it crashes: everything stable in its last committed primary

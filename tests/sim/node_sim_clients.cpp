@@ -56,7 +56,9 @@ void NodeCluster::start_op(Client& c) {
   } else {
     c.op = Client::Op::put;
     const std::string key = fmt::format("put/{}", txn);
-    c.request = core::Request{c.op_id, core::CommitRequest{txn, {}, {{key, "v-" + txn}}}};
+    std::string value = "v-" + txn;
+    if (o_.snapshots) value.append(rand(0, 200), 'x');
+    c.request = core::Request{c.op_id, core::CommitRequest{txn, {}, {{key, value}}}};
   }
   send_request(c);
 }

@@ -302,7 +302,8 @@ void Cluster::fault_step() {
       crash_node(victim);
       victim.left = true;
       break;
-    case Fault::disk:  // members here have no disk of their own: the whole-node simulator's
+    case Fault::disk:         // members here have no disk of their own: the whole-node simulator's
+    case Fault::donor_crash:  // nor snapshots
       break;
   }
 }
@@ -511,7 +512,7 @@ int Cluster::broadcast(const NodeId& id, int count) {
 
 std::optional<Fault> parse_fault(const std::string& name) {
   for (Fault f : {Fault::crash, Fault::partition, Fault::loss, Fault::pause, Fault::join,
-                  Fault::leave, Fault::disk})
+                  Fault::leave, Fault::disk, Fault::donor_crash})
     if (name == fault_name(f)) return f;
   return std::nullopt;
 }
@@ -550,6 +551,8 @@ const char* fault_name(Fault f) {
       return "leave";
     case Fault::disk:
       return "disk";
+    case Fault::donor_crash:
+      return "donor-crash";
   }
   return "?";
 }

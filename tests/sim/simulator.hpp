@@ -22,7 +22,9 @@
 
 namespace tutti::sim {
 
-enum class Fault { crash, partition, loss, pause, join, leave, disk };  // disk: tutti-sim only
+// disk and donor_crash: tutti-sim only. donor_crash (a node serving a snapshot crashes) is
+// not in the default set: the pinned seeds of the others replay as they did.
+enum class Fault { crash, partition, loss, pause, join, leave, disk, donor_crash };
 std::optional<Fault> parse_fault(const std::string& name);
 // "crash,partition,..." ("" or "none": no fault); nullopt, with the name in `bad`, for a name
 // that is no fault.

@@ -27,20 +27,26 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--faults", faults_text,
-                 "comma-separated: crash,partition,loss,pause,join,leave,disk (default: all; "
-                 "none for none)");
+                 "comma-separated: crash,partition,loss,pause,join,leave,disk,donor-crash "
+                 "(default: all but donor-crash, which crashes a node while it serves a "
+                 "snapshot; none for none)");
   app.add_option("--trace", trace_file, "write every event as a JSON line (one run only)");
+  bool snapshot_heavy = false;
+  app.add_flag("--snapshots", snapshot_heavy,
+               "joiners catch up mostly by snapshot, in many small chunks (short logs, values "
+               "of up to 200 bytes)");
   CLI11_PARSE(app, argc, argv);
 
   NodeSimOptions base;
   base.nodes = nodes;
   base.steps = steps;
+  base.snapshots = snapshot_heavy;
   if (!faults_text.empty()) {
     std::string bad;
     auto faults = parse_faults(faults_text, bad);
     if (!faults) {
       std::cerr << "tutti-sim: unknown fault '" << bad
-                << "' (crash, partition, loss, pause, join, leave, disk)\n";
+                << "' (crash, partition, loss, pause, join, leave, disk, donor-crash)\n";
       return 2;
     }
     base.faults = *faults;
@@ -59,7 +65,7 @@ int main(int argc, char** argv) {
     base.trace = &trace;
   }
   uint64_t commits = 0, conflicts = 0, view_changes = 0, violations = 0, transferred = 0,
-           snapshots = 0, staged_restarts = 0, told_early = 0, lost_after_told = 0;
+           snapshots = 0, carried = 0, staged_restarts = 0, told_early = 0, lost_after_told = 0;
   for (int i = 0; i < runs; ++i) {
     NodeSimOptions o = base;
     o.seed = seed + i;
@@ -69,15 +75,17 @@ int main(int argc, char** argv) {
     view_changes += r.view_changes;
     transferred += r.transferred;
     snapshots += r.snapshots;
+    carried += r.carried;
     staged_restarts += r.staged_restarts;
     told_early += r.told_early;
     lost_after_told += r.lost_after_told;
     std::cout << "run seed=" << o.seed << " nodes=" << o.nodes << " seqnos=" << r.seqnos
               << " commits=" << r.commits << " conflicts=" << r.conflicts << " acked=" << r.acked
               << " view_changes=" << r.view_changes << " transferred=" << r.transferred
-              << " snapshots=" << r.snapshots << " staged_restarts=" << r.staged_restarts
-              << " told_early=" << r.told_early << " lost_after_told=" << r.lost_after_told
-              << " settled_ms=" << r.settled_after << (r.ok ? " ok" : " VIOLATION") << "\n";
+              << " snapshots=" << r.snapshots << " carried=" << r.carried
+              << " staged_restarts=" << r.staged_restarts << " told_early=" << r.told_early
+              << " lost_after_told=" << r.lost_after_told << " settled_ms=" << r.settled_after
+              << (r.ok ? " ok" : " VIOLATION") << "\n";
     if (!r.ok) {
       ++violations;
       std::cout << "seed " << o.seed << ": " << r.violation << "\nlast events:\n";
@@ -88,7 +96,7 @@ int main(int argc, char** argv) {
   std::cout << "summary: runs=" << runs << " violations=" << violations << " commits=" << commits
             << " conflicts=" << conflicts << " view_changes=" << view_changes
             << " transferred=" << transferred << " snapshots=" << snapshots
-            << " staged_restarts=" << staged_restarts << " told_early=" << told_early
-            << " lost_after_told=" << lost_after_told << "\n";
+            << " carried=" << carried << " staged_restarts=" << staged_restarts
+            << " told_early=" << told_early << " lost_after_told=" << lost_after_told << "\n";
   return violations ? 1 : 0;
 }
