@@ -93,8 +93,8 @@ snapshot_line() {  # node: its "installed" line
   [[ -n $line ]] || { echo "transfer-bench: n$1 did not catch up by snapshot:" >&2; tail -20 "$work/n$1.log" >&2; exit 1; }
   echo "$line"
 }
-mb_of() { sed -n 's/.*installed (\([0-9.]*\) MB in \([0-9.]*\) s).*/\1/p' <<<"$1"; }
-s_of() { sed -n 's/.*installed (\([0-9.]*\) MB in \([0-9.]*\) s).*/\2/p' <<<"$1"; }
+mb_of() { sed -n 's/.*installed (\([0-9.]*\) MB streamed in \([0-9.]*\) s[);].*/\1/p' <<<"$1"; }
+s_of() { sed -n 's/.*installed (\([0-9.]*\) MB streamed in \([0-9.]*\) s[);].*/\2/p' <<<"$1"; }
 echo "n4 joins (empty) the idle cluster ..." >&2
 t0=$(now)
 start 4 --peers "$(gcs 1)"
