@@ -105,6 +105,8 @@ bool Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
   const uint64_t mine = d_.sender_high[self_];
   while (!own_.empty() && own_.front().seq <= mine) own_.pop_front();
   if (operational_primary()) send_data(true);
+  // A learner says so at once: the voters send it their acks again (wants_acks).
+  if (view_.learner(self_)) send_heartbeat();
   try_deliver();
   end_of_step();
   return true;
@@ -280,7 +282,8 @@ void Member::end_of_step() {
     acked_sent_ = held_;
     Message m = make(view_.id);
     m.body = Ack{held_};
-    send_to_members(m);
+    for (const auto& n : view_.members)
+      if (wants_acks(n)) send(n, m);
     acks_[self_] = held_;
     try_deliver();
   }
@@ -468,6 +471,18 @@ void Member::send_data(bool everything_unordered) {
   } else {
     send(sequencer(), std::move(m));
   }
+}
+
+// A learner that still needs its transfer delivers nothing, and its own acknowledgements gate no
+// delivery: only the sequencer uses them (it keeps each entry until every member holds it). So
+// while it catches up it neither sends acks to the voters nor gets theirs, which on a machine it
+// shares with them is a fourth of the group's messages saved. Heartbeats carry acks all the same,
+// every interval; a learner that finished its transfer says so in a heartbeat at once, and the
+// voters' acks come again.
+bool Member::wants_acks(const NodeId& n) const {
+  if (view_.learner(n) && !synced_learners_.contains(n)) return false;
+  if (view_.learner(self_) && d_.needs_transfer) return n == sequencer();
+  return true;
 }
 
 const NodeId& Member::sequencer() const {

@@ -148,6 +148,8 @@ class Member {
   // The view's first voter orders: a learner's batches carry its transfer's writes, and every
   // Order it sent would wait behind them.
   const NodeId& sequencer() const;
+  // Whether member n has any use for this member's Acks now (a learner catching up has none).
+  bool wants_acks(const NodeId& n) const;
   bool is_sequencer() const { return !view_.members.empty() && sequencer() == self_; }
   bool flow_paused() const;
   uint64_t weight(const NodeId& n) const;
