@@ -392,3 +392,32 @@ TEST_CASE(
     CHECK(views.size() == 2);
   }
 }
+
+TEST_CASE("gcs: a learner catching up exchanges acks with the sequencer only") {
+  int to_sequencer = 0, to_voters = 0, to_learner = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    INFO("seed " << seed);
+    Cluster c(with_faults(seed, {}, 3));
+    c.boot(3);
+    REQUIRE(c.settle(10000).empty());
+    c.set_drop([&](const gcs::NodeId& from, const gcs::NodeId& to, const gcs::Message& m) {
+      if (!std::holds_alternative<gcs::Ack>(m.body) || (from != "z" && to != "z")) return false;
+      const gcs::Member& z = c.member("z");
+      if (!z.view().learner("z") || !z.durable().needs_transfer) return false;
+      if (from == "z") ++(to == "n1" ? to_sequencer : to_voters);
+      if (to == "z") ++to_learner;
+      return false;
+    });
+    c.join("z", {"n1"});
+    for (int i = 0; i < 200; ++i) {
+      c.broadcast("n2", 1);
+      c.run_for(5);
+    }
+    REQUIRE(c.settle(20000).empty());
+    CHECK(in_view(c, "z", {"n1", "n2", "n3", "z"}));
+    CHECK_FALSE(c.member("n1").view().learner("z"));
+  }
+  CHECK(to_sequencer > 0);  // the sequencer drops entries once the learner holds them
+  CHECK(to_voters == 0);
+  CHECK(to_learner == 0);
+}
