@@ -18,7 +18,15 @@ bool Group::primary() const {
 
 MemberReady Group::ready() {
   MemberReady out = member_->take_ready();
-  if (!held_) return out;
+  if (!held_) {
+    // Every earlier Ready is persisted and sent (REQUIRES): the early ones need not wait.
+    for (size_t i = 0; i < out.early; ++i) outbox_.send(out.send[i].first, out.send[i].second);
+    out.send.erase(out.send.begin(), out.send.begin() + static_cast<ptrdiff_t>(out.early));
+    out.early = 0;
+    return out;
+  }
+  // A batch held back is not on disk, and its messages have not left: nothing overtakes them.
+  out.early = 0;
   MemberReady merged = std::move(*held_);
   held_.reset();
   merge_ready(merged, std::move(out));

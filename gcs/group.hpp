@@ -32,7 +32,9 @@ class Group {
   BroadcastResult broadcast(std::string payload) { return member_->broadcast(std::move(payload)); }
 
   bool has_ready() const { return held_.has_value() || member_->has_ready(); }
-  // What to persist and apply now, after any batch held back by a failed persist.
+  // What to persist and apply now, after any batch held back by a failed persist. Sends the
+  // Ready's early messages (MemberReady::early) at once, unless a batch is held back.
+  // REQUIRES: every Ready taken before was handed to advance().
   MemberReady ready();
   // persisted: the batch is on disk, its messages go out now. Otherwise it is held and comes
   // back, merged with what follows, from the next ready().

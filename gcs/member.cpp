@@ -186,6 +186,7 @@ MemberReady Member::take_ready() {
     out.meta = d_;
     d_.log = std::move(log);
   }
+  if (meta_changed_) out.early = 0;
   meta_changed_ = false;
   return out;
 }
@@ -297,13 +298,15 @@ Message Member::make(const ViewKey& view) const {
   return m;
 }
 
-void Member::send(const NodeId& to, Message m) {
+void Member::send(const NodeId& to, Message m, bool early) {
   if (to == self_) return;
+  // Only a prefix goes early, so every link still gets this member's messages in order.
+  if (early && ready_.early == ready_.send.size()) ++ready_.early;
   ready_.send.emplace_back(to, std::move(m));
 }
 
-void Member::send_to_members(const Message& m) {
-  for (const auto& n : view_.members) send(n, m);
+void Member::send_to_members(const Message& m, bool early) {
+  for (const auto& n : view_.members) send(n, m, early);
 }
 
 // ---- normal case: data -> order -> persist + ack -> stable -> deliver ----
@@ -361,7 +364,8 @@ void Member::on_data(const Message& m, const Data& d) {
   if (order.items.empty()) return;
   Message out = make(view_.id);
   out.body = order;
-  send_to_members(out);
+  // Out while this member writes them: the others' disks work in parallel with its own.
+  send_to_members(out, true);
   on_order_items(order.items);
 }
 
@@ -469,7 +473,9 @@ void Member::send_data(bool everything_unordered) {
   if (is_sequencer()) {
     on_data(m, std::get<Data>(m.body));
   } else {
-    send(sequencer(), std::move(m));
+    // New data needs nothing on this member's disk. Resends follow a view change or a
+    // timeout: they keep their place behind what else this step sends.
+    send(sequencer(), std::move(m), !everything_unordered);
   }
 }
 

@@ -3,7 +3,9 @@
 // Inputs: receive(message), tick(now), broadcast(payload), transfer_done(...), leave().
 // Output: take_ready(), to be carried out in order: (1) persist (truncate the log, write the
 // durable meta, append entries), (2) send the messages, (3) hand the events (deliveries and view
-// changes) to the application. Nothing here reads a clock, a socket or a thread.
+// changes) to the application. Nothing here reads a clock, a socket or a thread. The one
+// exception to the order: the Ready's first `early` messages may leave before (1), as a Raft
+// leader's entries leave while it writes them (they promise nothing about this member's disk).
 #pragma once
 
 #include <deque>
@@ -49,6 +51,14 @@ struct MemberReady {
   std::optional<Durable> meta;
   std::vector<LogEntry> append;
   std::vector<std::pair<NodeId, Message>> send;
+  // The first `early` messages of send may leave as soon as the Ready is taken, before it is
+  // persisted, once every earlier Ready was (persisted and sent): a sender's new Data and the
+  // sequencer's Orders, while nothing before them in this Ready waits for the disk. They say
+  // nothing about what this member holds (its Ack does, and is never early): a position is
+  // stable only once every voter acknowledged it, so the sequencer's own copy counts only once
+  // on its disk. Zero when the Ready changes the durable state (a new incarnation, view or
+  // promise must be on disk before anything of it leaves).
+  size_t early = 0;
   std::vector<Event> events;
   bool empty() const {
     return !truncate_after && !meta && append.empty() && send.empty() && events.empty();
@@ -142,8 +152,10 @@ class Member {
 
   Message heartbeat() const;
   void send_heartbeat();
-  void send(const NodeId& to, Message m);
-  void send_to_members(const Message& m);
+  // early: may leave before this step's Ready is persisted (MemberReady::early), if everything
+  // queued before it in the Ready may too.
+  void send(const NodeId& to, Message m, bool early = false);
+  void send_to_members(const Message& m, bool early = false);
   Message make(const ViewKey& view) const;
   // The view's first voter orders: a learner's batches carry its transfer's writes, and every
   // Order it sent would wait behind them.

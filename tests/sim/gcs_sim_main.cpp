@@ -57,13 +57,14 @@ int main(int argc, char** argv) {
     trace.open(trace_file);
     base.trace = &trace;
   }
-  uint64_t delivered = 0, view_changes = 0, violations = 0;
+  uint64_t delivered = 0, view_changes = 0, violations = 0, crashes_before_persist = 0;
   for (int i = 0; i < runs; ++i) {
     SimOptions o = base;
     o.seed = seed + i;
     SimResult r = run_simulation(o);
     delivered += r.delivered;
     view_changes += r.view_changes;
+    crashes_before_persist += r.crashes_before_persist;
     std::cout << "run seed=" << o.seed << " nodes=" << o.nodes << " broadcasts=" << r.broadcasts
               << " delivered=" << r.delivered << " view_changes=" << r.view_changes
               << " settled_ms=" << r.settled_after << (r.ok ? " ok" : " VIOLATION") << "\n";
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "summary: runs=" << runs << " violations=" << violations
-            << " delivered=" << delivered << " view_changes=" << view_changes << "\n";
+            << " delivered=" << delivered << " view_changes=" << view_changes
+            << " crashes_before_persist=" << crashes_before_persist << "\n";
   return violations ? 1 : 0;
 }

@@ -73,10 +73,20 @@ void Cluster::crash_node(SimNode& n) {
   trace(n.id, "\"event\":\"crash\"", "crash");
 }
 
-// Carries out a Ready in order: persist, send, then the application takes the events.
+// Carries out a Ready in order: its early sends, persist, send, then the application takes the
+// events. A crash may fall between the early sends and the persist, as a real disk allows.
 void Cluster::process(SimNode& n) {
   while (n.member && n.member->has_ready()) {
     gcs::MemberReady r = n.member->take_ready();
+    for (size_t i = 0; i < r.early; ++i) send(n.id, r.send[i].first, std::move(r.send[i].second));
+    r.send.erase(r.send.begin(), r.send.begin() + static_cast<ptrdiff_t>(r.early));
+    if (r.early > 0 && o_.faults.count(Fault::crash) && chance(0.002)) {
+      trace(n.id, "\"event\":\"crash-before-persist\"", "crash after early sends");
+      ++result_.crashes_before_persist;
+      crash_node(n);
+      n.restart_at = now_ + rand(300, 4000);
+      return;
+    }
     if (r.truncate_after)
       std::erase_if(n.durable.log, [&](auto& e) { return e.first > *r.truncate_after; });
     for (auto& e : r.append) n.durable.log[e.seqno] = e;
@@ -205,6 +215,7 @@ void Cluster::do_transfer(SimNode& n) {
 }
 
 bool Cluster::broadcast_one(SimNode& n) {
+  if (!n.member) return false;  // crashed meanwhile (before a persist, say)
   auto r = n.member->broadcast(fmt::format("payload {} {}", n.id, result_.broadcasts));
   if (r.ok()) {
     const std::string id = msg_id(n.id, r.sender_seq);
@@ -469,6 +480,7 @@ void Cluster::pause(const NodeId& id, Time ms) {
 
 void Cluster::flow_pause(const NodeId& id, bool pause) {
   SimNode& n = nodes_.at(id);
+  if (!n.member) return;
   n.member->set_flow_pause(pause);
   process(n);
 }

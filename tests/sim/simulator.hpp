@@ -51,7 +51,8 @@ struct SimResult {
   uint64_t deliveries = 0;          // delivery events on all nodes
   uint64_t view_changes = 0;
   uint64_t broadcasts = 0;
-  gcs::Time settled_after = 0;  // virtual ms the liveness phase took
+  uint64_t crashes_before_persist = 0;  // after a Ready's early sends, before its persist
+  gcs::Time settled_after = 0;          // virtual ms the liveness phase took
 };
 
 SimResult run_simulation(const SimOptions& options);
