@@ -327,9 +327,12 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   } else {
     idle_peers_.erase(m.from);
   }
-  // A member that installed our view but still operates in an older one lost its Commit.
-  if (phase_ == Phase::operational && is_sequencer() && h.installed && h.promised == view_.id &&
-      m.view != view_.id) {
+  // A member that installed our view but still operates in an older one lost its Commit. The
+  // sequencer sends it again, and so does the coordinator that sent it first: the sequencer
+  // itself may be the one that lost it, and with a learner coordinating nobody else would
+  // propose a view to end the wait (gcs-sim seed 120486).
+  if (phase_ == Phase::operational && (is_sequencer() || view_.id.coordinator == self_) &&
+      h.installed && h.promised == view_.id && m.view != view_.id) {
     Message commit = make(view_.id);
     commit.body = Commit{};
     send(m.from, std::move(commit));
