@@ -82,7 +82,7 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
   if (batch.empty()) return certified;  // every change comes with meta
   TUTTI_INVARIANT(!batch.transfer || (transferred && transfer_certified),
                   "a transfer write with nowhere to report it");
-  store.write([&](storage::WriteTxn& txn) {
+  const auto fill = [&](storage::WriteTxn& txn) {
     certified.clear();  // the map may grow and this run again
     if (transfer_certified) transfer_certified->clear();
     if (ready.truncate_after) txn.log_truncate_from(*ready.truncate_after + 1);
@@ -124,7 +124,9 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
     if (batch.transfer)
       *transferred = write_transfer(txn, *batch.transfer, *transfer_certified, with_hashes);
     if (last_committed) *last_committed = txn.meta().last_committed;
-  });
+  };
+  store.write(
+      fill, batch.deliveries_only() ? storage::Store::Sync::data_only : storage::Store::Sync::full);
   return certified;
 }
 

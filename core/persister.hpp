@@ -34,6 +34,12 @@ struct PersistBatch {
   std::optional<std::string> directory;   // the member directory to remember, encoded
   std::optional<TransferWrite> transfer;  // a joiner's state transfer, written after the rest
   bool empty() const { return !ready.meta && !directory && !transfer; }
+  // Records deliveries and nothing else: the log holds them durably, so its commit need not wait
+  // for its meta page (storage::Store::Sync::data_only).
+  bool deliveries_only() const {
+    return ready.append.empty() && !ready.truncate_after && !ready.durable_changed && !directory &&
+           !transfer;
+  }
 };
 
 struct Certified {

@@ -48,6 +48,7 @@ void merge_ready(MemberReady& a, MemberReady b) {
     a.truncate_after = a.truncate_after ? std::min(*a.truncate_after, t) : t;
   }
   if (b.meta) a.meta = std::move(b.meta);  // the later state
+  a.durable_changed = a.durable_changed || b.durable_changed;
   for (auto& e : b.append) a.append.push_back(std::move(e));
   for (auto& s : b.send) a.send.push_back(std::move(s));
   for (auto& e : b.events) a.events.push_back(std::move(e));

@@ -186,6 +186,7 @@ MemberReady Member::take_ready() {
     out.meta = d_;
     d_.log = std::move(log);
   }
+  out.durable_changed = meta_changed_;
   if (meta_changed_) out.early = 0;
   meta_changed_ = false;
   return out;

@@ -59,6 +59,11 @@ struct MemberReady {
   // on its disk. Zero when the Ready changes the durable state (a new incarnation, view or
   // promise must be on disk before anything of it leaves).
   size_t early = 0;
+  // The durable state changed beyond what deliveries change (a view, a promise, an
+  // incarnation): meta must be on disk before any of send leaves. Without it and without log
+  // changes, the batch only records deliveries, which the log holds durably: a crash that undid
+  // the batch would see them delivered again, the same.
+  bool durable_changed = false;
   std::vector<Event> events;
   bool empty() const {
     return !truncate_after && !meta && append.empty() && send.empty() && events.empty();

@@ -472,7 +472,10 @@ std::unique_ptr<ReadTxn> Store::read() const {
   return r;
 }
 
-void Store::write(const std::function<void(WriteTxn&)>& fn) {
+void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
+  // LMDB 0.9 takes MDB_NOMETASYNC from the environment only (not per transaction); this thread
+  // is the one writer, so it sets it around its own commit. Memory durability has it always.
+  const bool meta_async = sync == Sync::data_only && options_.durability == Durability::fsync;
   for (;;) {
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");
@@ -499,7 +502,9 @@ void Store::write(const std::function<void(WriteTxn&)>& fn) {
         mdb_txn_abort(txn);
         throw;
       }
+      if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 1), "set meta async");
       rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+      if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 0), "set meta sync");
     }
     if (rc == MDB_SUCCESS) {
       if (installed) {  // a staged snapshot is live from now on: later reads see it

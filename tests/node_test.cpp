@@ -363,6 +363,30 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("a batch that only records deliveries commits without waiting for its meta page") {
+  struct Row {
+    const char* what;
+    void (*change)(PersistBatch&);
+    bool deliveries_only;
+  };
+  const Row rows[] = {
+      {"deliveries of what earlier batches logged", [](PersistBatch&) {}, true},
+      {"log entries appended", [](PersistBatch& b) { b.ready.append.push_back({}); }, false},
+      {"the log truncated", [](PersistBatch& b) { b.ready.truncate_after = 3; }, false},
+      {"a view, promise or incarnation changed",
+       [](PersistBatch& b) { b.ready.durable_changed = true; }, false},
+      {"the member directory", [](PersistBatch& b) { b.directory = "peers"; }, false},
+      {"a transfer's write", [](PersistBatch& b) { b.transfer = TransferWrite{}; }, false},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    PersistBatch batch{delivering({gcs::Delivery{7, "me", "payload", 1, false}}, 0), std::nullopt,
+                       std::nullopt};
+    row.change(batch);
+    CHECK(batch.deliveries_only() == row.deliveries_only);
+  }
+}
+
 TEST_CASE("write_batch tells this node's outcomes that may be told, once, before it commits") {
   TempDir dir;
   storage::Options o;
