@@ -1,0 +1,363 @@
+// tutti-chaos: see chaos.hpp. Prints the seed, every fault as it is injected, the operations'
+// outcomes, the faults by kind and each check's verdict. Exit 0: every check passed; 1: a check
+// failed (the node logs and the history are kept, the folder is printed); 2: the harness could
+// not run; 77: this machine cannot run it (not root, no network namespaces), said on stdout.
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "chaos/chaos.hpp"
+#include "core/client.hpp"
+
+using namespace tutti;
+using namespace tutti::chaos;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+struct Options {
+  int nodes = 3;
+  double seconds = 60;
+  uint64_t seed = 0;
+  std::vector<std::string> faults;
+  bool lose_one_ack = false;
+};
+
+const std::vector<std::string> kFaults = {"kill",    "kill-all", "freeze",
+                                          "isolate", "split",    "bridge"};
+
+// Sleeps until `until` or an interrupt; false when interrupted.
+bool sleep_until(Clock::time_point until) {
+  while (Clock::now() < until) {
+    if (g_interrupted) return false;
+    std::this_thread::sleep_for(std::min<Clock::duration>(50ms, until - Clock::now()));
+  }
+  return !g_interrupted;
+}
+
+class Nemesis {
+ public:
+  Nemesis(Nodes& nodes, Topology& net, const Options& o)
+      : nodes_(nodes), net_(net), o_(o), rng_(o.seed), start_(Clock::now()) {}
+
+  // Injects faults until `end`, each undone before the next; every draw comes from the seed, so
+  // the same seed gives the same schedule.
+  void run(Clock::time_point end) {
+    while (Clock::now() < end && !g_interrupted) {
+      if (!sleep_until(Clock::now() + ms(1000, 3000))) return;
+      const std::string kind = o_.faults[rng_() % o_.faults.size()];
+      inject(kind);
+      ++by_kind[kind];
+    }
+  }
+  std::map<std::string, int> by_kind;
+
+ private:
+  std::chrono::milliseconds ms(int lo, int hi) {
+    return std::chrono::milliseconds(lo + static_cast<int>(rng_() % (hi - lo + 1)));
+  }
+  int node() { return 1 + static_cast<int>(rng_() % o_.nodes); }
+  void say(const std::string& what) {
+    const double t = std::chrono::duration<double>(Clock::now() - start_).count();
+    std::cout << fmt::format("[{:7.2f}s] {}", t, what) << std::endl;
+  }
+  void inject(const std::string& kind);
+  void partition(const std::string& kind);
+
+  Nodes& nodes_;
+  Topology& net_;
+  const Options& o_;
+  std::mt19937_64 rng_;
+  Clock::time_point start_;
+};
+
+void Nemesis::inject(const std::string& kind) {
+  if (kind == "kill") {
+    const int n = node();
+    const auto down = ms(500, 4000);
+    say(fmt::format("kill -9 n{}, back in {} ms", n, down.count()));
+    nodes_.kill9(n);
+    sleep_until(Clock::now() + down);
+    nodes_.restart(n);
+  } else if (kind == "kill-all") {
+    const auto down = ms(500, 3000);
+    say(fmt::format("kill -9 of every node within a second, back in {} ms", down.count()));
+    for (int n = 1; n <= o_.nodes; ++n) {
+      nodes_.kill9(n);
+      std::this_thread::sleep_for(ms(0, 300));
+    }
+    sleep_until(Clock::now() + down);
+    for (int n = 1; n <= o_.nodes; ++n) nodes_.restart(n);
+  } else if (kind == "freeze") {
+    const int n = node();
+    const auto frozen = ms(1500, 4000);  // past the failure timeout (1 s)
+    say(fmt::format("SIGSTOP n{} for {} ms", n, frozen.count()));
+    nodes_.stop(n);
+    sleep_until(Clock::now() + frozen);
+    nodes_.cont(n);
+  } else {
+    partition(kind);
+  }
+}
+
+void Nemesis::partition(const std::string& kind) {
+  std::vector<int> order;
+  for (int n = 1; n <= o_.nodes; ++n) order.push_back(n);
+  std::shuffle(order.begin(), order.end(), rng_);
+  std::vector<std::vector<int>> sides;
+  std::string text;
+  if (kind == "isolate" || o_.nodes < 3) {
+    sides = {{order[0]}, {order.begin() + 1, order.end()}};
+    text = fmt::format("n{} cut off from the others", order[0]);
+  } else if (kind == "split") {
+    const size_t minority = (order.size() - 1) / 2;
+    sides = {{order.begin(), order.begin() + minority}, {order.begin() + minority, order.end()}};
+    text = fmt::format("split into {} and {} nodes", minority, order.size() - minority);
+  } else {  // bridge: order[0] sees both sides, which do not see each other
+    const size_t half = 1 + (order.size() - 1) / 2;
+    sides = {{order.begin() + 1, order.begin() + half}, {order.begin() + half, order.end()}};
+    text = fmt::format("n{} bridges two sides that cannot see each other", order[0]);
+  }
+  const auto length = ms(2000, 6000);
+  say(fmt::format("partition: {}, healed in {} ms", text, length.count()));
+  net_.partition(sides);
+  sleep_until(Clock::now() + length);
+  net_.heal();
+}
+
+}  // namespace
+
+namespace {
+
+struct Verdict {
+  std::string name;
+  bool ok = false;
+  std::string detail;
+};
+
+// Heals everything and waits for one primary view of every node, all SYNCED, with the same last
+// committed seqno and content hash (the workloads have stopped, so they must come to agree).
+Verdict converge(Nodes& nodes, Topology& net, int count) {
+  net.heal();
+  for (int n = 1; n <= count; ++n) nodes.cont(n);
+  for (int n = 1; n <= count; ++n) nodes.restart(n);
+  std::string last;
+  const auto deadline = Clock::now() + 120s;
+  while (Clock::now() < deadline && !g_interrupted) {
+    std::vector<core::StatusReply> st;
+    for (int n = 1; n <= count; ++n)
+      if (auto s = nodes.status(n)) st.push_back(*s);
+    bool same = st.size() == static_cast<size_t>(count);
+    last.clear();
+    for (const auto& s : st) {
+      last += fmt::format(" {}:{}/{}/size {}/seqno {}/hash {}", s.name, s.state,
+                          s.primary ? "primary" : "non-primary", s.cluster_size, s.last_committed,
+                          s.content_hash.substr(0, 8));
+      same = same && s.primary && s.state == "SYNCED" &&
+             s.cluster_size == static_cast<uint32_t>(count) &&
+             s.last_committed == st[0].last_committed && s.content_hash == st[0].content_hash;
+    }
+    if (same)
+      return {"converged: one primary view of all nodes, same seqno and content hash", true,
+              fmt::format("seqno {}, hash {}", st[0].last_committed, st[0].content_hash)};
+    std::this_thread::sleep_for(250ms);
+  }
+  return {"converged: one primary view of all nodes, same seqno and content hash", false,
+          "not within 120 s:" + last};
+}
+
+std::optional<core::ScanReply> scan_local(const Nodes& nodes, int n, const std::string& prefix) {
+  try {
+    core::Client c(10s);
+    c.connect(core::parse_host_port(nodes.client_addr(n)));
+    auto r = c.call(core::Request{0, core::ScanRequest{prefix, 0, core::Consistency::local}});
+    if (auto* s = std::get_if<core::ScanReply>(&r.body)) return *s;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// Every acknowledged insert is on every node; nothing is there that no client wrote.
+Verdict check_inserts(const Nodes& nodes, int count, History& h) {
+  Verdict v{"acknowledged inserts: on every node, and nothing no client wrote", true, ""};
+  const size_t before = h.violations.size();
+  for (int n = 1; n <= count; ++n) {
+    auto scan = scan_local(nodes, n, "ins/");
+    if (!scan || scan->truncated) {
+      v.ok = false;
+      v.detail += fmt::format(" n{}: could not read every insert;", n);
+      continue;
+    }
+    std::set<std::string> present;
+    for (const auto& kv : scan->entries) {
+      present.insert(kv.key);
+      if (h.refused.count(kv.key))
+        h.violation(fmt::format("inserts: n{} holds {}, whose commit was refused", n, kv.key));
+      else if (!h.acked.count(kv.key) && !h.unknown.count(kv.key))
+        h.violation(fmt::format("inserts: n{} holds {}, which no client wrote", n, kv.key));
+    }
+    size_t lost = 0;
+    for (const auto& k : h.acked)
+      if (!present.count(k) && lost++ < 5)
+        h.violation(fmt::format("inserts: n{} lacks acknowledged {}", n, k));
+    if (lost) v.ok = false;
+    v.detail += fmt::format(" n{}: {} present, {} acknowledged missing;", n, present.size(), lost);
+  }
+  v.ok = v.ok && h.violations.size() == before;
+  return v;
+}
+
+Verdict check_bank(const Nodes& nodes, int count, const WorkloadConfig& cfg, History& h) {
+  const size_t before = h.violations.size();
+  for (int n = 1; n <= count; ++n) {
+    if (auto scan = scan_local(nodes, n, "acct/")) {
+      check_accounts(*scan, cfg, fmt::format("n{} at the end", n), h);
+    } else {
+      h.violation(fmt::format("bank: n{} could not be read at the end", n));
+    }
+  }
+  return {"bank: every snapshot read sums to the constant, no balance negative",
+          h.violations.size() == before, ""};
+}
+
+void keep_history(const std::filesystem::path& dir, const History& h, uint64_t seed) {
+  std::ofstream out(dir / "history.txt");
+  out << "seed " << seed << "\n";
+  for (const auto& v : h.violations) out << "violation: " << v << "\n";
+  for (const auto& k : h.acked) out << "acked " << k << "\n";
+  for (const auto& k : h.unknown) out << "unknown " << k << "\n";
+  for (const auto& k : h.refused) out << "refused " << k << "\n";
+}
+
+int report(const Options& o, const std::map<std::string, int>& faults, const History& h,
+           const std::vector<Verdict>& verdicts, const std::filesystem::path& dir) {
+  auto line = [](const char* what, const Counts& c) {
+    std::cout << fmt::format("{:<10} ok {}, failed {}, unknown {}{}", what, c.ok, c.failed,
+                             c.unknown,
+                             c.conflicts ? fmt::format(", conflicts {}", c.conflicts) : "")
+              << "\n";
+  };
+  line("inserts", h.inserts);
+  line("transfers", h.transfers);
+  line("reads", h.reads);
+  std::string by_kind;
+  for (const auto& [k, n] : faults) by_kind += fmt::format(" {} {},", k, n);
+  std::cout << "faults:" << (by_kind.empty() ? " none" : by_kind) << "\n";
+  bool ok = true;
+  for (const auto& v : verdicts) {
+    std::cout << (v.ok ? "PASS " : "FAIL ") << v.name << (v.detail.empty() ? "" : ":") << v.detail
+              << "\n";
+    ok = ok && v.ok;
+  }
+  for (const auto& v : h.violations) std::cout << "  " << v << "\n";
+  // Progress is part of the verdict: a run that committed nothing checked nothing.
+  if (h.inserts.ok == 0 || h.transfers.ok == 0) {
+    std::cout << "FAIL the workloads committed nothing\n";
+    ok = false;
+  }
+  if (ok) {
+    std::filesystem::remove_all(dir);
+    std::cout << "chaos: all checks passed (seed " << o.seed << ")" << std::endl;
+    return 0;
+  }
+  if (o.lose_one_ack) {  // the failure asked for: nothing worth keeping
+    std::filesystem::remove_all(dir);
+    std::cout << "chaos: FAILED with seed " << o.seed << ", as --lose-one-ack asked" << std::endl;
+    return 1;
+  }
+  keep_history(dir, h, o.seed);
+  std::cout << "chaos: FAILED with seed " << o.seed << "; node logs and history kept in "
+            << dir.string() << std::endl;
+  return 1;
+}
+
+int run(const Options& o) {
+  char tmpl[] = "/tmp/tutti-chaos.XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("chaos: cannot make a temp dir");
+  const std::filesystem::path dir = tmpl;
+  const auto run_id = static_cast<uint32_t>(::getpid() ^ (o.seed << 8));
+  Topology net(o.nodes, run_id);
+  if (!net.has_netem())
+    std::cout << "netem: not offered by this kernel; delay and loss faults are skipped"
+              << std::endl;
+  Nodes nodes(net, dir, TUTTID_BIN);
+  nodes.start_all();
+  WorkloadConfig cfg;
+  cfg.nodes = o.nodes;
+  cfg.run = fmt::format("chaos-{}-{}", o.seed, ::getpid());
+  create_accounts(nodes, cfg);
+  History h;
+  std::atomic<bool> stop{false};
+  std::thread load([&] { run_workloads(nodes, cfg, h, stop); });
+  Nemesis nemesis(nodes, net, o);
+  nemesis.run(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000)));
+  stop = true;
+  load.join();
+  if (g_interrupted) {
+    std::cout << "chaos: interrupted; everything it started is stopped and removed" << std::endl;
+    std::filesystem::remove_all(dir);
+    return 2;
+  }
+  std::vector<Verdict> verdicts;
+  verdicts.push_back(converge(nodes, net, o.nodes));
+  // The workloads' threads have ended: the history is this thread's alone from here on.
+  if (o.lose_one_ack) {
+    h.acked.insert("ins/lost/0");
+    std::cout << "chaos: --lose-one-ack: the history says ins/lost/0 was acknowledged" << std::endl;
+  }
+  verdicts.push_back(check_inserts(nodes, o.nodes, h));
+  verdicts.push_back(check_bank(nodes, o.nodes, cfg, h));
+  return report(o, nemesis.by_kind, h, verdicts, dir);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "tutti-chaos: real tuttid processes in network namespaces, under inserts and bank "
+      "transfers, while a seeded nemesis kills, freezes and partitions them; then checks that "
+      "nothing acknowledged was lost and every node agrees. Needs root (ip netns). Exit 0 pass, "
+      "1 a check failed, 2 could not run, 77 skipped on this machine."};
+  double minutes = 0;
+  app.add_option("--seconds", o.seconds, "how long the nemesis runs (default 60)")
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--minutes", minutes, "the same in minutes, for soaks")
+      ->check(CLI::Range(0.05, 1440.0));
+  app.add_option("--nodes", o.nodes, "nodes (3-7)")->check(CLI::Range(3, 7));
+  app.add_option("--seed", o.seed, "the schedule's seed (default: from the clock; printed)");
+  app.add_option("--faults", o.faults, "comma-separated: kill,kill-all,freeze,isolate,split,bridge")
+      ->delimiter(',')
+      ->check(CLI::IsMember(kFaults));
+  app.add_flag("--lose-one-ack", o.lose_one_ack,
+               "check the checker: add to the history an acknowledged insert that no node has; "
+               "the run must then fail");
+  CLI11_PARSE(app, argc, argv);
+  if (minutes > 0) o.seconds = minutes * 60;
+  if (o.faults.empty()) o.faults = kFaults;
+  if (o.seed == 0)
+    o.seed = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) % 1000000000 + 1;
+  std::cout << "chaos: seed " << o.seed << ", " << o.nodes << " nodes, " << o.seconds
+            << " s of faults" << std::endl;
+  if (const std::string why = netns_unavailable(); !why.empty()) {
+    std::cout << "TUTTI-TEST-SKIPPED: chaos needs network namespaces: " << why << std::endl;
+    return 77;
+  }
+  std::signal(SIGINT, [](int) { g_interrupted = true; });
+  std::signal(SIGTERM, [](int) { g_interrupted = true; });
+  try {
+    const int rc = run(o);
+    return g_interrupted ? 2 : rc;
+  } catch (const std::exception& e) {
+    std::cout << "chaos: could not run: " << e.what() << std::endl;
+    return 2;
+  }
+}

@@ -1,0 +1,122 @@
+#include "chaos/netns.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <filesystem>
+#include <stdexcept>
+
+#include "process.hpp"
+
+namespace tutti::chaos {
+
+// posix_spawn does not search PATH, and root's PATH may lack sbin.
+const std::string& ip_bin() {
+  static const std::string path = [] {
+    for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+      if (::access(p, X_OK) == 0) return std::string(p);
+    return std::string();
+  }();
+  return path;
+}
+
+namespace {
+
+test::CliResult ip_run(std::vector<std::string> args) {
+  args.insert(args.begin(), ip_bin());
+  return test::run(args);
+}
+
+void ip_must(std::vector<std::string> args) {
+  auto r = ip_run(args);
+  if (r.code != 0) {
+    std::string cmd = "ip";
+    for (const auto& a : args) cmd += " " + a;
+    throw std::runtime_error(fmt::format("chaos: `{}` failed: {}", cmd, r.err));
+  }
+}
+
+}  // namespace
+
+std::string netns_unavailable() {
+  if (::geteuid() != 0) return "not root: network namespaces need it";
+  if (ip_bin().empty()) return "no `ip` command (iproute2)";
+  const std::string probe = fmt::format("tcprobe{}", ::getpid() % 100000);
+  if (ip_run({"netns", "add", probe}).code != 0) return "`ip netns add` fails here";
+  ip_run({"netns", "del", probe});
+  return {};
+}
+
+// Names carry the run id so that two runs on one machine never touch each other's links.
+Topology::Topology(int nodes, uint32_t run)
+    : nodes_(nodes),
+      prefix_(fmt::format("tc{:04x}", run & 0xffff)),
+      subnet_(fmt::format("10.250.{}.", run % 250)) {
+  try {
+    ip_must({"link", "add", prefix_ + "br", "type", "bridge"});
+    bridge_made_ = true;
+    ip_must({"addr", "add", subnet_ + "254/24", "dev", prefix_ + "br"});
+    ip_must({"link", "set", prefix_ + "br", "up"});
+    for (int i = 1; i <= nodes; ++i) {
+      ip_must({"netns", "add", ns(i)});
+      namespaces_made_.push_back(ns(i));
+      const std::string host_end = prefix_ + "v" + std::to_string(i);
+      ip_must({"link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns(i)});
+      ip_must({"link", "set", host_end, "master", prefix_ + "br"});
+      ip_must({"link", "set", host_end, "up"});
+      ip_must({"netns", "exec", ns(i), ip_bin(), "link", "set", "lo", "up"});
+      ip_must({"netns", "exec", ns(i), ip_bin(), "addr", "add", ip(i) + "/24", "dev", "eth0"});
+      ip_must({"netns", "exec", ns(i), ip_bin(), "link", "set", "eth0", "up"});
+    }
+    // netem is a module a kernel may lack: probe it on one node's loopback, then take it off.
+    auto probe = test::run(
+        {ip_bin(), "netns", "exec", ns(1), "tc", "qdisc", "add", "dev", "lo", "root", "netem"});
+    netem_ = probe.code == 0;
+    if (netem_)
+      test::run({ip_bin(), "netns", "exec", ns(1), "tc", "qdisc", "del", "dev", "lo", "root"});
+  } catch (...) {
+    teardown();
+    throw;
+  }
+}
+
+Topology::~Topology() {
+  teardown();
+}
+
+// A namespace's veth end goes with it; the host end with the namespace too.
+void Topology::teardown() {
+  for (const auto& n : namespaces_made_) ip_run({"netns", "del", n});
+  namespaces_made_.clear();
+  if (bridge_made_) ip_run({"link", "del", prefix_ + "br"});
+  bridge_made_ = false;
+}
+
+std::string Topology::ns(int node) const {
+  return prefix_ + "n" + std::to_string(node);
+}
+std::string Topology::ip(int node) const {
+  return subnet_ + std::to_string(node);
+}
+
+void Topology::cut(int a, int b) {
+  if (!cut_.insert({a, b}).second) return;
+  ip_must({"netns", "exec", ns(a), ip_bin(), "route", "add", "blackhole", ip(b) + "/32"});
+}
+
+void Topology::partition(const std::vector<std::vector<int>>& sides) {
+  heal();
+  for (size_t s = 0; s < sides.size(); ++s)
+    for (size_t t = 0; t < sides.size(); ++t)
+      if (s != t)
+        for (int a : sides[s])
+          for (int b : sides[t]) cut(a, b);
+}
+
+void Topology::heal() {
+  for (const auto& [a, b] : cut_)
+    ip_run({"netns", "exec", ns(a), ip_bin(), "route", "del", "blackhole", ip(b) + "/32"});
+  cut_.clear();
+}
+
+}  // namespace tutti::chaos
