@@ -474,7 +474,8 @@ std::unique_ptr<ReadTxn> Store::read() const {
 
 void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
   // LMDB 0.9 takes MDB_NOMETASYNC from the environment only (not per transaction); this thread
-  // is the one writer, so it sets it around its own commit. Memory durability has it always.
+  // is the one writer, so it sets it around its own commit. Readers meanwhile look only at other
+  // flags of the same word. Memory durability has it always.
   const bool meta_async = sync == Sync::data_only && options_.durability == Durability::fsync;
   for (;;) {
     MDB_txn* txn = nullptr;
@@ -502,7 +503,10 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
         mdb_txn_abort(txn);
         throw;
       }
-      if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 1), "set meta async");
+      if (meta_async && (rc = mdb_env_set_flags(env_, MDB_NOMETASYNC, 1)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        fail(rc, "set meta async");
+      }
       rc = mdb_txn_commit(txn);  // frees txn whatever it returns
       if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 0), "set meta sync");
     }

@@ -50,6 +50,21 @@ TEST_CASE("put - get - delete and versions") {
   CHECK(r2->get("b")->value.empty());
 }
 
+TEST_CASE("a write that waits for its data but not its meta page commits like any other") {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    store->write([](WriteTxn& t) { t.put("a", 1, "one"); }, Store::Sync::data_only);
+    CHECK(store->read()->get("a")->value == "one");
+    // The environment is back to full commits: the next one, and a reopen, see both.
+    store->write([](WriteTxn& t) { t.put("b", 2, "two"); });
+  }
+  auto store = open_store(dir.path());
+  auto r = store->read();
+  CHECK(r->get("a")->value == "one");
+  CHECK(r->get("b")->value == "two");
+}
+
 TEST_CASE("keys the store cannot hold are refused before anything changes - and read as absent") {
   TempDir dir;
   auto store = open_store(dir.path());
