@@ -19,8 +19,8 @@ void History::violation(std::string what) {
 
 // ---- nodes ----
 
-Nodes::Nodes(Topology& net, std::filesystem::path dir, std::string tuttid)
-    : net_(net), dir_(std::move(dir)), tuttid_(std::move(tuttid)) {}
+Nodes::Nodes(Topology& net, std::filesystem::path dir, std::string tuttid, int initial)
+    : net_(net), dir_(std::move(dir)), tuttid_(std::move(tuttid)), active_(initial) {}
 
 std::string Nodes::client_addr(int node) const {
   return fmt::format("{}:{}", net_.ip(node), kClientPort);
@@ -61,18 +61,37 @@ void Nodes::spawn(int node, bool bootstrap) {
 
 void Nodes::start_all() {
   spawn(1, true);
-  for (int i = 2; i <= net_.nodes(); ++i) spawn(i, false);
+  for (int i = 2; i <= active_; ++i) spawn(i, false);
   for (int t = 0; t < 300; ++t) {
     bool all = true;
-    for (int i = 1; i <= net_.nodes() && all; ++i) {
+    for (int i = 1; i <= active_ && all; ++i) {
       auto s = status(i);
-      all = s && s->primary && s->cluster_size == static_cast<uint32_t>(net_.nodes()) &&
+      all = s && s->primary && s->cluster_size == static_cast<uint32_t>(active_.load()) &&
             s->state == "SYNCED";
     }
     if (all) return;
     std::this_thread::sleep_for(100ms);
   }
   throw std::runtime_error("chaos: the nodes did not form one primary view within 30 s");
+}
+
+int Nodes::join() {
+  const int node = active_ + 1;
+  if (node > net_.nodes()) return 0;
+  spawn(node, false);
+  active_ = node;
+  return node;
+}
+
+bool Nodes::leave(int node) {
+  Proc& p = procs_.at(node);
+  if (!p.running_flag) return true;
+  cont(node);
+  p.process.signal(SIGTERM);
+  const bool exited = p.process.wait(20s) >= 0;
+  if (!exited) p.process.kill9();
+  p.running_flag = false;
+  return exited;
 }
 
 void Nodes::kill9(int node) {
@@ -120,10 +139,10 @@ namespace {
 // A client that talks to one node at a time and moves to another when asked to.
 class Conn {
  public:
-  Conn(const Nodes& nodes, int count, uint64_t seed) : nodes_(nodes), count_(count), rng_(seed) {}
+  Conn(const Nodes& nodes, uint64_t seed) : nodes_(nodes), rng_(seed) {}
   void move() {
     client_.reset();
-    node_ = 1 + static_cast<int>(rng_() % count_);
+    node_ = 1 + static_cast<int>(rng_() % nodes_.active());
   }
   core::Response call(core::Request req) {
     if (!client_) {
@@ -141,7 +160,6 @@ class Conn {
 
  private:
   const Nodes& nodes_;
-  int count_;
   int node_ = 1;
   std::mt19937_64 rng_;
   std::unique_ptr<core::Client> client_;
@@ -185,7 +203,7 @@ void count(Counts& c, Outcome o) {
 
 void insert_worker(const Nodes& nodes, const WorkloadConfig& cfg, int w, History& h,
                    const std::atomic<bool>& stop) {
-  Conn conn(nodes, cfg.nodes, 1000 + w);
+  Conn conn(nodes, 1000 + w);
   conn.move();
   for (uint64_t n = 0; !stop; ++n) {
     const std::string key = fmt::format("ins/{}/{}", w, n);
@@ -277,7 +295,7 @@ void read_accounts(Conn& conn, const WorkloadConfig& cfg, bool local, History& h
 
 void bank_worker(const Nodes& nodes, const WorkloadConfig& cfg, int w, History& h,
                  const std::atomic<bool>& stop) {
-  Conn conn(nodes, cfg.nodes, 2000 + w);
+  Conn conn(nodes, 2000 + w);
   conn.move();
   for (uint64_t n = 0; !stop; ++n) {
     transfer_once(conn, cfg, fmt::format("{}-bank-{}-{}", cfg.run, w, n), h, stop);
@@ -291,7 +309,7 @@ void create_accounts(const Nodes& nodes, const WorkloadConfig& cfg) {
   core::CommitRequest req{cfg.run + "-accounts", {}, {}};
   for (int a = 0; a < cfg.accounts; ++a)
     req.writes.push_back({fmt::format("acct/{}", a), std::to_string(cfg.initial_balance)});
-  Conn conn(nodes, cfg.nodes, 1);
+  Conn conn(nodes, 1);
   bool conflict = false;
   const std::atomic<bool> go{false};
   if (commit(conn, req, &conflict, go) != Outcome::ok)

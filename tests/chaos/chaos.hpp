@@ -26,10 +26,20 @@ constexpr uint16_t kGcsPort = 7200;
 // The cluster's tuttid processes, numbered 1..N, each in its namespace.
 class Nodes {
  public:
-  Nodes(Topology& net, std::filesystem::path dir, std::string tuttid);
-  // Starts every node: n1 bootstraps, the others join through it; waits for one primary of all.
+  // The network may hold more nodes than start: the spares join later (join()).
+  Nodes(Topology& net, std::filesystem::path dir, std::string tuttid, int initial);
+  // Starts the initial nodes: n1 bootstraps, the others join through it; waits for one primary
+  // of all of them.
   void start_all();
+  // Starts the next spare, empty: it joins the running cluster by state transfer. Returns its
+  // number, or 0 when there is no spare left.
+  int join();
+  // Nodes started so far: 1..active().
+  int active() const { return active_; }
   void kill9(int node);
+  // SIGTERM: the node leaves the group gracefully and exits; false when it did not exit within
+  // 20 s (it is then killed).
+  bool leave(int node);
   void stop(int node);  // SIGSTOP: frozen, its sockets open
   void cont(int node);
   // Starts a node again with the command line it had, less --bootstrap: it rejoins by itself.
@@ -51,6 +61,7 @@ class Nodes {
   std::filesystem::path dir_;
   std::string tuttid_;
   std::map<int, Proc> procs_;
+  std::atomic<int> active_;
 };
 
 // A commit as its client saw it: acknowledged, refused before it was replicated, or never told.
@@ -72,7 +83,6 @@ struct History {
 };
 
 struct WorkloadConfig {
-  int nodes = 3;
   int insert_workers = 2;
   int bank_workers = 2;
   int accounts = 8;

@@ -3,6 +3,7 @@
 // failed (the node logs and the history are kept, the folder is printed); 2: the harness could
 // not run; 77: this machine cannot run it (not root, no network namespaces), said on stdout.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
@@ -31,8 +32,8 @@ struct Options {
   bool lose_one_ack = false;
 };
 
-const std::vector<std::string> kFaults = {"kill",    "kill-all", "freeze",
-                                          "isolate", "split",    "bridge"};
+const std::vector<std::string> kFaults = {"kill",  "kill-all", "freeze", "isolate",
+                                          "split", "bridge",   "leave",  "join"};
 
 // Sleeps until `until` or an interrupt; false when interrupted.
 bool sleep_until(Clock::time_point until) {
@@ -53,18 +54,23 @@ class Nemesis {
   void run(Clock::time_point end) {
     while (Clock::now() < end && !g_interrupted) {
       if (!sleep_until(Clock::now() + ms(1000, 3000))) return;
-      const std::string kind = o_.faults[rng_() % o_.faults.size()];
+      std::string kind = o_.faults[rng_() % o_.faults.size()];
+      // One spare node joins once; after that the draw goes on among the other faults.
+      for (int i = 0; kind == "join" && nodes_.active() == net_.nodes() && i < 100; ++i)
+        kind = o_.faults[rng_() % o_.faults.size()];
+      if (kind == "join" && nodes_.active() == net_.nodes()) continue;  // join alone was asked
       inject(kind);
       ++by_kind[kind];
     }
   }
   std::map<std::string, int> by_kind;
+  std::vector<std::string> problems;  // what the nodes did wrong under a fault
 
  private:
   std::chrono::milliseconds ms(int lo, int hi) {
     return std::chrono::milliseconds(lo + static_cast<int>(rng_() % (hi - lo + 1)));
   }
-  int node() { return 1 + static_cast<int>(rng_() % o_.nodes); }
+  int node() { return 1 + static_cast<int>(rng_() % nodes_.active()); }
   void say(const std::string& what) {
     const double t = std::chrono::duration<double>(Clock::now() - start_).count();
     std::cout << fmt::format("[{:7.2f}s] {}", t, what) << std::endl;
@@ -90,12 +96,23 @@ void Nemesis::inject(const std::string& kind) {
   } else if (kind == "kill-all") {
     const auto down = ms(500, 3000);
     say(fmt::format("kill -9 of every node within a second, back in {} ms", down.count()));
-    for (int n = 1; n <= o_.nodes; ++n) {
+    for (int n = 1; n <= nodes_.active(); ++n) {
       nodes_.kill9(n);
       std::this_thread::sleep_for(ms(0, 300));
     }
     sleep_until(Clock::now() + down);
-    for (int n = 1; n <= o_.nodes; ++n) nodes_.restart(n);
+    for (int n = 1; n <= nodes_.active(); ++n) nodes_.restart(n);
+  } else if (kind == "leave") {
+    const int n = node();
+    const auto away = ms(500, 4000);
+    say(fmt::format("n{} leaves (SIGTERM), back in {} ms", n, away.count()));
+    if (!nodes_.leave(n))
+      problems.push_back(fmt::format("n{} did not exit within 20 s of SIGTERM", n));
+    sleep_until(Clock::now() + away);
+    nodes_.restart(n);
+  } else if (kind == "join") {
+    say(fmt::format("n{} joins, empty, while the load goes on", nodes_.active() + 1));
+    nodes_.join();
   } else if (kind == "freeze") {
     const int n = node();
     const auto frozen = ms(1500, 4000);  // past the failure timeout (1 s)
@@ -110,11 +127,11 @@ void Nemesis::inject(const std::string& kind) {
 
 void Nemesis::partition(const std::string& kind) {
   std::vector<int> order;
-  for (int n = 1; n <= o_.nodes; ++n) order.push_back(n);
+  for (int n = 1; n <= nodes_.active(); ++n) order.push_back(n);
   std::shuffle(order.begin(), order.end(), rng_);
   std::vector<std::vector<int>> sides;
   std::string text;
-  if (kind == "isolate" || o_.nodes < 3) {
+  if (kind == "isolate") {
     sides = {{order[0]}, {order.begin() + 1, order.end()}};
     text = fmt::format("n{} cut off from the others", order[0]);
   } else if (kind == "split") {
@@ -284,14 +301,14 @@ int run(const Options& o) {
   if (!::mkdtemp(tmpl)) throw std::runtime_error("chaos: cannot make a temp dir");
   const std::filesystem::path dir = tmpl;
   const auto run_id = static_cast<uint32_t>(::getpid() ^ (o.seed << 8));
-  Topology net(o.nodes, run_id);
+  const bool spare = std::find(o.faults.begin(), o.faults.end(), "join") != o.faults.end();
+  Topology net(o.nodes + (spare ? 1 : 0), run_id);
   if (!net.has_netem())
     std::cout << "netem: not offered by this kernel; delay and loss faults are skipped"
               << std::endl;
-  Nodes nodes(net, dir, TUTTID_BIN);
+  Nodes nodes(net, dir, TUTTID_BIN, o.nodes);
   nodes.start_all();
   WorkloadConfig cfg;
-  cfg.nodes = o.nodes;
   cfg.run = fmt::format("chaos-{}-{}", o.seed, ::getpid());
   create_accounts(nodes, cfg);
   History h;
@@ -307,14 +324,18 @@ int run(const Options& o) {
     return 2;
   }
   std::vector<Verdict> verdicts;
-  verdicts.push_back(converge(nodes, net, o.nodes));
+  const int count = nodes.active();
+  verdicts.push_back(converge(nodes, net, count));
+  verdicts.push_back(
+      {"every node left when told to (SIGTERM)", nemesis.problems.empty(),
+       nemesis.problems.empty() ? "" : fmt::format(" {}", fmt::join(nemesis.problems, "; "))});
   // The workloads' threads have ended: the history is this thread's alone from here on.
   if (o.lose_one_ack) {
     h.acked.insert("ins/lost/0");
     std::cout << "chaos: --lose-one-ack: the history says ins/lost/0 was acknowledged" << std::endl;
   }
-  verdicts.push_back(check_inserts(nodes, o.nodes, h));
-  verdicts.push_back(check_bank(nodes, o.nodes, cfg, h));
+  verdicts.push_back(check_inserts(nodes, count, h));
+  verdicts.push_back(check_bank(nodes, count, cfg, h));
   return report(o, nemesis.by_kind, h, verdicts, dir);
 }
 
@@ -332,9 +353,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 86400.0));
   app.add_option("--minutes", minutes, "the same in minutes, for soaks")
       ->check(CLI::Range(0.05, 1440.0));
-  app.add_option("--nodes", o.nodes, "nodes (3-7)")->check(CLI::Range(3, 7));
+  app.add_option("--nodes", o.nodes, "nodes at the start (3-7); the fault join adds one")
+      ->check(CLI::Range(3, 7));
   app.add_option("--seed", o.seed, "the schedule's seed (default: from the clock; printed)");
-  app.add_option("--faults", o.faults, "comma-separated: kill,kill-all,freeze,isolate,split,bridge")
+  app.add_option("--faults", o.faults,
+                 "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join "
+                 "(default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(kFaults));
   app.add_flag("--lose-one-ack", o.lose_one_ack,
