@@ -86,6 +86,21 @@ start_cluster() {
 
 field() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1"; }
 
+# The highest resident anonymous memory (MB) of the cluster's nodes now; the run's highest is
+# kept in $work/rss_max for the table's footer (the target: under 200 MB per node).
+rss_now() {
+  local m=0 p v
+  for p in "${pids[@]}"; do
+    v=$(awk '/^RssAnon:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+    [[ -n $v ]] && ((v > m)) && m=$v
+  done
+  m=$((m / 1024))
+  local top
+  top=$(cat "$work/rss_max" 2>/dev/null || echo 0)
+  ((m > top)) && echo "$m" >"$work/rss_max"
+  echo "$m"
+}
+
 # run_tutti WORKLOAD CONFIG CLIENTS NODES [tutti-bench flags...]: one measurement, one row.
 run_tutti() {
   local wl=$1 config=$2 clients=$3 n=$4 out
@@ -96,7 +111,7 @@ run_tutti() {
   printf 'tutti\t%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%s\n' "$wl" "$config" "$clients" \
     "$(field "$out" ops_per_s)" "$(field "$out" p50_ms)" "$(field "$out" p99_ms)" \
     "conflicts $(field "$out" conflicts), errors $(field "$out" errors), unknown $(field "$out" unknown)$(
-      [[ -n ${gap:-} ]] && printf ', longest gap %.0f ms' "$(field "$out" longest_gap_ms)")" >>"$results"
+      [[ -n ${gap:-} ]] && printf ', longest gap %.0f ms' "$(field "$out" longest_gap_ms)"), node RssAnon $(rss_now) MB" >>"$results"
 }
 
 load() { "$bench" --nodes "$(all_nodes "$1")" --clients 1 --duration 0.1 --workload "$2" --load >/dev/null 2>>"$work/bench.log"; }
@@ -273,6 +288,7 @@ table=$work/table.md
     }'
 } >"$table"
 cat "$table"
+echo "Resident anonymous memory of a tuttid, the highest after any tutti run: $(cat "$work/rss_max" 2>/dev/null || echo "?") MB"
 if [[ $doc == 1 ]]; then
   {
     echo
@@ -284,6 +300,9 @@ if [[ $doc == 1 ]]; then
       [[ $anchors == 1 ]] && echo " --with-anchors")$([[ $aged == 1 ]] && echo " --aged")\`"
     echo
     cat "$table"
+    echo
+    echo "Resident anonymous memory of a tuttid (RssAnon), the highest seen after any tutti run:" \
+      "$(cat "$work/rss_max" 2>/dev/null || echo "?") MB (target: under 200 MB)."
   } >>"$root/docs/performance.md"
   log "table appended to docs/performance.md"
 fi
