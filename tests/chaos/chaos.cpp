@@ -19,8 +19,13 @@ void History::violation(std::string what) {
 
 // ---- nodes ----
 
-Nodes::Nodes(Topology& net, std::filesystem::path dir, std::string tuttid, int initial)
-    : net_(net), dir_(std::move(dir)), tuttid_(std::move(tuttid)), active_(initial) {}
+Nodes::Nodes(Topology& net, Disks& disks, std::filesystem::path dir, std::string tuttid,
+             int initial)
+    : net_(net),
+      disks_(disks),
+      dir_(std::move(dir)),
+      tuttid_(std::move(tuttid)),
+      active_(initial) {}
 
 std::string Nodes::client_addr(int node) const {
   return fmt::format("{}:{}", net_.ip(node), kClientPort);
@@ -33,7 +38,7 @@ void Nodes::spawn(int node, bool bootstrap) {
                                     "--name",
                                     "n" + std::to_string(node),
                                     "--data-dir",
-                                    (dir_ / ("n" + std::to_string(node))).string(),
+                                    disks_.data_dir(node).string(),
                                     "--client-addr",
                                     client_addr(node),
                                     "--gcs-addr",

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "chaos/disks.hpp"
 #include "chaos/netns.hpp"
 #include "core/messages.hpp"
 #include "process.hpp"
@@ -27,7 +28,8 @@ constexpr uint16_t kGcsPort = 7200;
 class Nodes {
  public:
   // The network may hold more nodes than start: the spares join later (join()).
-  Nodes(Topology& net, std::filesystem::path dir, std::string tuttid, int initial);
+  // disks: where each node keeps its data (outlives this).
+  Nodes(Topology& net, Disks& disks, std::filesystem::path dir, std::string tuttid, int initial);
   // Starts the initial nodes: n1 bootstraps, the others join through it; waits for one primary
   // of all of them.
   void start_all();
@@ -58,6 +60,7 @@ class Nodes {
   };
   void spawn(int node, bool bootstrap);
   Topology& net_;
+  Disks& disks_;
   std::filesystem::path dir_;
   std::string tuttid_;
   std::map<int, Proc> procs_;

@@ -30,10 +30,11 @@ struct Options {
   uint64_t seed = 0;
   std::vector<std::string> faults;
   bool lose_one_ack = false;
+  bool keep = false;
 };
 
-const std::vector<std::string> kFaults = {"kill",  "kill-all", "freeze", "isolate",
-                                          "split", "bridge",   "leave",  "join"};
+const std::vector<std::string> kFaults = {"kill",   "kill-all", "freeze", "isolate",  "split",
+                                          "bridge", "leave",    "join",   "disk-full"};
 
 // Sleeps until `until` or an interrupt; false when interrupted.
 bool sleep_until(Clock::time_point until) {
@@ -46,8 +47,8 @@ bool sleep_until(Clock::time_point until) {
 
 class Nemesis {
  public:
-  Nemesis(Nodes& nodes, Topology& net, const Options& o)
-      : nodes_(nodes), net_(net), o_(o), rng_(o.seed), start_(Clock::now()) {}
+  Nemesis(Nodes& nodes, Topology& net, Disks& disks, const Options& o)
+      : nodes_(nodes), net_(net), disks_(disks), o_(o), rng_(o.seed), start_(Clock::now()) {}
 
   // Injects faults until `end`, each undone before the next; every draw comes from the seed, so
   // the same seed gives the same schedule.
@@ -80,6 +81,7 @@ class Nemesis {
 
   Nodes& nodes_;
   Topology& net_;
+  Disks& disks_;
   const Options& o_;
   std::mt19937_64 rng_;
   Clock::time_point start_;
@@ -113,6 +115,14 @@ void Nemesis::inject(const std::string& kind) {
   } else if (kind == "join") {
     say(fmt::format("n{} joins, empty, while the load goes on", nodes_.active() + 1));
     nodes_.join();
+  } else if (kind == "disk-full") {
+    const int n = node();
+    const auto length = ms(2000, 5000);
+    const uint64_t taken = disks_.fill(n);
+    say(fmt::format("n{}'s disk full ({} MB taken), freed in {} ms", n, taken >> 20,
+                    length.count()));
+    sleep_until(Clock::now() + length);
+    disks_.unfill(n);
   } else if (kind == "freeze") {
     const int n = node();
     const auto frozen = ms(1500, 4000);  // past the failure timeout (1 s)
@@ -281,12 +291,10 @@ int report(const Options& o, const std::map<std::string, int>& faults, const His
     ok = false;
   }
   if (ok) {
-    std::filesystem::remove_all(dir);
     std::cout << "chaos: all checks passed (seed " << o.seed << ")" << std::endl;
     return 0;
   }
   if (o.lose_one_ack) {  // the failure asked for: nothing worth keeping
-    std::filesystem::remove_all(dir);
     std::cout << "chaos: FAILED with seed " << o.seed << ", as --lose-one-ack asked" << std::endl;
     return 1;
   }
@@ -296,17 +304,16 @@ int report(const Options& o, const std::map<std::string, int>& faults, const His
   return 1;
 }
 
-int run(const Options& o) {
-  char tmpl[] = "/tmp/tutti-chaos.XXXXXX";
-  if (!::mkdtemp(tmpl)) throw std::runtime_error("chaos: cannot make a temp dir");
-  const std::filesystem::path dir = tmpl;
+// REQUIRES: dir exists. Everything it starts, mounts and links is gone when it returns.
+int run(const Options& o, const std::filesystem::path& dir) {
   const auto run_id = static_cast<uint32_t>(::getpid() ^ (o.seed << 8));
   const bool spare = std::find(o.faults.begin(), o.faults.end(), "join") != o.faults.end();
   Topology net(o.nodes + (spare ? 1 : 0), run_id);
   if (!net.has_netem())
     std::cout << "netem: not offered by this kernel; delay and loss faults are skipped"
               << std::endl;
-  Nodes nodes(net, dir, TUTTID_BIN, o.nodes);
+  Disks disks(dir, net.nodes(), 1024);  // unmounted after the nodes are stopped (declared first)
+  Nodes nodes(net, disks, dir, TUTTID_BIN, o.nodes);
   nodes.start_all();
   WorkloadConfig cfg;
   cfg.run = fmt::format("chaos-{}-{}", o.seed, ::getpid());
@@ -314,13 +321,12 @@ int run(const Options& o) {
   History h;
   std::atomic<bool> stop{false};
   std::thread load([&] { run_workloads(nodes, cfg, h, stop); });
-  Nemesis nemesis(nodes, net, o);
+  Nemesis nemesis(nodes, net, disks, o);
   nemesis.run(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000)));
   stop = true;
   load.join();
   if (g_interrupted) {
     std::cout << "chaos: interrupted; everything it started is stopped and removed" << std::endl;
-    std::filesystem::remove_all(dir);
     return 2;
   }
   std::vector<Verdict> verdicts;
@@ -357,13 +363,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(3, 7));
   app.add_option("--seed", o.seed, "the schedule's seed (default: from the clock; printed)");
   app.add_option("--faults", o.faults,
-                 "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join "
+                 "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join,disk-full "
                  "(default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(kFaults));
   app.add_flag("--lose-one-ack", o.lose_one_ack,
                "check the checker: add to the history an acknowledged insert that no node has; "
                "the run must then fail");
+  app.add_flag("--keep", o.keep, "keep the node logs also when every check passes");
   CLI11_PARSE(app, argc, argv);
   if (minutes > 0) o.seconds = minutes * 60;
   if (o.faults.empty()) o.faults = kFaults;
@@ -377,11 +384,24 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, [](int) { g_interrupted = true; });
   std::signal(SIGTERM, [](int) { g_interrupted = true; });
-  try {
-    const int rc = run(o);
-    return g_interrupted ? 2 : rc;
-  } catch (const std::exception& e) {
-    std::cout << "chaos: could not run: " << e.what() << std::endl;
+  char tmpl[] = "/tmp/tutti-chaos.XXXXXX";
+  if (!::mkdtemp(tmpl)) {
+    std::cout << "chaos: could not make a folder in /tmp" << std::endl;
     return 2;
   }
+  const std::filesystem::path dir = tmpl;
+  int rc = 2;
+  bool keep = false;
+  try {
+    rc = run(o, dir);
+    keep = o.keep || (rc == 1 && !o.lose_one_ack);
+    if (o.keep) std::cout << "chaos: node logs kept in " << dir.string() << std::endl;
+  } catch (const std::exception& e) {
+    std::cout << "chaos: could not run: " << e.what() << "; node logs kept in " << dir.string()
+              << std::endl;
+    keep = true;
+  }
+  // The nodes are stopped and their disks unmounted by now: what a failed run left is kept.
+  if (!keep) std::filesystem::remove_all(dir);
+  return g_interrupted ? 2 : rc;
 }
