@@ -312,7 +312,13 @@ int run(const Options& o, const std::filesystem::path& dir) {
   if (!net.has_netem())
     std::cout << "netem: not offered by this kernel; delay and loss faults are skipped"
               << std::endl;
-  Disks disks(dir, net.nodes(), 1024);  // unmounted after the nodes are stopped (declared first)
+  // A node's disk fills up only where loop mounts can be made; elsewhere that fault is left out.
+  Options opts = o;
+  const std::string no_loop = loop_mounts_unavailable();
+  if (!no_loop.empty() && std::erase(opts.faults, "disk-full"))
+    std::cout << "disk-full: " << no_loop << "; that fault is skipped" << std::endl;
+  if (opts.faults.empty()) throw std::runtime_error("no fault left to inject");
+  Disks disks(dir, net.nodes(), no_loop.empty() ? 1024 : 0);  // outlives the nodes
   Nodes nodes(net, disks, dir, TUTTID_BIN, o.nodes);
   nodes.start_all();
   WorkloadConfig cfg;
@@ -321,7 +327,7 @@ int run(const Options& o, const std::filesystem::path& dir) {
   History h;
   std::atomic<bool> stop{false};
   std::thread load([&] { run_workloads(nodes, cfg, h, stop); });
-  Nemesis nemesis(nodes, net, disks, o);
+  Nemesis nemesis(nodes, net, disks, opts);
   nemesis.run(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000)));
   stop = true;
   load.join();
@@ -402,6 +408,6 @@ int main(int argc, char** argv) {
     keep = true;
   }
   // The nodes are stopped and their disks unmounted by now: what a failed run left is kept.
-  if (!keep) std::filesystem::remove_all(dir);
+  if (!keep || std::filesystem::is_empty(dir)) std::filesystem::remove_all(dir);
   return g_interrupted ? 2 : rc;
 }

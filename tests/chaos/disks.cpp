@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+
+#include <cstdlib>
 #include <stdexcept>
 
 #include "process.hpp"
@@ -28,7 +30,17 @@ std::filesystem::path mount_point(const std::filesystem::path& dir, int node) {
 
 }  // namespace
 
+std::string loop_mounts_unavailable() {
+  if (std::getenv("TUTTI_CHAOS_NO_LOOP")) return "TUTTI_CHAOS_NO_LOOP is set";
+  if (test::run({"/sbin/losetup", "-f"}).code != 0) return "no free loop device";
+  return {};
+}
+
 Disks::Disks(const std::filesystem::path& dir, int nodes, uint64_t mib) : dir_(dir) {
+  if (mib == 0) {
+    for (int i = 1; i <= nodes; ++i) std::filesystem::create_directories(mount_point(dir, i));
+    return;
+  }
   try {
     for (int i = 1; i <= nodes; ++i) {
       const auto image = dir / fmt::format("n{}.img", i);
@@ -56,6 +68,7 @@ std::filesystem::path Disks::data_dir(int node) const {
 }
 
 uint64_t Disks::fill(int node) {
+  if (mounted_.empty()) return 0;  // the machine's own disk: never filled
   const auto at = mount_point(dir_, node);
   struct statvfs fs;
   if (::statvfs(at.c_str(), &fs) != 0) return 0;

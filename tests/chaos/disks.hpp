@@ -6,13 +6,18 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 namespace tutti::chaos {
 
+// Why loop-mounted file systems cannot be made here, or empty.
+std::string loop_mounts_unavailable();
+
 class Disks {
  public:
-  // Makes and mounts nodes images of mib MiB each at dir/n<i>.disk; throws on failure.
+  // Makes and mounts nodes images of mib MiB each at dir/n<i>.disk; throws on failure. With
+  // mib 0, plain folders on the machine's disk instead, which fill() leaves alone.
   Disks(const std::filesystem::path& dir, int nodes, uint64_t mib);
   ~Disks();
   Disks(const Disks&) = delete;
