@@ -403,11 +403,14 @@ int main(int argc, char** argv) {
     keep = o.keep || (rc == 1 && !o.lose_one_ack);
     if (o.keep) std::cout << "chaos: node logs kept in " << dir.string() << std::endl;
   } catch (const std::exception& e) {
-    std::cout << "chaos: could not run: " << e.what() << "; node logs kept in " << dir.string()
-              << std::endl;
+    std::cout << "chaos: could not run: " << e.what() << std::endl;
     keep = true;
   }
   // The nodes are stopped and their disks unmounted by now: what a failed run left is kept.
-  if (!keep || std::filesystem::is_empty(dir)) std::filesystem::remove_all(dir);
+  if (!keep || std::filesystem::is_empty(dir)) {
+    std::filesystem::remove_all(dir);
+  } else if (rc == 2) {
+    std::cout << "chaos: node logs kept in " << dir.string() << std::endl;
+  }
   return g_interrupted ? 2 : rc;
 }
