@@ -309,9 +309,8 @@ int run(const Options& o, const std::filesystem::path& dir) {
   const auto run_id = static_cast<uint32_t>(::getpid() ^ (o.seed << 8));
   const bool spare = std::find(o.faults.begin(), o.faults.end(), "join") != o.faults.end();
   Topology net(o.nodes + (spare ? 1 : 0), run_id);
-  if (!net.has_netem())
-    std::cout << "netem: not offered by this kernel; delay and loss faults are skipped"
-              << std::endl;
+  std::cout << "delay and loss: not built yet (this kernel "
+            << (net.has_netem() ? "offers" : "lacks") << " netem)" << std::endl;
   // A node's disk fills up only where loop mounts can be made; elsewhere that fault is left out.
   Options opts = o;
   const std::string no_loop = loop_mounts_unavailable();
