@@ -47,11 +47,12 @@ std::string netns_unavailable() {
   return {};
 }
 
-// Names carry the run id so that two runs on one machine never touch each other's links.
+// Names and subnet come from the same 14 bits of the run id, so two runs on one machine (the
+// suite runs two at once) that do not clash by name do not share a subnet either.
 Topology::Topology(int nodes, uint32_t run)
     : nodes_(nodes),
-      prefix_(fmt::format("tc{:04x}", run & 0xffff)),
-      subnet_(fmt::format("10.250.{}.", run % 250)) {
+      prefix_(fmt::format("tc{:04x}", run & 0x3fff)),
+      subnet_(fmt::format("10.{}.{}.", 192 + ((run >> 8) & 0x3f), run & 0xff)) {
   try {
     ip_must({"link", "add", prefix_ + "br", "type", "bridge"});
     bridge_made_ = true;
