@@ -60,12 +60,17 @@ class Nemesis {
       for (int i = 0; kind == "join" && nodes_.active() == net_.nodes() && i < 100; ++i)
         kind = o_.faults[rng_() % o_.faults.size()];
       if (kind == "join" && nodes_.active() == net_.nodes()) continue;  // join alone was asked
-      inject(kind);
+      try {
+        inject(kind);
+      } catch (const std::exception& e) {  // a node that did not come back: a finding, not an end
+        say(fmt::format("{}: {}", kind, e.what()));
+        problems.push_back(fmt::format("{}: {}", kind, e.what()));
+      }
       ++by_kind[kind];
     }
   }
   std::map<std::string, int> by_kind;
-  std::vector<std::string> problems;  // what the nodes did wrong under a fault
+  std::vector<std::string> problems;  // what the nodes did wrong under a fault (or after it)
 
  private:
   std::chrono::milliseconds ms(int lo, int hi) {
@@ -175,7 +180,14 @@ struct Verdict {
 Verdict converge(Nodes& nodes, Topology& net, int count) {
   net.heal();
   for (int n = 1; n <= count; ++n) nodes.cont(n);
-  for (int n = 1; n <= count; ++n) nodes.restart(n);
+  for (int n = 1; n <= count; ++n) {
+    try {
+      nodes.restart(n);
+    } catch (const std::exception& e) {
+      return {"converged: one primary view of all nodes, same seqno and content hash", false,
+              e.what()};
+    }
+  }
   std::string last;
   const auto deadline = Clock::now() + 120s;
   while (Clock::now() < deadline && !g_interrupted) {
@@ -326,6 +338,14 @@ int run(const Options& o, const std::filesystem::path& dir) {
   History h;
   std::atomic<bool> stop{false};
   std::thread load([&] { run_workloads(nodes, cfg, h, stop); });
+  struct StopLoad {  // also when something below throws: a joinable thread would terminate
+    std::atomic<bool>& stop;
+    std::thread& load;
+    ~StopLoad() {
+      stop = true;
+      if (load.joinable()) load.join();
+    }
+  } stop_load{stop, load};
   Nemesis nemesis(nodes, net, disks, opts);
   nemesis.run(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000)));
   stop = true;
@@ -338,7 +358,7 @@ int run(const Options& o, const std::filesystem::path& dir) {
   const int count = nodes.active();
   verdicts.push_back(converge(nodes, net, count));
   verdicts.push_back(
-      {"every node left when told to (SIGTERM)", nemesis.problems.empty(),
+      {"every node left when told to and came back when started", nemesis.problems.empty(),
        nemesis.problems.empty() ? "" : fmt::format(" {}", fmt::join(nemesis.problems, "; "))});
   // The workloads' threads have ended: the history is this thread's alone from here on.
   if (o.lose_one_ack) {
