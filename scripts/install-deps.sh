@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format clang libclang-rt-14-dev
   libasio-dev capnproto libcapnp-dev liblmdb-dev libspdlog-dev catch2
   libcli11-dev nlohmann-json3-dev libxxhash-dev
+  iproute2 e2fsprogs mount util-linux  # tutti-chaos: namespaces, links, loop-mounted disks
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -32,6 +32,9 @@ std::filesystem::path mount_point(const std::filesystem::path& dir, int node) {
 
 std::string loop_mounts_unavailable() {
   if (std::getenv("TUTTI_CHAOS_NO_LOOP")) return "TUTTI_CHAOS_NO_LOOP is set";
+  for (const char* tool :
+       {"/sbin/losetup", "/sbin/mkfs.ext4", "/bin/mount", "/bin/umount", "/usr/bin/truncate"})
+    if (::access(tool, X_OK) != 0) return fmt::format("{} is missing", tool);
   if (test::run({"/sbin/losetup", "-f"}).code != 0) return "no free loop device";
   return {};
 }
