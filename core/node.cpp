@@ -167,8 +167,14 @@ void Node::get(uint64_t id, const GetRequest& req, const ReplyFn& reply) {
 void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
   const uint32_t limit =
       req.limit == 0 ? limits_.max_scan_entries : std::min(req.limit, limits_.max_scan_entries);
-  auto entries = store_.read()->scan(req.prefix, limit);
+  // Capped by the node rather than by the client: one more entry says whether there was more.
+  const bool capped = req.limit == 0 || req.limit > limits_.max_scan_entries;
+  auto entries = store_.read()->scan(req.prefix, capped ? limit + 1 : limit);
   ScanReply out;
+  if (capped && entries.size() > limit) {
+    entries.resize(limit);
+    out.truncated = true;
+  }
   out.may_be_stale = stale(req.consistency);
   size_t bytes = 0;
   for (auto& e : entries) {
@@ -179,7 +185,6 @@ void Node::scan(uint64_t id, const ScanRequest& req, const ReplyFn& reply) {
     }
     out.entries.push_back(KeyValue{std::move(e.key), std::move(e.value), e.version});
   }
-  if (req.limit > limits_.max_scan_entries && entries.size() == limit) out.truncated = true;
   reply(Response{id, std::move(out)});
 }
 

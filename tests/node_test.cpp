@@ -103,6 +103,22 @@ TEST_CASE("gets and scans see committed writes with their versions") {
   CHECK(s.entries.size() == 2);
 }
 
+TEST_CASE("a scan the node caps says it was cut short - one that fits does not") {
+  NodeLimits limits;
+  limits.max_scan_entries = 3;
+  Harness h({}, limits);
+  for (int i = 0; i < 4; ++i) h.put("t" + std::to_string(i), "k/" + std::to_string(i), "v");
+  auto all = std::get<ScanReply>(h.call(Request{1, ScanRequest{"k/", 0}}).body);
+  CHECK(all.entries.size() == 3);
+  CHECK(all.truncated);  // no limit asked: the node's cap cut it
+  auto asked = std::get<ScanReply>(h.call(Request{1, ScanRequest{"k/", 2}}).body);
+  CHECK(asked.entries.size() == 2);
+  CHECK_FALSE(asked.truncated);  // the client's own limit
+  auto fits = std::get<ScanReply>(h.call(Request{1, ScanRequest{"k/1", 0}}).body);
+  CHECK(fits.entries.size() == 1);
+  CHECK_FALSE(fits.truncated);
+}
+
 TEST_CASE("cas: exactly one of two writers with the same read version wins") {
   Harness h;
   h.put("t0", "k", "start");
