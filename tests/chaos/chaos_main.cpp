@@ -225,14 +225,14 @@ std::optional<core::ScanReply> scan_local(const Nodes& nodes, int n, const std::
 }
 
 // Every acknowledged insert is on every node; nothing is there that no client wrote.
-Verdict check_inserts(const Nodes& nodes, int count, History& h) {
+Verdict check_inserts(const Nodes& nodes, int count, int workers, History& h) {
   Verdict v{"acknowledged inserts: on every node, and nothing no client wrote", true, ""};
   const size_t before = h.violations.size();
   for (int n = 1; n <= count; ++n) {
     // One scan per worker and leading digit: each stays under the node's cap on a scan.
     std::vector<core::KeyValue> entries;
     bool whole = true;
-    for (int w = 0; w < 2 && whole; ++w)
+    for (int w = 0; w < workers && whole; ++w)
       for (char d = '0'; d <= '9' && whole; ++d) {
         auto scan = scan_local(nodes, n, fmt::format("ins/{}/{}", w, d));
         whole = scan && !scan->truncated;
@@ -373,7 +373,7 @@ int run(const Options& o, const std::filesystem::path& dir) {
     h.acked.insert("ins/lost/0");
     std::cout << "chaos: --lose-one-ack: the history says ins/lost/0 was acknowledged" << std::endl;
   }
-  verdicts.push_back(check_inserts(nodes, count, h));
+  verdicts.push_back(check_inserts(nodes, count, cfg.insert_workers, h));
   verdicts.push_back(check_bank(nodes, count, cfg, h));
   return report(o, nemesis.by_kind, h, verdicts, dir);
 }
