@@ -126,14 +126,20 @@ void Nodes::restart(int node) {
   spawn(node, false);
 }
 
-std::optional<core::StatusReply> Nodes::status(int node) const {
+std::optional<core::Response> Nodes::call(int node, core::Request request,
+                                          std::chrono::milliseconds timeout) const {
   try {
-    core::Client c(2s);
+    core::Client c(timeout);
     c.connect(core::parse_host_port(client_addr(node)));
-    auto r = c.call(core::Request{0, core::StatusRequest{}});
-    if (auto* s = std::get_if<core::StatusReply>(&r.body)) return *s;
+    return c.call(std::move(request));
   } catch (const std::exception&) {
+    return std::nullopt;
   }
+}
+
+std::optional<core::StatusReply> Nodes::status(int node) const {
+  auto r = call(node, core::Request{0, core::StatusRequest{}}, 2s);
+  if (auto* s = r ? std::get_if<core::StatusReply>(&r->body) : nullptr) return *s;
   return std::nullopt;
 }
 

@@ -50,6 +50,9 @@ class Nodes {
   bool frozen(int node) const { return procs_.at(node).frozen; }
   std::string client_addr(int node) const;
   std::optional<core::StatusReply> status(int node) const;
+  // One request on a fresh connection; nothing when the node did not answer in time.
+  std::optional<core::Response> call(int node, core::Request request,
+                                     std::chrono::milliseconds timeout) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

@@ -214,13 +214,9 @@ Verdict converge(Nodes& nodes, Topology& net, int count) {
 }
 
 std::optional<core::ScanReply> scan_local(const Nodes& nodes, int n, const std::string& prefix) {
-  try {
-    core::Client c(10s);
-    c.connect(core::parse_host_port(nodes.client_addr(n)));
-    auto r = c.call(core::Request{0, core::ScanRequest{prefix, 0, core::Consistency::local}});
-    if (auto* s = std::get_if<core::ScanReply>(&r.body)) return *s;
-  } catch (const std::exception&) {
-  }
+  auto r =
+      nodes.call(n, core::Request{0, core::ScanRequest{prefix, 0, core::Consistency::local}}, 10s);
+  if (auto* s = r ? std::get_if<core::ScanReply>(&r->body) : nullptr) return *s;
   return std::nullopt;
 }
 

@@ -9,20 +9,12 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "chaos/netns.hpp"
 #include "process.hpp"
 
 namespace tutti::chaos {
 
 namespace {
-
-void must(const std::vector<std::string>& argv) {
-  auto r = test::run(argv);
-  if (r.code != 0) {
-    std::string cmd;
-    for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
-    throw std::runtime_error(fmt::format("chaos: `{}` failed: {}", cmd, r.err));
-  }
-}
 
 std::filesystem::path mount_point(const std::filesystem::path& dir, int node) {
   return dir / fmt::format("n{}.disk", node);
@@ -49,9 +41,9 @@ Disks::Disks(const std::filesystem::path& dir, int nodes, uint64_t mib) : dir_(d
       const auto image = dir / fmt::format("n{}.img", i);
       const auto at = mount_point(dir, i);
       std::filesystem::create_directories(at);
-      must({"/usr/bin/truncate", "-s", fmt::format("{}M", mib), image.string()});
-      must({"/sbin/mkfs.ext4", "-q", "-F", image.string()});
-      must({"/bin/mount", "-o", "loop", image.string(), at.string()});
+      run_or_throw({"/usr/bin/truncate", "-s", fmt::format("{}M", mib), image.string()});
+      run_or_throw({"/sbin/mkfs.ext4", "-q", "-F", image.string()});
+      run_or_throw({"/bin/mount", "-o", "loop", image.string(), at.string()});
       mounted_.push_back(at);
     }
   } catch (...) {

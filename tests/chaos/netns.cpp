@@ -20,6 +20,14 @@ const std::string& ip_bin() {
   return path;
 }
 
+void run_or_throw(const std::vector<std::string>& argv) {
+  auto r = test::run(argv);
+  if (r.code == 0) return;
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  throw std::runtime_error(fmt::format("chaos: `{}` failed: {}", cmd, r.err));
+}
+
 namespace {
 
 test::CliResult ip_run(std::vector<std::string> args) {
@@ -28,12 +36,8 @@ test::CliResult ip_run(std::vector<std::string> args) {
 }
 
 void ip_must(std::vector<std::string> args) {
-  auto r = ip_run(args);
-  if (r.code != 0) {
-    std::string cmd = "ip";
-    for (const auto& a : args) cmd += " " + a;
-    throw std::runtime_error(fmt::format("chaos: `{}` failed: {}", cmd, r.err));
-  }
+  args.insert(args.begin(), ip_bin());
+  run_or_throw(args);
 }
 
 }  // namespace

@@ -17,6 +17,8 @@ namespace tutti::chaos {
 std::string netns_unavailable();
 // The `ip` program's path (processes here are spawned without a PATH search).
 const std::string& ip_bin();
+// Runs a set-up command to its end; throws with the command and its stderr when it fails.
+void run_or_throw(const std::vector<std::string>& argv);
 
 class Topology {
  public:
