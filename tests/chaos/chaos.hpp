@@ -8,14 +8,18 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "chaos/checks.hpp"
 #include "chaos/disks.hpp"
 #include "chaos/netns.hpp"
+#include "core/client.hpp"
 #include "core/messages.hpp"
 #include "process.hpp"
 
@@ -70,20 +74,21 @@ class Nodes {
   std::atomic<int> active_;
 };
 
-// A commit as its client saw it: acknowledged, refused before it was replicated, or never told.
-enum class Outcome { ok, failed, unknown };
-
 struct Counts {
   uint64_t ok = 0, failed = 0, unknown = 0, conflicts = 0;
 };
+void count(Counts& c, Outcome o);
 
 // What the workloads saw, shared by their threads.
 struct History {
   std::mutex mu;
-  Counts inserts, transfers, reads;
-  std::set<std::string> acked;    // insert keys whose commit was acknowledged
-  std::set<std::string> unknown;  // insert keys whose outcome no node told
-  std::set<std::string> refused;  // insert keys every node refused before replicating
+  Counts inserts, transfers, reads, appends, registers;
+  uint64_t empty_local_reads = 0;  // of reads: local scans of a node that held no state yet
+  std::set<std::string> acked;     // insert keys whose commit was acknowledged
+  std::set<std::string> unknown;   // insert keys whose outcome no node told
+  std::set<std::string> refused;   // insert keys every node refused before replicating
+  std::vector<ListTxn> list_txns;
+  std::vector<RegisterOp> register_ops;
   std::vector<std::string> violations;
   void violation(std::string what);
 };
@@ -93,11 +98,58 @@ struct WorkloadConfig {
   int bank_workers = 2;
   int accounts = 8;
   int64_t initial_balance = 100;
+  // List-append and registers use fresh keys every epoch, so that a list stays short and a
+  // register's history small enough for its checker's search.
+  int list_workers = 2;
+  int list_keys = 5;
+  std::chrono::seconds list_epoch{5};
+  int register_workers = 2;
+  int register_keys = 2;
+  std::chrono::seconds register_epoch{2};
   std::string run;  // in every transaction id: unique across runs
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  // The epoch at t (both workloads' keys carry it) and the key prefix of one list epoch.
+  uint64_t epoch(std::chrono::steady_clock::time_point t, std::chrono::seconds length) const {
+    return static_cast<uint64_t>((t - start) / length);
+  }
+  static std::string list_prefix(uint64_t epoch);
 };
 
-// Runs until stop: unique-key inserts and bank transfers through random nodes, with snapshot
-// reads of every account (linearizable and local) checked as they come.
+// A client that talks to one node at a time and moves to another when asked to.
+class Conn {
+ public:
+  Conn(const Nodes& nodes, uint64_t seed) : nodes_(nodes), rng_(seed) {}
+  void move();
+  // Throws core::ClientError (the connection is then dropped).
+  core::Response call(core::Request req);
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  const Nodes& nodes_;
+  int node_ = 1;
+  std::mt19937_64 rng_;
+  std::unique_ptr<core::Client> client_;
+};
+
+// Moves to another node after a short pause: a node that is down refuses at once.
+void elsewhere(Conn& conn);
+// Commits with retries through other nodes under the same transaction id, so an outcome lost
+// with a connection is asked for again. failed: certification refused it (*conflict set), or
+// every attempt was refused before replication.
+Outcome commit(Conn& conn, const core::CommitRequest& req, bool* conflict,
+               const std::atomic<bool>& stop);
+
+// List-append transactions and register operations until stop (txn_workloads.cpp).
+void list_append_worker(const Nodes& nodes, const WorkloadConfig& cfg, int w, History& h,
+                        const std::atomic<bool>& stop);
+void register_worker(const Nodes& nodes, const WorkloadConfig& cfg, int w, History& h,
+                     const std::atomic<bool>& stop);
+// A list as the workload stores it (decimal elements, space-separated); nothing when it is not.
+std::optional<std::vector<Element>> parse_list(const std::string& value);
+
+// Runs until stop: unique-key inserts, bank transfers, list-append transactions and register
+// operations through random nodes, with snapshot reads of every account (linearizable and local)
+// checked as they come.
 void run_workloads(const Nodes& nodes, const WorkloadConfig& cfg, History& history,
                    const std::atomic<bool>& stop);
 // One snapshot read of every account: the balances must sum to the constant, none negative.

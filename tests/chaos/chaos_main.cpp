@@ -33,8 +33,8 @@ struct Options {
   bool keep = false;
 };
 
-const std::vector<std::string> kFaults = {"kill",   "kill-all", "freeze", "isolate",  "split",
-                                          "bridge", "leave",    "join",   "disk-full"};
+const std::vector<std::string> kFaults = {"kill",   "kill-all", "freeze", "isolate",   "split",
+                                          "bridge", "leave",    "join",   "disk-full", "donor"};
 
 // Sleeps until `until` or an interrupt; false when interrupted.
 bool sleep_until(Clock::time_point until) {
@@ -83,6 +83,9 @@ class Nemesis {
   }
   void inject(const std::string& kind);
   void partition(const std::string& kind);
+  void donor();
+  bool whole();
+  std::optional<int> donor_of(int joiner);
 
   Nodes& nodes_;
   Topology& net_;
@@ -128,6 +131,8 @@ void Nemesis::inject(const std::string& kind) {
                     length.count()));
     sleep_until(Clock::now() + length);
     disks_.unfill(n);
+  } else if (kind == "donor") {
+    donor();
   } else if (kind == "freeze") {
     const int n = node();
     const auto frozen = ms(1500, 4000);  // past the failure timeout (1 s)
@@ -138,6 +143,76 @@ void Nemesis::inject(const std::string& kind) {
   } else {
     partition(kind);
   }
+}
+
+// A node loses its data and rejoins empty, by state transfer; its donor is killed or cut off
+// as soon as the joiner names it.
+void Nemesis::donor() {
+  // A node that lost its data counts as lost until it holds the state again and votes: losing a
+  // second one meanwhile could take a majority of the voters, which no system survives.
+  if (!whole()) {
+    say("donor: the cluster is not whole (one primary view of every node, all SYNCED) within "
+        "30 s: no node loses its data now");
+    ++by_kind["donor: skipped, cluster not whole"];
+    return;
+  }
+  const int n = node();
+  nodes_.kill9(n);
+  disks_.lose(n);
+  say(fmt::format("n{} lost its data: it rejoins empty, by state transfer", n));
+  nodes_.restart(n);
+  const auto d = donor_of(n);
+  if (!d) {
+    say(fmt::format("n{}'s transfer was over before its donor could be cut", n));
+    ++by_kind["donor: transfer over too soon"];
+    return;
+  }
+  if (rng_() % 2) {
+    const auto down = ms(500, 3000);
+    say(fmt::format("kill -9 n{}, n{}'s donor, mid-transfer; back in {} ms", *d, n, down.count()));
+    nodes_.kill9(*d);
+    sleep_until(Clock::now() + down);
+    nodes_.restart(*d);
+  } else {
+    std::vector<int> rest;
+    for (int i = 1; i <= nodes_.active(); ++i)
+      if (i != *d) rest.push_back(i);
+    const auto length = ms(1500, 4000);
+    say(fmt::format("n{}, n{}'s donor, cut off mid-transfer; healed in {} ms", *d, n,
+                    length.count()));
+    net_.partition({{*d}, rest});
+    sleep_until(Clock::now() + length);
+    net_.heal();
+  }
+}
+
+bool Nemesis::whole() {
+  const auto until = Clock::now() + 30s;
+  while (Clock::now() < until && !g_interrupted) {
+    bool all = true;
+    for (int i = 1; i <= nodes_.active() && all; ++i) {
+      auto s = nodes_.status(i);
+      all = s && s->primary && s->state == "SYNCED" &&
+            s->cluster_size == static_cast<uint32_t>(nodes_.active());
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// The donor a joining node names in its status, once it does; nothing once it is SYNCED.
+std::optional<int> Nemesis::donor_of(int joiner) {
+  const auto until = Clock::now() + 20s;
+  while (Clock::now() < until && !g_interrupted) {
+    auto s = nodes_.status(joiner);
+    if (s && s->transfer.role == "joiner" && s->transfer.peer.size() > 1 &&
+        s->transfer.peer[0] == 'n')
+      return std::stoi(s->transfer.peer.substr(1));
+    if (s && s->state == "SYNCED") return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+  return std::nullopt;
 }
 
 void Nemesis::partition(const std::string& kind) {
@@ -271,6 +346,64 @@ Verdict check_bank(const Nodes& nodes, int count, const WorkloadConfig& cfg, His
           h.violations.size() == before, ""};
 }
 
+// The lists every node holds at the end, epoch by epoch (each scan stays small); nothing when
+// the node could not be read whole.
+std::optional<std::map<std::string, std::vector<Element>>> end_lists(const Nodes& nodes, int n,
+                                                                     const WorkloadConfig& cfg,
+                                                                     History& h) {
+  std::map<std::string, std::vector<Element>> out;
+  const uint64_t last = cfg.epoch(Clock::now(), cfg.list_epoch);
+  for (uint64_t e = 0; e <= last; ++e) {
+    auto scan = scan_local(nodes, n, WorkloadConfig::list_prefix(e));
+    if (!scan || scan->truncated) return std::nullopt;
+    for (const auto& kv : scan->entries) {
+      if (auto list = parse_list(kv.value)) {
+        out[kv.key] = std::move(*list);
+      } else {
+        h.violation(
+            fmt::format("list-append: n{} holds {} = '{}' at the end, which no client "
+                        "wrote",
+                        n, kv.key, kv.value.substr(0, 40)));
+      }
+    }
+  }
+  return out;
+}
+
+Verdict check_lists(const Nodes& nodes, int count, const WorkloadConfig& cfg, History& h) {
+  Verdict v{
+      "list-append: serializable (no lost update, aborted or intermediate read, or "
+      "dependency cycle)",
+      false, ""};
+  // Every node holds the same lists when converged (the same content hash): read the first that
+  // answers.
+  for (int n = 1; n <= count && v.detail.empty(); ++n) {
+    const size_t before = h.violations.size();
+    auto end = end_lists(nodes, n, cfg, h);
+    if (!end) continue;
+    for (auto& what : check_list_append(h.list_txns, *end)) h.violation(std::move(what));
+    size_t elements = 0;
+    for (const auto& [key, list] : *end) elements += list.size();
+    v.ok = h.violations.size() == before;
+    v.detail =
+        fmt::format(" {} transactions and scans, {} keys holding {} elements at the end (n{})",
+                    h.list_txns.size(), end->size(), elements, n);
+  }
+  if (v.detail.empty()) v.detail = " no node could be read whole at the end";
+  return v;
+}
+
+Verdict check_register_history(History& h) {
+  const RegisterCheck c = check_registers(h.register_ops);
+  for (const auto& what : c.violations) h.violation(what);
+  std::string detail = fmt::format(" {} operations on {} keys", c.ops, c.keys);
+  if (!c.undecided.empty())
+    detail += fmt::format("; {} keys too big to decide, so not checked: {}", c.undecided.size(),
+                          fmt::join(c.undecided, " "));
+  return {"registers: every key's history is linearizable",
+          c.violations.empty() && c.undecided.empty(), detail};
+}
+
 void keep_history(const std::filesystem::path& dir, const History& h, uint64_t seed) {
   std::ofstream out(dir / "history.txt");
   out << "seed " << seed << "\n";
@@ -278,6 +411,21 @@ void keep_history(const std::filesystem::path& dir, const History& h, uint64_t s
   for (const auto& k : h.acked) out << "acked " << k << "\n";
   for (const auto& k : h.unknown) out << "unknown " << k << "\n";
   for (const auto& k : h.refused) out << "refused " << k << "\n";
+  const char* outcomes[] = {"ok", "failed", "unknown"};
+  for (const auto& t : h.list_txns) {
+    out << "list-txn " << t.id << " " << outcomes[static_cast<int>(t.outcome)]
+        << (t.scan ? " scan" : "") << (t.conflict ? " conflict" : "");
+    for (const auto& r : t.reads)
+      out << fmt::format(" read {}=[{}]", r.key, fmt::join(r.list, " "));
+    for (const auto& a : t.appends)
+      out << fmt::format(" append {}+[{}]", a.key, fmt::join(a.elements, " "));
+    out << "\n";
+  }
+  const char* kinds[] = {"read", "write", "cas"};
+  for (const auto& op : h.register_ops)
+    out << fmt::format("register {} {} value {} expected {} {} {:.6f} {:.6f}\n", op.key,
+                       kinds[static_cast<int>(op.kind)], op.value, op.expected,
+                       outcomes[static_cast<int>(op.outcome)], op.invoked, op.returned);
 }
 
 int report(const Options& o, const std::map<std::string, int>& faults, const History& h,
@@ -291,6 +439,11 @@ int report(const Options& o, const std::map<std::string, int>& faults, const His
   line("inserts", h.inserts);
   line("transfers", h.transfers);
   line("reads", h.reads);
+  if (h.empty_local_reads)
+    std::cout << fmt::format("           of which {} local scans of a node holding no state yet\n",
+                             h.empty_local_reads);
+  line("appends", h.appends);
+  line("registers", h.registers);
   std::string by_kind;
   for (const auto& [k, n] : faults) by_kind += fmt::format(" {} {},", k, n);
   std::cout << "faults:" << (by_kind.empty() ? " none" : by_kind) << "\n";
@@ -302,7 +455,7 @@ int report(const Options& o, const std::map<std::string, int>& faults, const His
   }
   for (const auto& v : h.violations) std::cout << "  " << v << "\n";
   // Progress is part of the verdict: a run that committed nothing checked nothing.
-  if (h.inserts.ok == 0 || h.transfers.ok == 0) {
+  if (h.inserts.ok == 0 || h.transfers.ok == 0 || h.appends.ok == 0 || h.registers.ok == 0) {
     std::cout << "FAIL the workloads committed nothing\n";
     ok = false;
   }
@@ -371,6 +524,8 @@ int run(const Options& o, const std::filesystem::path& dir) {
   }
   verdicts.push_back(check_inserts(nodes, count, cfg.insert_workers, h));
   verdicts.push_back(check_bank(nodes, count, cfg, h));
+  verdicts.push_back(check_lists(nodes, count, cfg, h));
+  verdicts.push_back(check_register_history(h));
   return report(o, nemesis.by_kind, h, verdicts, dir);
 }
 
@@ -379,8 +534,9 @@ int run(const Options& o, const std::filesystem::path& dir) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{
-      "tutti-chaos: real tuttid processes in network namespaces, under inserts and bank "
-      "transfers, while a seeded nemesis kills, freezes and partitions them; then checks that "
+      "tutti-chaos: real tuttid processes in network namespaces, under inserts, bank "
+      "transfers, list-append transactions and register operations, while a seeded nemesis kills, "
+      "freezes and partitions them; then checks that "
       "nothing acknowledged was lost and every node agrees. Needs root (ip netns). Exit 0 pass, "
       "1 a check failed, 2 could not run, 77 skipped on this machine."};
   double minutes = 0;
@@ -392,8 +548,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(3, 7));
   app.add_option("--seed", o.seed, "the schedule's seed (default: from the clock; printed)");
   app.add_option("--faults", o.faults,
-                 "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join,disk-full "
-                 "(default: all)")
+                 "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join,disk-full,"
+                 "donor (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(kFaults));
   app.add_flag("--lose-one-ack", o.lose_one_ack,

@@ -78,6 +78,11 @@ uint64_t Disks::fill(int node) {
   return ok ? take : 0;
 }
 
+void Disks::lose(int node) {
+  std::filesystem::remove_all(data_dir(node));
+  std::filesystem::create_directories(data_dir(node));
+}
+
 void Disks::unfill(int node) {
   std::filesystem::remove(mount_point(dir_, node) / "filler");
 }

@@ -29,6 +29,8 @@ class Disks {
   uint64_t fill(int node);
   // Gives the space back.
   void unfill(int node);
+  // The node's data is gone (a disk replaced): its data dir is left empty.
+  void lose(int node);
 
  private:
   std::filesystem::path dir_;
