@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fault injection with real processes (docs/chaos.md): tuttid nodes, each in its own network
-# namespace, under inserts and bank transfers while a seeded nemesis kills (one node, or every
-# node within a second), freezes (SIGSTOP), partitions them, makes one leave and come back,
-# fills one node's disk, and adds an empty one that joins by state transfer; then everything is
-# healed and the history checked. Needs root. The same seed replays the same schedule.
+# namespace, under inserts, bank transfers, list-append transactions and register operations
+# while a seeded nemesis kills (one node, or every node within a second), freezes (SIGSTOP),
+# partitions them, slows one node's link, makes one leave and come back, fills one node's disk,
+# adds an empty one that joins by state transfer, and empties one node's data and kills or cuts
+# off its donor mid-transfer; then everything is healed and the history checked (lost writes,
+# serializability, linearizability). Needs root. The same seed replays the same schedule.
 #   scripts/chaos.sh [--minutes N] [--nodes N] [--seed S] [--faults kill,kill-all,...]
 # Bounded: the nemesis runs N minutes, then at most 2 minutes to converge; a hard timeout of
 # N minutes + 10 stops everything. Namespaces, bridges and processes it made are removed, also

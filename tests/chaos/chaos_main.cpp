@@ -33,8 +33,9 @@ struct Options {
   bool keep = false;
 };
 
-const std::vector<std::string> kFaults = {"kill",   "kill-all", "freeze", "isolate",   "split",
-                                          "bridge", "leave",    "join",   "disk-full", "donor"};
+const std::vector<std::string> kFaults = {"kill",      "kill-all", "freeze", "isolate",
+                                          "split",     "bridge",   "leave",  "join",
+                                          "disk-full", "donor",    "slow"};
 
 // Sleeps until `until` or an interrupt; false when interrupted.
 bool sleep_until(Clock::time_point until) {
@@ -133,6 +134,22 @@ void Nemesis::inject(const std::string& kind) {
     disks_.unfill(n);
   } else if (kind == "donor") {
     donor();
+  } else if (kind == "slow") {
+    const int n = node();
+    const auto length = ms(2000, 6000);
+    Topology::LinkFault f;
+    f.delay_ms = static_cast<int>(ms(20, 300).count());
+    f.loss_percent = static_cast<int>(rng_() % 21);
+    f.rate_kbit = 64 << (rng_() % 4);  // 64-512 kbit/s: below what the load sends
+    say(net_.has_netem()
+            ? fmt::format("n{}'s link delays {} ms (+/- {}) and loses {}%, both ways, for {} ms", n,
+                          f.delay_ms, f.delay_ms / 2, f.loss_percent, length.count())
+            : fmt::format("n{}'s link slowed to {} kbit/s, both ways, its queue holding {} ms "
+                          "(delayed in it, dropped past it), for {} ms",
+                          n, f.rate_kbit, f.delay_ms, length.count()));
+    net_.slow(n, f);
+    sleep_until(Clock::now() + length);
+    net_.heal();
   } else if (kind == "freeze") {
     const int n = node();
     const auto frozen = ms(1500, 4000);  // past the failure timeout (1 s)
@@ -478,10 +495,17 @@ int run(const Options& o, const std::filesystem::path& dir) {
   const auto run_id = static_cast<uint32_t>(::getpid() ^ (o.seed << 8));
   const bool spare = std::find(o.faults.begin(), o.faults.end(), "join") != o.faults.end();
   Topology net(o.nodes + (spare ? 1 : 0), run_id);
-  std::cout << "delay and loss: not built yet (this kernel "
-            << (net.has_netem() ? "offers" : "lacks") << " netem)" << std::endl;
-  // A node's disk fills up only where loop mounts can be made; elsewhere that fault is left out.
   Options opts = o;
+  if (net.has_netem()) {
+    std::cout << "slow links: netem (delay, jitter and random loss)" << std::endl;
+  } else if (net.has_tbf()) {
+    std::cout << "slow links: this kernel lacks netem; a token bucket (tbf) at a low rate delays "
+                 "what its queue holds and drops what overflows it"
+              << std::endl;
+  } else if (std::erase(opts.faults, "slow")) {
+    std::cout << "slow: this kernel has neither netem nor tbf; that fault is skipped" << std::endl;
+  }
+  // A node's disk fills up only where loop mounts can be made; elsewhere that fault is left out.
   const std::string no_loop = loop_mounts_unavailable();
   if (!no_loop.empty() && std::erase(opts.faults, "disk-full"))
     std::cout << "disk-full: " << no_loop << "; that fault is skipped" << std::endl;
@@ -549,7 +573,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "the schedule's seed (default: from the clock; printed)");
   app.add_option("--faults", o.faults,
                  "comma-separated: kill,kill-all,freeze,isolate,split,bridge,leave,join,disk-full,"
-                 "donor (default: all)")
+                 "donor,slow (default: all)")
       ->delimiter(',')
       ->check(CLI::IsMember(kFaults));
   app.add_flag("--lose-one-ack", o.lose_one_ack,

@@ -20,6 +20,15 @@ const std::string& ip_bin() {
   return path;
 }
 
+const std::string& tc_bin() {
+  static const std::string path = [] {
+    for (const char* p : {"/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc", "/bin/tc"})
+      if (::access(p, X_OK) == 0) return std::string(p);
+    return std::string();
+  }();
+  return path;
+}
+
 void run_or_throw(const std::vector<std::string>& argv) {
   auto r = test::run(argv);
   if (r.code == 0) return;
@@ -65,20 +74,25 @@ Topology::Topology(int nodes, uint32_t run)
     for (int i = 1; i <= nodes; ++i) {
       ip_must({"netns", "add", ns(i)});
       namespaces_made_.push_back(ns(i));
-      const std::string host_end = prefix_ + "v" + std::to_string(i);
-      ip_must({"link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns(i)});
-      ip_must({"link", "set", host_end, "master", prefix_ + "br"});
-      ip_must({"link", "set", host_end, "up"});
+      ip_must({"link", "add", host_end(i), "type", "veth", "peer", "name", "eth0", "netns", ns(i)});
+      ip_must({"link", "set", host_end(i), "master", prefix_ + "br"});
+      ip_must({"link", "set", host_end(i), "up"});
       ip_must({"netns", "exec", ns(i), ip_bin(), "link", "set", "lo", "up"});
       ip_must({"netns", "exec", ns(i), ip_bin(), "addr", "add", ip(i) + "/24", "dev", "eth0"});
       ip_must({"netns", "exec", ns(i), ip_bin(), "link", "set", "eth0", "up"});
     }
-    // netem is a module a kernel may lack: probe it on one node's loopback, then take it off.
-    auto probe = test::run(
-        {ip_bin(), "netns", "exec", ns(1), "tc", "qdisc", "add", "dev", "lo", "root", "netem"});
-    netem_ = probe.code == 0;
-    if (netem_)
-      test::run({ip_bin(), "netns", "exec", ns(1), "tc", "qdisc", "del", "dev", "lo", "root"});
+    // netem and tbf are modules a kernel may lack: probe them on one node's loopback.
+    const auto probe = [&](std::vector<std::string> qdisc) {
+      if (tc_bin().empty()) return false;
+      std::vector<std::string> add = {ip_bin(), "netns", "exec", ns(1), tc_bin(),
+                                      "qdisc",  "add",   "dev",  "lo",  "root"};
+      add.insert(add.end(), qdisc.begin(), qdisc.end());
+      if (test::run(add).code != 0) return false;
+      test::run({ip_bin(), "netns", "exec", ns(1), tc_bin(), "qdisc", "del", "dev", "lo", "root"});
+      return true;
+    };
+    netem_ = probe({"netem", "delay", "1ms"});
+    tbf_ = probe({"tbf", "rate", "1mbit", "burst", "16kb", "latency", "50ms"});
   } catch (...) {
     teardown();
     throw;
@@ -122,6 +136,40 @@ void Topology::heal() {
   for (const auto& [a, b] : cut_)
     ip_run({"netns", "exec", ns(a), ip_bin(), "route", "del", "blackhole", ip(b) + "/32"});
   cut_.clear();
+  for (int n : slowed_) {
+    test::run({ip_bin(), "netns", "exec", ns(n), tc_bin(), "qdisc", "del", "dev", "eth0", "root"});
+    test::run({tc_bin(), "qdisc", "del", "dev", host_end(n), "root"});
+  }
+  slowed_.clear();
+}
+
+std::string Topology::host_end(int node) const {
+  return prefix_ + "v" + std::to_string(node);
+}
+
+void Topology::slow(int node, const LinkFault& f) {
+  if (!netem_ && !tbf_)
+    throw std::logic_error("chaos: slow() where the kernel has no netem or tbf");
+  std::vector<std::string> qdisc;
+  if (netem_) {
+    qdisc = {"netem",
+             "delay",
+             fmt::format("{}ms", f.delay_ms),
+             fmt::format("{}ms", f.delay_ms / 2),
+             "loss",
+             fmt::format("{}%", f.loss_percent)};
+  } else {
+    qdisc = {"tbf",  "rate",    fmt::format("{}kbit", f.rate_kbit), "burst",
+             "16kb", "latency", fmt::format("{}ms", f.delay_ms)};
+  }
+  slowed_.insert(node);
+  std::vector<std::string> inside = {ip_bin(), "netns",   "exec", ns(node), tc_bin(),
+                                     "qdisc",  "replace", "dev",  "eth0",   "root"};
+  std::vector<std::string> outside = {tc_bin(), "qdisc", "replace", "dev", host_end(node), "root"};
+  inside.insert(inside.end(), qdisc.begin(), qdisc.end());
+  outside.insert(outside.end(), qdisc.begin(), qdisc.end());
+  run_or_throw(inside);
+  run_or_throw(outside);
 }
 
 }  // namespace tutti::chaos
