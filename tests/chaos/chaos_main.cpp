@@ -559,10 +559,11 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{
       "tutti-chaos: real tuttid processes in network namespaces, under inserts, bank "
-      "transfers, list-append transactions and register operations, while a seeded nemesis kills, "
-      "freezes and partitions them; then checks that "
-      "nothing acknowledged was lost and every node agrees. Needs root (ip netns). Exit 0 pass, "
-      "1 a check failed, 2 could not run, 77 skipped on this machine."};
+      "transfers, list-append transactions and register operations, while a seeded nemesis "
+      "kills, freezes, partitions and slows them, fills or empties their disks; then checks that "
+      "nothing acknowledged was lost, transactions were serializable, registers linearizable and "
+      "every node agrees. Needs root (ip netns). Exit 0 pass, 1 a check failed, 2 could not run, "
+      "77 skipped on this machine."};
   double minutes = 0;
   app.add_option("--seconds", o.seconds, "how long the nemesis runs (default 60)")
       ->check(CLI::Range(1.0, 86400.0));
