@@ -96,6 +96,7 @@ void Node::handle(Request request, ReplyFn reply) {
       if (auto e = check_key(g->key, limits_)) return reply(Response{id, *e});
       if (g->consistency == Consistency::linearizable)
         return read_after_marker(std::move(request), std::move(reply));
+      if (auto e = holds_no_state()) return reply(Response{id, *e});
       read_now(std::move(request), std::move(reply));
     } else if (auto* s = std::get_if<ScanRequest>(&request.body)) {
       if (s->prefix.size() > limits_.max_key_bytes)
@@ -103,6 +104,7 @@ void Node::handle(Request request, ReplyFn reply) {
             Response{id, error(ErrorCode::too_large, "prefix is longer than the key limit")});
       if (s->consistency == Consistency::linearizable)
         return read_after_marker(std::move(request), std::move(reply));
+      if (auto e = holds_no_state()) return reply(Response{id, *e});
       read_now(std::move(request), std::move(reply));
     } else if (auto* c = std::get_if<CommitRequest>(&request.body)) {
       commit(id, std::move(*c), std::move(reply));

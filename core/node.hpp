@@ -155,6 +155,7 @@ class Node {
   void pull();
   void after_transfer_write(PersistResult& r);
   std::optional<ErrorReply> catching_up() const;
+  std::optional<ErrorReply> holds_no_state() const;
   void schedule_flush();
   void keep_alive(storage::Clock::time_point now);
   std::string member_name(const gcs::NodeId& id) const;

@@ -185,4 +185,21 @@ std::optional<ErrorReply> Node::catching_up() const {
   return std::nullopt;
 }
 
+// A --local read answers from whatever consistent state the node holds; a node that holds none
+// of the cluster's yet (never joined, or joining with an empty store, its data lost say) would
+// answer "not found" for every key, which no state of the cluster says: it refuses instead.
+std::optional<ErrorReply> Node::holds_no_state() const {
+  const auto& d = group_.member().durable();
+  if (last_committed_ > 0 || (!d.history.empty() && !d.needs_transfer)) return std::nullopt;
+  if (d.history.empty())
+    return error_reply(ErrorCode::unavailable,
+                       "not served: this node has not joined a cluster yet, so it holds none of "
+                       "its state; ask a member");
+  return error_reply(
+      ErrorCode::unavailable,
+      "not served: this node holds none of the cluster's state yet (" +
+          (joiner_ ? joiner_->describe() : std::string("waiting for a state transfer")) +
+          "); ask another member");
+}
+
 }  // namespace tutti::core

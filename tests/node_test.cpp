@@ -28,7 +28,7 @@ struct Harness {
   int flush_requests = 0;
   std::vector<Response> replies;
 
-  explicit Harness(storage::Options o = {}, NodeLimits limits = {}) {
+  explicit Harness(storage::Options o = {}, NodeLimits limits = {}, bool bootstrap = true) {
     o.dir = dir.path();
     store = storage::Store::open(o);
     store->write([](storage::WriteTxn& t) { t.set_identity("", random_uuid()); });
@@ -37,7 +37,7 @@ struct Harness {
         std::make_unique<gcs::Member>(meta.node_uuid, load_durable(*store), gcs::Config{},
                                       std::vector<gcs::NodeId>{}, 0),
         outbox);
-    group->member().bootstrap(random_uuid());
+    if (bootstrap) group->member().bootstrap(random_uuid());
     node = std::make_unique<Node>("n1", *store, *group, limits, [this] { ++flush_requests; });
     node->flush();
   }
@@ -101,6 +101,23 @@ TEST_CASE("gets and scans see committed writes with their versions") {
   CHECK_FALSE(missing.found);
   auto s = std::get<ScanReply>(h.call(Request{1, ScanRequest{"a/", 10}}).body);
   CHECK(s.entries.size() == 2);
+}
+
+TEST_CASE("a node that holds none of a cluster's state refuses local reads rather than say "
+          "not found") {
+  Harness fresh({}, {}, false);  // never joined a cluster
+  for (Request r : {Request{1, GetRequest{"k", Consistency::local}},
+                    Request{2, ScanRequest{"", 0, Consistency::local}}}) {
+    auto reply = fresh.call(r);
+    auto* e = std::get_if<ErrorReply>(&reply.body);
+    REQUIRE(e);
+    CHECK(e->code == ErrorCode::unavailable);
+    CHECK_THAT(e->message, Catch::Contains("has not joined a cluster yet"));
+  }
+  Harness booted;  // a cluster of its own, still empty: its state is the empty one
+  auto v = booted.call(Request{1, GetRequest{"k", Consistency::local}});
+  REQUIRE(std::holds_alternative<ValueReply>(v.body));
+  CHECK_FALSE(std::get<ValueReply>(v.body).found);
 }
 
 TEST_CASE("a scan the node caps says it was cut short - one that fits does not") {

@@ -83,10 +83,9 @@ void count(Counts& c, Outcome o);
 struct History {
   std::mutex mu;
   Counts inserts, transfers, reads, appends, registers;
-  uint64_t empty_local_reads = 0;  // of reads: local scans of a node that held no state yet
-  std::set<std::string> acked;     // insert keys whose commit was acknowledged
-  std::set<std::string> unknown;   // insert keys whose outcome no node told
-  std::set<std::string> refused;   // insert keys every node refused before replicating
+  std::set<std::string> acked;    // insert keys whose commit was acknowledged
+  std::set<std::string> unknown;  // insert keys whose outcome no node told
+  std::set<std::string> refused;  // insert keys every node refused before replicating
   std::vector<ListTxn> list_txns;
   std::vector<RegisterOp> register_ops;
   std::vector<std::string> violations;

@@ -456,9 +456,6 @@ int report(const Options& o, const std::map<std::string, int>& faults, const His
   line("inserts", h.inserts);
   line("transfers", h.transfers);
   line("reads", h.reads);
-  if (h.empty_local_reads)
-    std::cout << fmt::format("           of which {} local scans of a node holding no state yet\n",
-                             h.empty_local_reads);
   line("appends", h.appends);
   line("registers", h.registers);
   std::string by_kind;
