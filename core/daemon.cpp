@@ -113,14 +113,22 @@ void check_force_bootstrap(const storage::Store& store, const NodeConfig& f) {
     if (peer.uuid == meta.node_uuid || peer.client_addr.empty()) continue;
     StatusReply s;
     try {
-      Client client(std::chrono::seconds(1));
+      Client client(std::chrono::seconds(5));
       client.connect(parse_host_port(peer.client_addr));
       auto reply = client.call(Request{0, StatusRequest{}});
       auto* st = std::get_if<StatusReply>(&reply.body);
       if (!st) continue;
       s = *st;
+    } catch (const ClientError& e) {
+      if (e.kind() == ClientError::Kind::unreachable) continue;  // nothing there holds it up
+      // Something answers there but not in time (a busy machine, a node starting): it may hold
+      // commits this node lacks, so going ahead could lose them.
+      throw std::runtime_error(fmt::format(
+          "--bootstrap --force refused: member '{}' ({}) of this history could not be asked for "
+          "its state ({}): it may hold commits this node lacks; try again, or stop it first",
+          peer.name, peer.client_addr, e.what()));
     } catch (const std::exception&) {
-      continue;  // unreachable: it cannot be asked, and holds nothing up
+      continue;  // an address that does not parse: nothing can be asked there
     }
     if (s.history_uuid != history) continue;
     if (s.primary)
