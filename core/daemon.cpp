@@ -164,9 +164,11 @@ int Daemon::run() {
   gcs::Member* m = member.get();
   transport_ = std::make_unique<gcs::Transport>(io_, tc, [m] { return m->durable().history; });
   group_ = std::make_unique<gcs::Group>(std::move(member), *transport_);
-  // Batches go to disk on the storage thread; the loop goes on meanwhile.
+  // Batches go to disk on the storage thread; the loop goes on meanwhile. With memory
+  // durability a commit never waits for the disk: the group's batches are written on the loop.
   persister_ = std::make_unique<ThreadPersister>(
-      store_, meta.node_uuid, [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+      store_, meta.node_uuid, [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); },
+      store_.options().durability == storage::Durability::memory);
   node_ = std::make_unique<Node>(
       f_.name, store_, *group_, f_.limits, [this] { asio::post(io_, [this] { node_->flush(); }); },
       [this] { return transport_->directory(); }, persister_.get());

@@ -163,8 +163,11 @@ void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done, De
 }
 
 ThreadPersister::ThreadPersister(storage::Store& store, std::string node_uuid,
-                                 std::function<void(std::function<void()>)> post)
-    : store_(store), node_uuid_(std::move(node_uuid)), post_(std::move(post)) {
+                                 std::function<void(std::function<void()>)> post, bool group_inline)
+    : store_(store),
+      node_uuid_(std::move(node_uuid)),
+      post_(std::move(post)),
+      group_inline_(group_inline) {
   group_.thread = std::thread([this] { run(group_); });
   transfer_.thread = std::thread([this] {
     set_thread_priority(ThreadPriority::background, "transfer storage thread");
@@ -184,6 +187,13 @@ ThreadPersister::~ThreadPersister() {
 }
 
 void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) {
+  if (group_inline_ && !batch.transfer) {
+    {
+      std::lock_guard lock(mu_);
+      TUTTI_INVARIANT(!in_flight_, "a batch submitted while the last one is on its way to disk");
+    }
+    return done(persist(store_, node_uuid_, std::move(batch), with_hashes));
+  }
   Lane& lane = batch.transfer ? transfer_ : group_;
   {
     std::lock_guard lock(mu_);

@@ -116,10 +116,14 @@ class InlinePersister final : public Persister {
 // want (core/thread_priority.hpp). post runs a function on the node's thread (asio::post to its
 // io_context). The destructor waits for the batch being written; its done is then posted like any
 // other.
+//
+// group_inline: the group's batches are written on the caller's thread, at once, as by
+// InlinePersister (for memory durability, whose commits never wait for the disk: the two trips
+// between threads cost more than the write); transfer batches still go to their thread.
 class ThreadPersister final : public Persister {
  public:
   ThreadPersister(storage::Store& store, std::string node_uuid,
-                  std::function<void(std::function<void()>)> post);
+                  std::function<void(std::function<void()>)> post, bool group_inline = false);
   ~ThreadPersister() override;
   void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) override;
 
@@ -140,6 +144,7 @@ class ThreadPersister final : public Persister {
   storage::Store& store_;
   std::string node_uuid_;
   std::function<void(std::function<void()>)> post_;
+  bool group_inline_;
   std::mutex mu_;
   bool in_flight_ = false;  // one batch at a time, in either lane: the queue is bounded
   bool stopping_ = false;
