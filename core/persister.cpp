@@ -187,7 +187,11 @@ ThreadPersister::~ThreadPersister() {
 }
 
 void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) {
-  if (group_inline_ && !batch.transfer) {
+  // A big batch (a joiner's backlog, say) would hold the loop, and the heartbeats it sends,
+  // for seconds: it goes to the thread like any other.
+  constexpr size_t kInlineMax = 256;
+  if (group_inline_ && !batch.transfer &&
+      batch.ready.append.size() + batch.ready.events.size() <= kInlineMax) {
     {
       std::lock_guard lock(mu_);
       TUTTI_INVARIANT(!in_flight_, "a batch submitted while the last one is on its way to disk");

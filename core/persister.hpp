@@ -117,9 +117,10 @@ class InlinePersister final : public Persister {
 // io_context). The destructor waits for the batch being written; its done is then posted like any
 // other.
 //
-// group_inline: the group's batches are written on the caller's thread, at once, as by
-// InlinePersister (for memory durability, whose commits never wait for the disk: the two trips
-// between threads cost more than the write); transfer batches still go to their thread.
+// group_inline: the group's batches of up to 256 entries (appends and events) are written on the
+// caller's thread, at once, as by InlinePersister (for memory durability, whose commits never
+// wait for the disk: the two trips between threads cost more than the write); bigger ones and
+// transfer batches still go to their threads.
 class ThreadPersister final : public Persister {
  public:
   ThreadPersister(storage::Store& store, std::string node_uuid,

@@ -171,10 +171,13 @@ gcs_round() {
       local flags=(--members "$nodes" --size "$size" --duration "$duration" --warmup "$warmup"
         --port $((base + 200)) --json)
       [[ $mode == latency ]] && flags+=(--latency)
-      if ! out=$("$gcsbench" "${flags[@]}" 2>>"$work/bench.log"); then
-        log "gcs-bench ($mode) failed at $size B (see $work/bench.log)"
+      if ! out=$("$gcsbench" "${flags[@]}" 2>"$work/gcs-bench.err"); then
+        # The work dir goes at exit: what gcs-bench said is printed here, not only logged there.
+        log "gcs-bench ($mode) failed at $size B: $(tail -n 3 "$work/gcs-bench.err" | tr '\n' ' ')"
+        cat "$work/gcs-bench.err" >>"$work/bench.log"
         continue
       fi
+      cat "$work/gcs-bench.err" >>"$work/bench.log"
       local workload="ordered $size B" clients=$nodes note
       note="$(awk -v m="$(field "$out" mb_per_s)" 'BEGIN { printf "%.1f", m }') MB/s per member; under load"
       [[ $mode == latency ]] && workload="one in flight $size B" clients=1 note=""
