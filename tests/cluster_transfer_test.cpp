@@ -198,9 +198,27 @@ TEST_CASE(
 
   // n1 alone is back: not primary (one of three), but ahead of n3.
   c.nodes[0].start();
-  auto forced = run({TUTTID_BIN, "--name", "n3", "--data-dir", c.nodes[2].data_dir.string(),
-                     "--client-addr", c.nodes[2].client_addr(), "--gcs-addr",
-                     "127.0.0.1:" + std::to_string(c.nodes[2].gcs_port), "--bootstrap", "--force"});
+  const std::vector<std::string> force = {"/usr/bin/timeout",
+                                          "30",
+                                          TUTTID_BIN,
+                                          "--name",
+                                          "n3",
+                                          "--data-dir",
+                                          c.nodes[2].data_dir.string(),
+                                          "--client-addr",
+                                          c.nodes[2].client_addr(),
+                                          "--gcs-addr",
+                                          "127.0.0.1:" + std::to_string(c.nodes[2].gcs_port),
+                                          "--bootstrap",
+                                          "--force"};
+  // Frozen, n1 takes the connection but answers nothing: it cannot be asked, so it may hold
+  // newer commits, and the bootstrap is refused all the same (it once went ahead after 1 s).
+  c.nodes[0].process.signal(SIGSTOP);
+  auto frozen = run(force);
+  c.nodes[0].process.signal(SIGCONT);
+  CHECK(frozen.code != 0);
+  CHECK_THAT(frozen.err, Catch::Contains("could not be asked for its state"));
+  auto forced = run(force);
   CHECK(forced.code != 0);
   CHECK_THAT(forced.err, Catch::Contains("would lose 50 commits"));
   CHECK_THAT(forced.err, Catch::Contains("--discard-newer-commits"));
