@@ -103,8 +103,9 @@ TEST_CASE("gets and scans see committed writes with their versions") {
   CHECK(s.entries.size() == 2);
 }
 
-TEST_CASE("a node that holds none of a cluster's state refuses local reads rather than say "
-          "not found") {
+TEST_CASE(
+    "a node that holds none of a cluster's state refuses local reads rather than say "
+    "not found") {
   Harness fresh({}, {}, false);  // never joined a cluster
   for (Request r : {Request{1, GetRequest{"k", Consistency::local}},
                     Request{2, ScanRequest{"", 0, Consistency::local}}}) {

@@ -10,22 +10,24 @@
 
 namespace tutti::chaos {
 
-// posix_spawn does not search PATH, and root's PATH may lack sbin.
+namespace {
+
+// posix_spawn does not search PATH, and root's PATH may lack sbin: where name is, or empty.
+std::string find_program(const std::string& name) {
+  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"})
+    if (::access((dir + name).c_str(), X_OK) == 0) return dir + name;
+  return {};
+}
+
+}  // namespace
+
 const std::string& ip_bin() {
-  static const std::string path = [] {
-    for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
-      if (::access(p, X_OK) == 0) return std::string(p);
-    return std::string();
-  }();
+  static const std::string path = find_program("ip");
   return path;
 }
 
 const std::string& tc_bin() {
-  static const std::string path = [] {
-    for (const char* p : {"/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc", "/bin/tc"})
-      if (::access(p, X_OK) == 0) return std::string(p);
-    return std::string();
-  }();
+  static const std::string path = find_program("tc");
   return path;
 }
 
