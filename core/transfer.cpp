@@ -82,8 +82,12 @@ Response Donor::log_chunk(uint64_t id, const LogPull& pull) {
   const size_t max_bytes = std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes);
   size_t bytes = 0;
   uint64_t next = pull.from;
+  // A log that starts past the pull's start has nothing of use to it: say so without reading
+  // (a joiner asks every donor so before it takes a snapshot).
+  const uint64_t log_first = txn->meta().log_first;
+  if (next <= through && (log_first == 0 || log_first > next)) next = through + 1;
   while (next <= through && bytes < max_bytes) {
-    auto entries = txn->log_from(next, 1024);
+    auto entries = txn->log_from(next, 1024, max_bytes - bytes);
     if (entries.empty()) break;
     for (auto& e : entries) {
       if (e.seqno != next || e.seqno > through || bytes >= max_bytes) break;

@@ -83,16 +83,19 @@ std::optional<std::string> ReadView::log_get(uint64_t seqno) const {
   return std::string(*raw);
 }
 
-std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries) const {
+std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries,
+                                         size_t max_bytes) const {
   std::vector<LogEntry> out;
   Cursor cursor(txn_, dbis_.wscache);
   size_t s = from;
   MDB_val k = seqno_key(s), d;
   bool more = cursor.get(&k, &d, MDB_SET_RANGE);
-  while (more && out.size() < max_entries) {
+  size_t bytes = 0;
+  while (more && out.size() < max_entries && bytes < max_bytes) {
     size_t seqno;
     std::memcpy(&seqno, k.mv_data, sizeof seqno);
     out.push_back(LogEntry{seqno, std::string(view(d))});
+    bytes += d.mv_size;
     more = cursor.get(&k, &d, MDB_NEXT);
   }
   return out;

@@ -157,8 +157,10 @@ class ReadView {
   // Entries whose key starts with prefix, in key order, at most limit of them.
   std::vector<Entry> scan(std::string_view prefix, size_t limit) const;
   std::optional<std::string> log_get(uint64_t seqno) const;
-  // Log entries with seqno >= from, in order, at most max_entries.
-  std::vector<LogEntry> log_from(uint64_t from, size_t max_entries) const;
+  // Log entries with seqno >= from, in order, at most max_entries, and no more once they take
+  // max_bytes (at least one).
+  std::vector<LogEntry> log_from(uint64_t from, size_t max_entries,
+                                 size_t max_bytes = SIZE_MAX) const;
   std::optional<std::string> txn_outcome(std::string_view txn_id) const;
   std::optional<std::string> meta_get(std::string_view name) const;
   const Meta& meta() const { return meta_; }

@@ -358,6 +358,43 @@ TEST_CASE("transfer: a donor whose log is short sends the joiner to the others' 
   CHECK(std::holds_alternative<SnapshotPull>(p->request.pull));
 }
 
+TEST_CASE("transfer: a donor answers a log pull with what its log holds from the pull's start") {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  // The log holds 5..9 of 9 applied (1..4 trimmed): 1,000 bytes each.
+  store->write([](storage::WriteTxn& t) {
+    for (uint64_t s = 1; s <= 9; ++s) t.log_append(s, std::string(1000, 'w'));
+    t.set_last_committed(9);
+  });
+  store->write([](storage::WriteTxn& t) { t.log_drop_through(4); });
+  REQUIRE(store->read()->meta().log_first == 5);
+  Donor donor{*store};
+  struct Row {
+    const char* what;
+    LogPull pull;
+    bool covered;
+    size_t entries;
+  };
+  const Row rows[] = {
+      {"a start trimmed away", LogPull{1, 9, 1 << 20}, false, 0},
+      {"the log's first entry on", LogPull{5, 9, 1 << 20}, true, 5},
+      {"up to the pull's end", LogPull{6, 7, 1 << 20}, true, 2},
+      {"up to about the pull's bytes", LogPull{5, 9, 2500}, true, 3},
+      {"at least one entry", LogPull{5, 9, 1}, true, 1},
+      {"past what the donor applied: nothing yet", LogPull{10, 20, 1 << 20}, true, 0},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    const Response r = donor.serve(1, TransferRequest{"history", row.pull, "joiner"}, {});
+    const auto* t = std::get_if<TransferReply>(&r.body);
+    REQUIRE(t);
+    const auto& c = std::get<LogChunk>(t->chunk);
+    CHECK(c.covered == row.covered);
+    CHECK(c.entries.size() == row.entries);
+    CHECK(c.donor_committed == 9);
+  }
+}
+
 namespace {
 
 const std::string kThird = "third-uuid-0000";
