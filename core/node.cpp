@@ -353,7 +353,14 @@ void Node::flush() {
   if (!group_.has_ready() && !directory_dirty_ && !(joiner_ && joiner_->has_write())) return;
   // After a failed persist, try again now and then rather than at every tick.
   if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
+  const bool waiting_learner =
+      group_.member().durable().needs_transfer && group_.view().learner(node_uuid_);
+  // (The next tick flushes it.)
+  if (waiting_learner && !directory_dirty_ && !(joiner_ && joiner_->has_write()) &&
+      store_.env().now() - persist_started_ < kLearnerBatchInterval)
+    return;
   PersistBatch batch{group_.ready(), std::nullopt, std::nullopt};
+  batch.learner = waiting_learner;
   if (directory_dirty_ && directory_) batch.directory = gcs::encode_frame(directory_());
   directory_dirty_ = false;
   if (joiner_) batch.transfer = joiner_->take_write(store_.env().now());

@@ -32,6 +32,11 @@ const char* to_string(NodeState state);
 std::string view_text(const gcs::ViewKey& id);
 // After a failed persist, the node tries again this often.
 inline constexpr std::chrono::milliseconds kPersistRetry{200};
+// A learner still waiting for its transfer writes what the group sends it at most this often.
+// Its log holds back no delivery (its acknowledgements gate nothing), so a few bigger batches
+// serve as well as many small ones, and cost the voters far less of the disk and cores they may
+// share with it (a flush and two wake-ups of a thread per batch).
+inline constexpr std::chrono::milliseconds kLearnerBatchInterval{10};
 
 // What a member persisted, as the group protocol needs it at a restart: its durable state and the
 // tentative tail of its log (beyond what it applied).

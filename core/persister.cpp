@@ -125,8 +125,8 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
       *transferred = write_transfer(txn, *batch.transfer, *transfer_certified, with_hashes);
     if (last_committed) *last_committed = txn.meta().last_committed;
   };
-  store.write(
-      fill, batch.deliveries_only() ? storage::Store::Sync::data_only : storage::Store::Sync::full);
+  store.write(fill,
+              batch.meta_may_lag() ? storage::Store::Sync::data_only : storage::Store::Sync::full);
   return certified;
 }
 

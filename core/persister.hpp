@@ -33,12 +33,25 @@ struct PersistBatch {
   gcs::MemberReady ready;                 // its sends and events wait for the outcome
   std::optional<std::string> directory;   // the member directory to remember, encoded
   std::optional<TransferWrite> transfer;  // a joiner's state transfer, written after the rest
+  // Written by a learner waiting for its transfer: its log holds back no delivery, and what it
+  // acknowledged to the sequencer only tells that one what to send it again.
+  bool learner = false;
   bool empty() const { return !ready.meta && !directory && !transfer; }
   // Records deliveries and nothing else: the log holds them durably, so its commit need not wait
   // for its meta page (storage::Store::Sync::data_only).
   bool deliveries_only() const {
     return ready.append.empty() && !ready.truncate_after && !ready.durable_changed && !directory &&
            !transfer;
+  }
+  // Whether a crash of the machine that undid the batch would lose nothing another node counts
+  // on, so that its commit need not wait for its meta page (storage::Store::Sync::data_only):
+  // deliveries alone, which the log holds; or a learner's log entries and snapshot chunks, whose
+  // loss leaves it behind, as a learner may be, with a consistent prefix. (Not what changes its
+  // durable state beyond that, truncates its log, or applies and installs a transfer.)
+  bool meta_may_lag() const {
+    if (deliveries_only()) return true;
+    return learner && !ready.truncate_after && !ready.durable_changed && !directory &&
+           (!transfer || transfer->kind == TransferWrite::Kind::stage);
   }
 };
 

@@ -418,6 +418,51 @@ TEST_CASE("a batch that only records deliveries commits without waiting for its 
                        std::nullopt};
     row.change(batch);
     CHECK(batch.deliveries_only() == row.deliveries_only);
+    CHECK(batch.meta_may_lag() == row.deliveries_only);
+  }
+}
+
+TEST_CASE(
+    "a learner waiting for its transfer commits its log and snapshot chunks without waiting "
+    "for their meta page, and nothing else") {
+  struct Row {
+    const char* what;
+    void (*change)(PersistBatch&);
+    bool meta_may_lag;
+  };
+  const auto stage = [](PersistBatch& b) {
+    b.transfer = TransferWrite{};
+    b.transfer->kind = TransferWrite::Kind::stage;
+  };
+  const Row rows[] = {
+      {"log entries appended", [](PersistBatch&) {}, true},
+      {"... and a snapshot chunk staged", stage, true},
+      {"... and a transfer's write-sets applied",
+       [](PersistBatch& b) {
+         b.transfer = TransferWrite{};
+         b.transfer->kind = TransferWrite::Kind::apply;
+       },
+       false},
+      {"... and the snapshot installed",
+       [](PersistBatch& b) {
+         b.transfer = TransferWrite{};
+         b.transfer->kind = TransferWrite::Kind::install;
+       },
+       false},
+      {"... and the log truncated", [](PersistBatch& b) { b.ready.truncate_after = 3; }, false},
+      {"... and a view, promise or incarnation changed",
+       [](PersistBatch& b) { b.ready.durable_changed = true; }, false},
+      {"... and the member directory", [](PersistBatch& b) { b.directory = "peers"; }, false},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    PersistBatch batch;
+    batch.ready.append.push_back({});
+    batch.learner = true;
+    row.change(batch);
+    CHECK(batch.meta_may_lag() == row.meta_may_lag);
+    batch.learner = false;  // a voter's batch of the same
+    CHECK_FALSE(batch.meta_may_lag());
   }
 }
 
