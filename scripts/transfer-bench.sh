@@ -13,7 +13,8 @@
 #    log; incremental write-sets/s (from its log: the range asked for, and the time to done).
 # Prints one markdown table (for docs/performance.md) with the date and machine.
 # Env: BUILD (default build), BENCH_PORT (default 7601), KEEP (set: keep the nodes' dirs and logs:
-# about 7 GiB per GiB loaded, left in /tmp for you to remove).
+# about 7 GiB per GiB loaded, left in /tmp for you to remove), JOINER_FLAGS (more tuttid flags
+# for the joiners n4 and n5, e.g. "--snapshot-busy-share 10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gib=${1:-1}
@@ -97,7 +98,7 @@ mb_of() { sed -n 's/.*installed (\([0-9.]*\) MB streamed in \([0-9.]*\) s[);].*/
 s_of() { sed -n 's/.*installed (\([0-9.]*\) MB streamed in \([0-9.]*\) s[);].*/\2/p' <<<"$1"; }
 echo "n4 joins (empty) the idle cluster ..." >&2
 t0=$(now)
-start 4 --peers "$(gcs 1)"
+start 4 --peers "$(gcs 1)" ${JOINER_FLAGS:-}
 wait_synced 4 600
 t1=$(now)
 idle_line=$(snapshot_line 4)
@@ -119,7 +120,7 @@ echo "writes before the transfer: $before commits/s" >&2
 
 echo "n5 joins (empty) while the load goes on ..." >&2
 s0=$(seqno 2); t0=$(now)
-start 5 --peers "$(gcs 1)"
+start 5 --peers "$(gcs 1)" ${JOINER_FLAGS:-}
 wait_synced 5 600
 s1=$(seqno 2); t1=$(now)
 during=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
