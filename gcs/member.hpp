@@ -130,6 +130,8 @@ class Member {
   std::vector<NodeId> alive_set() const;
   void know(const NodeId& n);
   bool still_meeting() const;
+  // Whether a learner that finished its transfer holds about what the group delivered.
+  bool vote_ready_learner() const;
   void maybe_propose();
   void propose(std::vector<NodeId> members);
   void on_propose(const Message& m, const Propose& p);

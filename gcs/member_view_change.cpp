@@ -105,7 +105,7 @@ void Member::maybe_propose() {
       // A learner that caught up gets its vote in a view of the same members: until then it
       // counts for nothing, and the view holds only as many failures as its voters allow.
       if (view_.primary && (!learner_coordinates || promoter) &&
-          (!synced_learners_.empty() || (view_.learner(self_) && !d_.needs_transfer)))
+          (vote_ready_learner() || (view_.learner(self_) && !d_.needs_transfer)))
         need = true;
       break;
     }
@@ -115,6 +115,18 @@ void Member::maybe_propose() {
   }
   if (need && !(view_.primary && phase_ != Phase::idle) && still_meeting()) return;
   if (need) propose(std::move(alive));
+}
+
+// A learner that finished its transfer gets its vote once its log holds about what the group
+// delivered. Right after its transfer it writes its backlog in long batches, meanwhile holding
+// none of what the group orders: a view proposed then has a base its log does not reach, and
+// it catches up again, one view change more (12,500 write-sets short, seen in a 1 GiB join).
+bool Member::vote_ready_learner() const {
+  constexpr uint64_t kVoteLag = 1024;  // positions
+  return std::any_of(synced_learners_.begin(), synced_learners_.end(), [&](const NodeId& n) {
+    auto a = acks_.find(n);
+    return a != acks_.end() && a->second + kVoteLag >= delivered_pos_;
+  });
 }
 
 // A member outside a primary view proposes only once it has heard every member it knows of, or
