@@ -122,6 +122,7 @@ bool NodeCluster::start(SimNode& n) {
   n.up = true;
   n.paused = false;
   ++n.incarnation;
+  n.last_submit.reset();
   n.applied_top = n.store->read()->meta().last_committed;
   auto member = std::make_unique<gcs::Member>(n.id, core::load_durable(*n.store), group_config(),
                                               n.seeds, now_);
@@ -152,6 +153,16 @@ bool NodeCluster::start(SimNode& n) {
 
 void NodeCluster::submit_persist(SimNode& n, SimPersister::Job job) {
   if (n.persister.job) throw SimViolation(n.id + ": a batch submitted while one is on its way");
+  // A learner waiting for its transfer writes the group's entries at most every
+  // kLearnerBatchInterval; a transfer's write or the directory may go at once.
+  const auto at = n.env.now();
+  const core::PersistBatch& b = job.batch;
+  if (b.learner && !b.transfer && !b.directory && n.last_submit &&
+      at - *n.last_submit < core::kLearnerBatchInterval)
+    throw SimViolation(fmt::format(
+        "{}: a learner's batch {} ms after its last one", n.id,
+        std::chrono::duration_cast<std::chrono::milliseconds>(at - *n.last_submit).count()));
+  n.last_submit = at;
   job.latency = static_cast<Time>(rand(1, 3)) + n.disk_latency;
   // Certification comes before the disk's wait: the node may answer in between, and a crash
   // there loses the batch after its answers went out.

@@ -119,6 +119,8 @@ class NodeCluster {
     bool up = false, left = false, paused = false;
     Time restart_at = 0, unpause_at = 0, disk_until = 0;
     uint64_t incarnation = 0;
+    // When this incarnation last submitted a batch (none yet: nullopt).
+    std::optional<storage::Clock::time_point> last_submit;
     test::FaultEnv env;
     std::unique_ptr<storage::Store> store;
     SimPersister persister;
