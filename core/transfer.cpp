@@ -63,14 +63,19 @@ uint64_t estimate_snapshot_bytes(const SnapshotChunk& header, const storage::Sna
 
 Response Donor::serve(uint64_t id, const TransferRequest& req, Clock::time_point now) {
   const bool log = std::holds_alternative<LogPull>(req.pull);
-  {
+  Response r = log ? log_chunk(id, std::get<LogPull>(req.pull))
+                   : snapshot_chunk(id, req, std::get<SnapshotPull>(req.pull), now);
+  // A donor is one while it sends something: not for a refusal (a log that does not reach back,
+  // asked of every member before a snapshot).
+  const auto* t = std::get_if<TransferReply>(&r.body);
+  const auto* chunk = t ? std::get_if<LogChunk>(&t->chunk) : nullptr;
+  if (t && !(chunk && chunk->entries.empty())) {
     std::lock_guard lock(mu_);
     last_served_ = now;
     last_joiner_ = req.joiner;
     last_kind_ = log ? "incremental" : "snapshot";
   }
-  if (log) return log_chunk(id, std::get<LogPull>(req.pull));
-  return snapshot_chunk(id, req, std::get<SnapshotPull>(req.pull), now);
+  return r;
 }
 
 // Only applied entries leave (a tentative tail may yet be cut), contiguous from the pull's start.

@@ -383,15 +383,19 @@ TEST_CASE("transfer: a donor answers a log pull with what its log holds from the
       {"at least one entry", LogPull{5, 9, 1}, true, 1},
       {"past what the donor applied: nothing yet", LogPull{10, 20, 1 << 20}, true, 0},
   };
+  Clock::time_point now = Clock::time_point{} + std::chrono::hours(1);
   for (const Row& row : rows) {
     INFO(row.what);
-    const Response r = donor.serve(1, TransferRequest{"history", row.pull, "joiner"}, {});
+    now += std::chrono::seconds(10);  // what the row before served is long past
+    const Response r = donor.serve(1, TransferRequest{"history", row.pull, "joiner"}, now);
     const auto* t = std::get_if<TransferReply>(&r.body);
     REQUIRE(t);
     const auto& c = std::get<LogChunk>(t->chunk);
     CHECK(c.covered == row.covered);
     CHECK(c.entries.size() == row.entries);
     CHECK(c.donor_committed == 9);
+    // A node is a donor (DONOR in its status) while it sends something, not for a refusal.
+    CHECK(donor.active(now) == (row.entries > 0));
   }
 }
 
