@@ -69,7 +69,8 @@ Response Donor::serve(uint64_t id, const TransferRequest& req, Clock::time_point
   // asked of every member before a snapshot).
   const auto* t = std::get_if<TransferReply>(&r.body);
   const auto* chunk = t ? std::get_if<LogChunk>(&t->chunk) : nullptr;
-  if (t && !(chunk && chunk->entries.empty())) {
+  const bool sent = t && (!chunk || !chunk->entries.empty());
+  if (sent) {
     std::lock_guard lock(mu_);
     last_served_ = now;
     last_joiner_ = req.joiner;
@@ -87,11 +88,11 @@ Response Donor::log_chunk(uint64_t id, const LogPull& pull) {
   const size_t max_bytes = std::clamp<size_t>(pull.max_bytes, 1, kTransferChunkBytes);
   size_t bytes = 0;
   uint64_t next = pull.from;
-  // A log that starts past the pull's start has nothing of use to it: say so without reading
-  // (a joiner asks every donor so before it takes a snapshot).
+  // A log that starts past the pull's start has nothing of use to it: it is not read (a joiner
+  // asks every donor so before it takes a snapshot).
   const uint64_t log_first = txn->meta().log_first;
-  if (next <= through && (log_first == 0 || log_first > next)) next = through + 1;
-  while (next <= through && bytes < max_bytes) {
+  const bool holds_start = log_first != 0 && log_first <= pull.from;
+  while (holds_start && next <= through && bytes < max_bytes) {
     auto entries = txn->log_from(next, 1024, max_bytes - bytes);
     if (entries.empty()) break;
     for (auto& e : entries) {
