@@ -350,20 +350,27 @@ void Node::schedule_flush() {
 void Node::flush() {
   flush_requested_ = false;
   if (persisting_) return;  // its outcome flushes again
-  if (!group_.has_ready() && !directory_dirty_ && !(joiner_ && joiner_->has_write())) return;
+  // A view change never waits behind a transfer write in the same batch: what it asks of this
+  // member (a promise, a report, an install) goes in a batch of its own, at the group's
+  // priority, and the transfer's write in the next.
+  const gcs::Phase phase = group_.member().phase();
+  const bool view_changing = phase == gcs::Phase::gathering || phase == gcs::Phase::installed;
+  const bool transfer_write =
+      joiner_ && joiner_->has_write() && !(view_changing && group_.has_ready());
+  if (!group_.has_ready() && !directory_dirty_ && !transfer_write) return;
   // After a failed persist, try again now and then rather than at every tick.
   if (!persist_error_.empty() && store_.env().now() - persist_failed_at_ < kPersistRetry) return;
   const bool waiting_learner =
       group_.member().durable().needs_transfer && group_.view().learner(node_uuid_);
   // (The next tick flushes it.)
-  if (waiting_learner && !directory_dirty_ && !(joiner_ && joiner_->has_write()) &&
+  if (waiting_learner && !directory_dirty_ && !transfer_write &&
       store_.env().now() - persist_started_ < kLearnerBatchInterval)
     return;
   PersistBatch batch{group_.ready(), std::nullopt, std::nullopt};
   batch.learner = waiting_learner;
   if (directory_dirty_ && directory_) batch.directory = gcs::encode_frame(directory_());
   directory_dirty_ = false;
-  if (joiner_) batch.transfer = joiner_->take_write(store_.env().now());
+  if (transfer_write) batch.transfer = joiner_->take_write(store_.env().now());
   persisting_ = true;
   // Nothing to write (heartbeats, say), and every batch before it is on disk: its messages need
   // not wait for a trip through the storage thread.
@@ -373,13 +380,13 @@ void Node::flush() {
     nothing_to_write.ok = true;
     return persisted(std::move(nothing_to_write));
   }
-  const bool transfer_write = batch.transfer.has_value();
+  const bool batch_has_transfer = batch.transfer.has_value();
   persist_started_ = store_.env().now();
   persist_backlog_ = batch.ready.append.size();
   persister_->submit(
       std::move(batch), observer_ != nullptr, [this](PersistResult r) { persisted(std::move(r)); },
       [this](std::vector<Decision> early) { decided(std::move(early)); });
-  if (transfer_write) pull();  // the next chunk travels while this one is written
+  if (batch_has_transfer) pull();  // the next chunk travels while this one is written
 }
 
 // A batch long on its way to disk holds this node's heartbeats with its other messages (they
