@@ -23,6 +23,9 @@ struct Config {
   Time resend_timeout = 300;    // unacknowledged data and order are sent again
   Time exclude_time = 3000;     // a member that failed a view change is left out this long
   Time max_flow_pause = 5000;   // a member holding the group paused longer is evicted
+  // An evicted member still asking for a pause is proposed again only once it stops asking, or
+  // after this long.
+  Time outsider_hold = 30000;
   // Member weights for the primary component (majority by weight); a member not listed
   // weighs 1. Every member must be given the same weights.
   std::map<NodeId, uint32_t> weights;
@@ -128,6 +131,9 @@ class Member {
 
   // membership and view change
   std::vector<NodeId> alive_set() const;
+  bool pausing_outsider(const NodeId& n) const;
+  void pass_over_stalled_coordinator();
+  const NodeId& coordinator_of(const std::vector<NodeId>& alive) const;
   void know(const NodeId& n);
   bool still_meeting() const;
   // Whether a learner that finished its transfer holds about what the group delivered.
@@ -187,10 +193,12 @@ class Member {
   std::map<NodeId, Time> known_since_;
   std::map<NodeId, Time> last_heard_;
   std::map<NodeId, Time> excluded_until_;
+  std::map<NodeId, Time> passed_over_until_;  // stalled coordinators: none of ours until then
   std::set<NodeId> leaving_;
-  std::set<NodeId> idle_peers_;          // peers that restarted and belong to no view
-  std::map<NodeId, ViewKey> peer_view_;  // the later of the view each peer operates in and the
-                                         // view change it last promised
+  std::set<NodeId> idle_peers_;            // peers that restarted and belong to no view
+  std::map<NodeId, Time> last_member_at_;  // when each was last in a view this member started
+  std::map<NodeId, ViewKey> peer_view_;    // the later of the view each peer operates in and the
+                                           // view change it last promised
   bool leaving_self_ = false;
   bool flow_pause_ = false;               // this member asks the group to pause
   std::set<NodeId> synced_learners_;      // learners of the view that finished their transfer

@@ -20,10 +20,50 @@ std::vector<NodeId> Member::alive_set() const {
     auto ex = excluded_until_.find(n);
     if (ex != excluded_until_.end() && ex->second > now_) continue;
     if (leaving_.count(n)) continue;
+    if (pausing_outsider(n)) continue;
     out.push_back(n);
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// A member outside this member's primary view that asks the group to pause (flow control): a
+// view with it would pause at once, and evict it again (a learner past its backlog bound, say,
+// that goes on with its transfer outside). It is no candidate, nor a coordinator, until it no
+// longer asks - or for outsider_hold since it asked or was last a member, whichever is later:
+// what it waits for may be the view itself (a log it can deliver only in one).
+bool Member::pausing_outsider(const NodeId& n) const {
+  auto p = pausing_since_.find(n);
+  if (!view_.primary || p == pausing_since_.end() ||
+      std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
+    return false;
+  Time since = p->second;
+  if (auto m = last_member_at_.find(n); m != last_member_at_.end())
+    since = std::max(since, m->second);
+  return now_ - since < cfg_.outsider_hold;
+}
+
+// A coordinator that stalls its view change - alive, and saying so, while its disk or CPU is held
+// elsewhere - would hold every member that promised it: once the change has taken twice the
+// install timeout (in which the coordinator could have tried again), each passes it over as
+// coordinator for a while, and the next member proposes. It stays a candidate, and its own
+// proposals are still taken: the member that cannot tell may be the stalled one itself.
+void Member::pass_over_stalled_coordinator() {
+  if (phase_ != Phase::gathering && phase_ != Phase::installed) return;
+  const NodeId& c = promised_.coordinator;
+  if (c == self_ || c.empty() || now_ - change_started_ < 2 * cfg_.install_timeout) return;
+  if (auto p = passed_over_until_.find(c); p != passed_over_until_.end() && p->second > now_)
+    return;
+  passed_over_until_[c] = now_ + cfg_.exclude_time;
+}
+
+// The smallest live member that is not passed over (or the smallest, when all are).
+const NodeId& Member::coordinator_of(const std::vector<NodeId>& alive) const {
+  for (const auto& n : alive) {
+    auto p = passed_over_until_.find(n);
+    if (p == passed_over_until_.end() || p->second <= now_) return n;
+  }
+  return alive.front();
 }
 
 // The smallest live member coordinates: it proposes a view of every member it hears when that
@@ -31,13 +71,15 @@ std::vector<NodeId> Member::alive_set() const {
 void Member::maybe_propose() {
   // Flow control is bounded: a member that holds the group paused too long is evicted; it may
   // come back once it has caught up. Every member judges so (the pauser may be the coordinator),
-  // and the next coordinator proposes a view without it.
+  // and the next coordinator proposes a view without it. A learner is evicted as soon as it asks:
+  // it has no vote, and catching up never pauses the group (it asks only when what it logged
+  // for its transfer passed its bound; it goes on with the transfer outside the view).
   // Eviction never takes the majority away: when the members to evict, with those already
   // excluded, weigh half the view or more, the group stays paused and primary instead.
   if (phase_ == Phase::operational && view_.primary) {
     std::vector<NodeId> evict;
     for (const auto& [n, since] : pausing_since_)
-      if (n != self_ && now_ - since >= cfg_.max_flow_pause &&
+      if (n != self_ && now_ - since >= (view_.learner(n) ? 0 : cfg_.max_flow_pause) &&
           std::find(view_.members.begin(), view_.members.end(), n) != view_.members.end())
         evict.push_back(n);
     uint64_t total = 0, staying = 0;
@@ -52,8 +94,9 @@ void Member::maybe_propose() {
     if (2 * staying > total)
       for (const auto& n : evict) excluded_until_[n] = now_ + cfg_.exclude_time;
   }
+  pass_over_stalled_coordinator();
   std::vector<NodeId> alive = alive_set();
-  const bool coordinating = alive.front() == self_;
+  const bool coordinating = coordinator_of(alive) == self_;
   // A learner that caught up gets its vote in a view of the same members. When the smallest
   // member, who coordinates, is a learner, the sequencer proposes that view instead: its Propose
   // follows every Order it sent on each link, so the members report the same log. A learner's
@@ -163,6 +206,8 @@ void Member::on_propose(const Message& m, const Propose& p) {
   // until the exclusion ends: like a lost proposal, which the protocol survives.
   if (auto ex = excluded_until_.find(m.from); ex != excluded_until_.end() && ex->second > now_)
     return;
+  // Nor does a member outside the primary view that asks the group to pause (alive_set).
+  if (pausing_outsider(m.from)) return;
   if (std::find(p.members.begin(), p.members.end(), self_) == p.members.end()) return;
   if (proposal_ && proposal_->id < m.view) proposal_.reset();  // a higher proposal wins
   // Promise: never take part in a lower view change again, even after a restart.
@@ -302,7 +347,10 @@ void Member::commit_view() {
   view_ = inst.view;
   phase_ = Phase::operational;
   if (view_.primary) restarted_ = false;
-  for (const auto& n : view_.members) idle_peers_.erase(n);  // they belong to this view now
+  for (const auto& n : view_.members) {
+    idle_peers_.erase(n);  // they belong to this view now
+    last_member_at_[n] = now_;
+  }
   synced_learners_.clear();
   // A pause holds this view only from its start: one asked for earlier is not held against it.
   for (auto& [n, since] : pausing_since_) since = std::max(since, now_);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long simulator runs, all faults: gcs-sim (the group protocol alone) and tutti-sim (whole nodes:
 # group, certification and LMDB stores), RUNS seeds of each for each group size 3..7; then
-# tutti-sim with joiners by snapshot and donors crashing mid-snapshot, on 3, 5 and 7 nodes.
+# gcs-sim with stalled members and tutti-sim with joiners by snapshot and donors crashing
+# mid-snapshot, on 3, 5 and 7 nodes.
 # Bounded: each simulator call stops after its runs, or after MAX_SECONDS (default 3600).
 # Usage: scripts/sim-soak.sh [RUNS per size and simulator, default 2000] [FIRST_SEED, default: from the clock]
 set -euo pipefail
@@ -19,6 +20,14 @@ for sim in gcs-sim tutti-sim; do
       | grep -v '^run seed=.* ok$' || { echo "sim-soak: $sim FAILED (the seed is printed above)"; exit 1; }
     seed=$((seed + runs))
   done
+done
+# Stalled members: alive, their batches held (not in the default fault set).
+for nodes in 3 5 7; do
+  echo "== gcs-sim: $runs runs with $nodes nodes from seed $seed, stalls too"
+  timeout "$max_seconds" ./build/tests/gcs-sim --seed "$seed" --runs "$runs" --nodes "$nodes" \
+    --faults crash,partition,loss,pause,join,leave,stall \
+    | grep -v '^run seed=.* ok$' || { echo "sim-soak: gcs-sim FAILED (the seed is printed above)"; exit 1; }
+  seed=$((seed + runs))
 done
 # Joiners by snapshot, donors crashing mid-snapshot (not in the default fault set).
 for nodes in 3 5 7; do

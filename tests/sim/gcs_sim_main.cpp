@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 7));
   app.add_option("--steps", steps, "fault phase length in 10 ms steps")->capture_default_str();
   app.add_option("--faults", faults_text,
-                 "comma-separated: crash,partition,loss,pause,join,leave (default: all)");
+                 "comma-separated: crash,partition,loss,pause,join,leave,stall (default: all "
+                 "but stall, a member whose batches stop reaching its disk while it says it "
+                 "lives)");
   app.add_option("--trace", trace_file, "write every event as a JSON line (one run only)");
   CLI11_PARSE(app, argc, argv);
 

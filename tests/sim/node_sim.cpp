@@ -398,6 +398,8 @@ void NodeCluster::fault_step() {
     case Fault::disk:
       disk_fault(victim);
       break;
+    case Fault::stall:  // gcs-sim's model of what disk does here to the real node
+      break;
     case Fault::donor_crash:
       for (SimNode* n : up) {
         if (n->node->state() != core::NodeState::donor) continue;

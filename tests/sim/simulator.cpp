@@ -66,6 +66,7 @@ void Cluster::crash_node(SimNode& n) {
   if (n.up) views_.crashing(n.id, n.durable);
   n.up = false;
   n.flow_until = 0;
+  n.stalled_until = 0;
   n.member.reset();
   n.inbox.clear();
   n.pending.clear();  // a crashed sender's undelivered messages may be lost: not checked
@@ -76,6 +77,7 @@ void Cluster::crash_node(SimNode& n) {
 // Carries out a Ready in order: its early sends, persist, send, then the application takes the
 // events. A crash may fall between the early sends and the persist, as a real disk allows.
 void Cluster::process(SimNode& n) {
+  if (n.stalled_until > now_) return;  // recoveries() carries it out
   while (n.member && n.member->has_ready()) {
     gcs::MemberReady r = n.member->take_ready();
     for (size_t i = 0; i < r.early; ++i) send(n.id, r.send[i].first, std::move(r.send[i].second));
@@ -129,6 +131,10 @@ void Cluster::handle(const Event& e) {
       schedule(Event{Event::tick, now_ + kStep, 0, e.to, "", 0, nullptr});
       if (!n.up || n.paused) return;
       n.member->tick(now_);
+      if (n.stalled_until > now_ && now_ - n.alive_sent >= n.member->heartbeat_interval()) {
+        n.alive_sent = now_;
+        for (auto& [to, m] : n.member->alive(false)) send(n.id, to, std::move(m));
+      }
       process(n);
       return;
     case Event::transfer:
@@ -313,6 +319,11 @@ void Cluster::fault_step() {
       crash_node(victim);
       victim.left = true;
       break;
+    case Fault::stall:
+      if (victim.stalled_until > now_) break;
+      victim.stalled_until = now_ + rand(200, 5000);
+      trace(victim.id, "\"event\":\"stall\"", "stall");
+      break;
     case Fault::disk:         // members here have no disk of their own: the whole-node simulator's
     case Fault::donor_crash:  // nor snapshots
       break;
@@ -330,6 +341,11 @@ void Cluster::recoveries() {
     if (!n.up && !n.left && n.restart_at && n.restart_at <= now_) {
       n.restart_at = 0;
       start(n);
+    }
+    if (n.up && n.stalled_until && n.stalled_until <= now_) {
+      n.stalled_until = 0;
+      trace(n.id, "\"event\":\"unstall\"", "stall ends");
+      process(n);
     }
     if (n.up && n.paused && n.unpause_at <= now_) {
       n.paused = false;
@@ -354,6 +370,7 @@ void Cluster::heal_all() {
     if (!n.up && !n.left) n.restart_at = now_;
     if (n.paused) n.unpause_at = now_;
     if (n.flow_until) n.flow_until = now_;
+    if (n.stalled_until) n.stalled_until = now_;
   }
   network_.heal_links();
   heal_at_ = now_;
@@ -478,6 +495,12 @@ void Cluster::pause(const NodeId& id, Time ms) {
   trace(id, "\"event\":\"pause\"", "pause");
 }
 
+void Cluster::stall(const NodeId& id, Time ms) {
+  SimNode& n = nodes_.at(id);
+  n.stalled_until = now_ + ms;
+  trace(id, "\"event\":\"stall\"", "stall");
+}
+
 void Cluster::flow_pause(const NodeId& id, bool pause) {
   SimNode& n = nodes_.at(id);
   if (!n.member) return;
@@ -524,7 +547,7 @@ int Cluster::broadcast(const NodeId& id, int count) {
 
 std::optional<Fault> parse_fault(const std::string& name) {
   for (Fault f : {Fault::crash, Fault::partition, Fault::loss, Fault::pause, Fault::join,
-                  Fault::leave, Fault::disk, Fault::donor_crash})
+                  Fault::leave, Fault::disk, Fault::donor_crash, Fault::stall})
     if (name == fault_name(f)) return f;
   return std::nullopt;
 }
@@ -565,6 +588,8 @@ const char* fault_name(Fault f) {
       return "disk";
     case Fault::donor_crash:
       return "donor-crash";
+    case Fault::stall:
+      return "stall";
   }
   return "?";
 }

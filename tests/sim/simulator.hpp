@@ -22,9 +22,11 @@
 
 namespace tutti::sim {
 
-// disk and donor_crash: tutti-sim only. donor_crash (a node serving a snapshot crashes) is
-// not in the default set: the pinned seeds of the others replay as they did.
-enum class Fault { crash, partition, loss, pause, join, leave, disk, donor_crash };
+// disk and donor_crash: tutti-sim only. donor_crash (a node serving a snapshot crashes) and
+// stall (a node whose batches stop reaching its disk for a while, though it still takes
+// messages and says it lives, as tuttid's Alive does) are not in the default set: the pinned
+// seeds of the others replay as they did.
+enum class Fault { crash, partition, loss, pause, join, leave, disk, donor_crash, stall };
 std::optional<Fault> parse_fault(const std::string& name);
 // "crash,partition,..." ("" or "none": no fault); nullopt, with the name in `bad`, for a name
 // that is no fault.
@@ -68,7 +70,9 @@ struct SimNode {
   bool paused = false;
   Time restart_at = 0;
   Time unpause_at = 0;
-  Time flow_until = 0;  // a slow node: it holds the group paused (flow control) until then
+  Time flow_until = 0;     // a slow node: it holds the group paused (flow control) until then
+  Time stalled_until = 0;  // its Readies wait (a batch on its way to disk) until then
+  Time alive_sent = 0;
   gcs::Durable durable;
   std::unique_ptr<gcs::Member> member;
   std::vector<NodeId> seeds;
@@ -108,6 +112,9 @@ class Cluster {
   void crash(const NodeId& id);
   void restart(const NodeId& id);
   void pause(const NodeId& id, Time ms);
+  // The node's batch is on its way to disk for ms: it takes messages and ticks, carries out
+  // nothing, and sends Alive.
+  void stall(const NodeId& id, Time ms);
   void flow_pause(const NodeId& id, bool pause);
   void partition(const std::vector<std::vector<NodeId>>& groups);
   void heal();

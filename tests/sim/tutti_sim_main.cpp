@@ -44,9 +44,11 @@ int main(int argc, char** argv) {
   if (!faults_text.empty()) {
     std::string bad;
     auto faults = parse_faults(faults_text, bad);
-    if (!faults) {
-      std::cerr << "tutti-sim: unknown fault '" << bad
-                << "' (crash, partition, loss, pause, join, leave, disk, donor-crash)\n";
+    if (!faults || faults->count(Fault::stall)) {
+      std::cerr << "tutti-sim: unknown fault '" << (faults ? "stall" : bad)
+                << "' (crash, partition, loss, pause, join, leave, disk, donor-crash"
+                << (faults ? "; gcs-sim's stall is the disk fault here, on the real node" : "")
+                << ")\n";
       return 2;
     }
     base.faults = *faults;
