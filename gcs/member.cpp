@@ -242,6 +242,13 @@ void Member::receive(const Message& m, Time now) {
         if constexpr (std::is_same_v<T, Alive>) on_flow_pause(m.from, body.flow_pause);
       },
       m.body);
+  // An Alive is sent only while the sender's batch is on its way to disk; the batch's own
+  // messages follow it on the link.
+  if (std::holds_alternative<Alive>(m.body)) {
+    busy_.insert(m.from);
+  } else {
+    busy_.erase(m.from);
+  }
   end_of_step();
 }
 

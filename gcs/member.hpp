@@ -194,6 +194,7 @@ class Member {
   std::map<NodeId, Time> last_heard_;
   std::map<NodeId, Time> excluded_until_;
   std::map<NodeId, Time> passed_over_until_;  // stalled coordinators: none of ours until then
+  std::set<NodeId> busy_;  // peers whose last message was an Alive: a batch on its way to disk
   std::set<NodeId> leaving_;
   std::set<NodeId> idle_peers_;            // peers that restarted and belong to no view
   std::map<NodeId, Time> last_member_at_;  // when each was last in a view this member started

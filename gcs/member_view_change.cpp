@@ -21,6 +21,11 @@ std::vector<NodeId> Member::alive_set() const {
     if (ex != excluded_until_.end() && ex->second > now_) continue;
     if (leaving_.count(n)) continue;
     if (pausing_outsider(n)) continue;
+    // A member outside the view whose batch is on its way to disk could not answer a proposal
+    // in time (a joiner busy with a transfer write, say): it is proposed once it is done.
+    if (busy_.count(n) &&
+        std::find(view_.members.begin(), view_.members.end(), n) == view_.members.end())
+      continue;
     out.push_back(n);
   }
   std::sort(out.begin(), out.end());
@@ -57,9 +62,12 @@ void Member::pass_over_stalled_coordinator() {
   passed_over_until_[c] = now_ + cfg_.exclude_time;
 }
 
-// The smallest live member that is not passed over (or the smallest, when all are).
+// The smallest live member that is not passed over, nor a learner whose batch is on its way to
+// disk (a joiner's transfer write may hold it for seconds, and with it any Propose: a view
+// change the voters need would wait) - or the smallest, when all are.
 const NodeId& Member::coordinator_of(const std::vector<NodeId>& alive) const {
   for (const auto& n : alive) {
+    if (busy_.count(n) && view_.learner(n)) continue;
     auto p = passed_over_until_.find(n);
     if (p == passed_over_until_.end() || p->second <= now_) return n;
   }

@@ -343,6 +343,44 @@ TEST_CASE("gcs: a coordinator that stalls its view change while alive is left ou
   CHECK(c.member("n1").durable().delivered == 20);
 }
 
+TEST_CASE("gcs: a learner that would coordinate but waits for its disk holds no view change") {
+  Cluster c(with_faults(17, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.broadcast("n2", 10);
+  REQUIRE(c.settle(10000).empty());
+  c.join("a", {"n1"});  // sorts first: the smallest member, which coordinates
+  while (!c.member("n1").view().learner("a")) c.run_for(1);
+  c.stall("a", 30000);  // a transfer write on its way, on a busy machine
+  c.crash("n3");        // the voters need a view without n3 to deliver again
+  CHECK(c.broadcast("n2", 10) == 10);
+  c.run_for(6000);
+  CHECK(in_view(c, "n1", {"n1", "n2"}));
+  CHECK(c.member("n1").durable().delivered == 20);
+  c.restart("n3");
+  REQUIRE(c.settle(60000).empty());
+  CHECK(in_view(c, "a", {"a", "n1", "n2", "n3"}));
+}
+
+TEST_CASE("gcs: a member outside the view is not proposed while its batch is on its way") {
+  Cluster c(with_faults(18, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  int proposals_with_n4 = 0;
+  c.set_drop([&](const gcs::NodeId&, const gcs::NodeId& to, const gcs::Message& m) {
+    if (to == "n4" && std::holds_alternative<gcs::Propose>(m.body)) ++proposals_with_n4;
+    return false;
+  });
+  c.join("n4", {"n1"});
+  c.stall("n4", 4000);  // its first batch waits: it only says it lives
+  c.run_for(3900);
+  CHECK(proposals_with_n4 == 0);
+  CHECK(in_view(c, "n1", {"n1", "n2", "n3"}));
+  c.set_drop(nullptr);
+  REQUIRE(c.settle(20000).empty());
+  CHECK(in_view(c, "n4", {"n1", "n2", "n3", "n4"}));
+}
+
 TEST_CASE("gcs: 100 mixed-fault runs with stalled members") {
   std::set<Fault> faults = kAll;
   faults.insert(Fault::stall);
