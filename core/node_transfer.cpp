@@ -133,15 +133,16 @@ void Node::finish_transfer() {
 
 // What a joiner logs from the group while it catches up stays on its disk (and in memory) until
 // the transfer reaches it: past max_joiner_backlog write-sets (or max_joiner_backlog_bytes) it asks
-// the group to pause, and a group held past --max-flow-pause evicts it; it rejoins once caught up,
-// from what it applied.
+// the group to pause, and the group, which never pauses for a learner, evicts it at once and
+// proposes it again once it stops asking; it then catches up the rest from what it applied.
 void Node::joiner_flow() {
   const Backlog backlog = joiner_backlog();
   if (!backlog_paused_ && backlog.over(1)) {
     backlog_paused_ = true;
     spdlog::warn(
         "catching up: {} write-sets ({:.1f} MB) logged from the group wait for the transfer, over "
-        "the bound of {} write-sets or {:.1f} MB: asking the group to pause",
+        "the bound of {} write-sets or {:.1f} MB: asking the group to pause, which leaves this "
+        "node out of the view until its transfer has caught up with what it logged",
         backlog.count, static_cast<double>(backlog.bytes) / 1e6, backlog.max_count,
         static_cast<double>(backlog.max_bytes) / 1e6);
   } else if (backlog_paused_ && !backlog.over(2)) {

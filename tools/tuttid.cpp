@@ -270,13 +270,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 600000));
   app.add_option("--max-flow-pause", f.gcs.max_flow_pause,
                  "milliseconds a member may hold the group paused (flow control) before it is "
-                 "evicted")
+                 "evicted (one catching up by state transfer is evicted at once)")
       ->capture_default_str()
       ->check(CLI::Range(100, 3600000));
   app.add_option("--joiner-backlog", f.limits.max_joiner_backlog,
                  "write-sets this node, while it catches up by state transfer, logs from the group "
-                 "before it asks the group to pause (past --max-flow-pause it is evicted and "
-                 "rejoins once caught up)")
+                 "before it asks the group to pause: the group evicts it at once instead, and it "
+                 "rejoins once its transfer has caught up with what it logged")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1000}, size_t{100000000}));
   size_t backlog_mib = f.limits.max_joiner_backlog_bytes >> 20;
