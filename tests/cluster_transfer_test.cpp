@@ -142,6 +142,53 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "transfer: a joiner past its backlog bound is evicted at once - the writes never stop - and "
+    "comes back") {
+  Cluster c(3, kSmallLog);
+  // Past the 1 MiB log: a snapshot of 7 chunks, each written in 400 ms or more below, while the
+  // writes pass the joiner's bound (1,000 write-sets) several times over. (A disk much slower
+  // than that could not even persist the joiner's promise within the install timeout.)
+  c.load(0, 400, 64 << 10);
+  Writer w;
+  std::vector<std::thread> threads;
+  StopAndJoin join{w, threads};
+  start_writers(c, w, threads, {0, 1, 2});
+  c.wait_until([&] { return w.count() > 500; }, "writes flowing");
+  const size_t j = c.add({"--wscache-size", "1", "--joiner-backlog", "1000"}, slow_disk(400));
+  // The longest time without an acknowledged write, from the join to the eviction and a second
+  // after it: a pause for the joiner would last --max-flow-pause (5 s).
+  Clock::duration longest{};
+  auto sample = [&] {
+    const auto gap = Clock::now() - Clock::time_point(Clock::duration(w.last_ack.load()));
+    longest = std::max(longest, gap);
+  };
+  c.wait_until(
+      [&] {
+        sample();
+        return c.log_has(0, "left the view while it held the group paused");
+      },
+      "n4 past its bound and evicted", std::chrono::seconds(60));
+  const auto evicted_at = Clock::now();
+  c.wait_until(
+      [&] {
+        sample();
+        return Clock::now() - evicted_at > std::chrono::seconds(1);
+      },
+      "a second of writes after the eviction");
+  w.stop = true;
+  for (auto& t : threads) t.join();
+  CHECK(c.log_has(j, "over the bound of 1000 write-sets"));
+  INFO("longest gap between acknowledged writes: "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(longest).count() << " ms");
+  CHECK(longest < std::chrono::seconds(3));
+  c.wait_until([&] { return c.primary_size(j) == 4 && c.state(j) == "SYNCED"; },
+               "n4 back and SYNCED", std::chrono::seconds(90));
+  CHECK(w.surprises == 0);
+  check_converged(c, {0, 1, 2, j});
+  check_acked_present(c, j, w);
+}
+
+TEST_CASE(
     "transfer: kill -9 of every node - restarted with their usual flags they re-form the "
     "primary by themselves and lose nothing acknowledged") {
   Cluster c(3);
