@@ -338,7 +338,9 @@ TEST_CASE("gcs: a coordinator that stalls its view change while alive is left ou
   c.run_for(1000);
   CHECK(c.member("n4").durable().delivered == 20);
   c.restart("n5");
-  REQUIRE(c.settle(40000).empty());
+  const std::string problem = c.settle(40000);
+  INFO(problem << "\n" << c.member("n1").debug_string() << "\n" << c.member("n2").debug_string());
+  REQUIRE(problem.empty());
   CHECK(in_view(c, "n1", {"n1", "n2", "n3", "n4", "n5"}));
   CHECK(c.member("n1").durable().delivered == 20);
 }
