@@ -521,6 +521,9 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
         std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
       }
       grow_ahead();
+      // Now and then: a slot costs nothing to check, and a dead one costs the file its reuse.
+      constexpr uint64_t kReaderCheckEvery = 4096;
+      if (++writes_ % kReaderCheckEvery == 0) clear_stale_readers();
       return;
     }
     if (rc == EIO || rc == ENOSPC) fail_io(rc);
@@ -539,6 +542,13 @@ void Store::double_map() {
   const uint64_t grown = std::min<uint64_t>(map_bytes_ * 2, options_.max_map_bytes);
   check(mdb_env_set_mapsize(env_, grown), "grow map");
   map_bytes_ = grown;
+  clear_stale_readers();  // a map that grows may be one that stale readers keep from reusing pages
+}
+
+void Store::clear_stale_readers() {
+  int dead = 0;
+  check(mdb_reader_check(env_, &dead), "reader check");
+  stale_readers_cleared_ += static_cast<uint64_t>(dead);
 }
 
 // A map that fills up grows, but that cancels the snapshots being read (a joiner's transfer

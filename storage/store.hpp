@@ -17,6 +17,7 @@
 #include <lmdb.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -326,6 +327,12 @@ class Store {
 
   const Options& options() const { return options_; }
   uint64_t map_bytes() const { return map_bytes_; }
+  // Reader slots of dead processes that this store cleared (mdb_reader_check), every 4,096
+  // writes and each time its map grew: a process that read the environment while this store
+  // had it open (a tool) and died without ending its read transaction would pin every page
+  // freed since, and the file would grow for ever. (A store that opens the environment alone
+  // starts with an empty reader table: LMDB resets it.)
+  uint64_t stale_readers_cleared() const { return stale_readers_cleared_; }
   // Bytes available to this process on the data dir's file system.
   uint64_t free_bytes() const { return env().free_bytes(options_.dir); }
   Env& env() const { return options_.env ? *options_.env : default_env(); }
@@ -341,6 +348,7 @@ class Store {
   void grow_ahead();
   // REQUIRES: growth_ held exclusively, no snapshot open (or every one cancelled).
   void double_map();
+  void clear_stale_readers();
   [[noreturn]] void fail_io(int rc) const;
 
   Options options_;
@@ -349,6 +357,8 @@ class Store {
   Dbis dbis_;
   uint64_t map_bytes_ = 0;
   uint64_t page_bytes_ = 0;  // LMDB's page size, fixed when the environment opens
+  std::atomic<uint64_t> stale_readers_cleared_{0};
+  uint64_t writes_ = 0;  // committed by write(), for the reader check
   // LMDB moves the map only while no transaction is open in the process: readers share it,
   // growing takes it alone.
   mutable std::shared_mutex growth_;

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -48,6 +49,34 @@ TEST_CASE("put - get - delete and versions") {
   CHECK_FALSE(r2->get("a"));
   CHECK(r2->get("b")->version == 3);
   CHECK(r2->get("b")->value.empty());
+}
+
+TEST_CASE("a read transaction left open by a process that died is cleared while the store runs") {
+  TempDir dir;
+  Options o;
+  o.durability = Durability::memory;  // thousands of writes below, quickly
+  auto store = open_store(dir.path(), o);
+  store->write([](WriteTxn& t) { t.put("a", 1, "one"); });
+  // A tool reads the running store and dies without ending its read transaction: its reader
+  // slot stays in the lock file, and LMDB would reuse no page freed after its snapshot.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    const bool read = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0 &&
+                      mdb_env_open(env, dir.path().c_str(), MDB_NOTLS | MDB_RDONLY, 0644) == 0 &&
+                      mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0;
+    ::_exit(read ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  for (uint64_t v = 2; v <= 4096; ++v)
+    store->write([&](WriteTxn& t) { t.put("a", v, std::to_string(v)); });
+  CHECK(store->stale_readers_cleared() == 1);
+  CHECK(store->read()->get("a")->value == "4096");
 }
 
 TEST_CASE("a write that waits for its data but not its meta page commits like any other") {
