@@ -243,6 +243,13 @@ void Daemon::tick() {
   transport_->set_progress(to_string(node_->state()), node_->last_committed(), group_->primary());
   node_->tick();
   node_->group_changed();
+  if (const uint64_t stale = store_.stale_readers_cleared(); stale > stale_readers_told_) {
+    spdlog::warn(
+        "cleared {} read transaction(s) left open on this node's store by processes that died "
+        "(a tool reading it, say): they kept LMDB from reusing freed pages",
+        stale - stale_readers_told_);
+    stale_readers_told_ = stale;
+  }
   tick_timer_.expires_after(std::chrono::milliseconds(10));
   tick_timer_.async_wait([this](asio::error_code ec) {
     if (!ec && !stopping_) tick();

@@ -104,6 +104,7 @@ class Daemon {
   // must not arm its timer again, or io_.run() never returns.
   bool stopping_ = false;
   std::optional<gcs::Time> foreign_since_;  // refused by a primary of another history since
+  uint64_t stale_readers_told_ = 0;         // of store_.stale_readers_cleared(), logged
   std::optional<Rejoin> rejoin_;
   std::unique_ptr<gcs::Transport> transport_;
   std::unique_ptr<gcs::Group> group_;

@@ -145,11 +145,6 @@ int run_once(const Flags& f, std::optional<core::Daemon::Rejoin>* rejoin) {
     if (!report.ok) throw std::runtime_error(report.message);
   }
   auto store = storage::Store::open(options);
-  if (const uint64_t stale = store->stale_readers_cleared(); stale > 0)
-    spdlog::warn(
-        "data dir {}: cleared {} read transaction(s) left open by processes that died (a tool "
-        "reading the store, say): they kept LMDB from reusing freed pages",
-        f.data_dir, stale);
   core::check_identity(*store, f);
   core::check_force_bootstrap(*store, f);
   int rc = 0;
