@@ -246,7 +246,7 @@ void Member::receive(const Message& m, Time now) {
   // messages follow it on the link.
   if (std::holds_alternative<Alive>(m.body)) {
     busy_.insert(m.from);
-  } else {
+  } else if (!busy_.empty()) {  // nearly always empty: no lookup per message then
     busy_.erase(m.from);
   }
   end_of_step();
