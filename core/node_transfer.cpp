@@ -135,9 +135,13 @@ void Node::finish_transfer() {
 // the transfer reaches it: past max_joiner_backlog write-sets (or max_joiner_backlog_bytes) it asks
 // the group to pause, and the group, which never pauses for a learner, evicts it at once and
 // proposes it again once it stops asking; it then catches up the rest from what it applied.
+// A node that waits for a transfer no primary view has started yet (one that restarted) does
+// not start asking: outside the group its backlog does not grow, and only a view can name its
+// target (the group holds out a member that asks while it waits for a transfer, docs/gcs.md).
 void Node::joiner_flow() {
   const Backlog backlog = joiner_backlog();
-  if (!backlog_paused_ && backlog.over(1)) {
+  if (!backlog_paused_ && backlog.over(1) &&
+      (joiner_ || !group_.member().durable().needs_transfer)) {
     backlog_paused_ = true;
     spdlog::warn(
         "catching up: {} write-sets ({:.1f} MB) logged from the group wait for the transfer, over "

@@ -330,6 +330,11 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   // part of (it never saw that Propose).
   seen_epoch_ = std::max(seen_epoch_, h.promised.epoch);
   on_flow_pause(m.from, h.flow_pause);
+  if (h.needs_transfer && !h.idle) {
+    transferring_.insert(m.from);
+  } else if (!transferring_.empty()) {
+    transferring_.erase(m.from);
+  }
   if (h.idle) {
     idle_peers_.insert(m.from);
   } else {

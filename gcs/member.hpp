@@ -26,6 +26,9 @@ struct Config {
   // An evicted member still asking for a pause is proposed again only once it stops asking, or
   // after this long.
   Time outsider_hold = 30000;
+  // ... and one that still needs a transfer (a learner past its backlog bound) this long, unless
+  // it stops asking first: its transfer goes on outside the view.
+  Time outsider_transfer_hold = 600000;
   // Member weights for the primary component (majority by weight); a member not listed
   // weighs 1. Every member must be given the same weights.
   std::map<NodeId, uint32_t> weights;
@@ -204,6 +207,7 @@ class Member {
   bool flow_pause_ = false;               // this member asks the group to pause
   std::set<NodeId> synced_learners_;      // learners of the view that finished their transfer
   std::map<NodeId, Time> pausing_since_;  // members asking for a pause, since when
+  std::set<NodeId> transferring_;  // peers whose last heartbeat said they wait for a transfer
   Time last_heartbeat_ = 0;
 
   Phase phase_ = Phase::idle;

@@ -33,10 +33,16 @@ std::vector<NodeId> Member::alive_set() const {
 }
 
 // A member outside this member's primary view that asks the group to pause (flow control): a
-// view with it would pause at once, and evict it again (a learner past its backlog bound, say,
-// that goes on with its transfer outside). It is no candidate, nor a coordinator, until it no
-// longer asks - or for outsider_hold since it asked or was last a member, whichever is later:
-// what it waits for may be the view itself (a log it can deliver only in one).
+// view with it would pause at once, and evict it again. It is no candidate, nor a coordinator,
+// until it no longer asks, or for a while since it asked or was last a member, whichever is
+// later:
+// - outsider_hold (30 s): what it waits for may be the view itself (a log it can deliver only in
+//   one, tutti-sim seed 52);
+// - outsider_transfer_hold (10 min) while it waits for a state transfer (a learner evicted at its
+//   backlog bound; a node asks for that backlog only while its transfer runs): the transfer goes
+//   on outside the group, and proposing it would only hold the voters' commits while it answers
+//   from a busy machine (the 30 s hold ended during a long snapshot: the voters committed nothing
+//   for a second). The bound is for a joiner whose every donor is gone: a view names new ones.
 bool Member::pausing_outsider(const NodeId& n) const {
   auto p = pausing_since_.find(n);
   if (!view_.primary || p == pausing_since_.end() ||
@@ -45,7 +51,7 @@ bool Member::pausing_outsider(const NodeId& n) const {
   Time since = p->second;
   if (auto m = last_member_at_.find(n); m != last_member_at_.end())
     since = std::max(since, m->second);
-  return now_ - since < cfg_.outsider_hold;
+  return now_ - since < (transferring_.count(n) ? cfg_.outsider_transfer_hold : cfg_.outsider_hold);
 }
 
 // A coordinator that stalls its view change - alive, and saying so, while its disk or CPU is held

@@ -143,7 +143,7 @@ TEST_CASE(
 
 TEST_CASE(
     "transfer: a joiner past its backlog bound is evicted at once - the writes never stop - and "
-    "comes back") {
+    "comes back, also after a kill -9 outside the view") {
   Cluster c(3, kSmallLog);
   // Past the 1 MiB log: a snapshot of 7 chunks, each written in 400 ms or more below, while the
   // writes pass the joiner's bound (1,000 write-sets) several times over. (A disk much slower
@@ -181,6 +181,10 @@ TEST_CASE(
   INFO("longest gap between acknowledged writes: "
        << std::chrono::duration_cast<std::chrono::milliseconds>(longest).count() << " ms");
   CHECK(longest < std::chrono::seconds(3));
+  // Restarted outside the view with its backlog still on disk: it waits for a view to start its
+  // transfer again before it asks for a pause (the group would hold it out for minutes).
+  c.nodes[j].process.kill9();
+  c.nodes[j].start({"--peers", c.gcs_addr(0), "--wscache-size", "1", "--joiner-backlog", "1000"});
   c.wait_until([&] { return c.primary_size(j) == 4 && c.state(j) == "SYNCED"; },
                "n4 back and SYNCED", std::chrono::seconds(90));
   CHECK(w.surprises == 0);

@@ -318,6 +318,37 @@ TEST_CASE("gcs: a learner that asks the group to pause is left out at once and c
   CHECK(c.member("n4").durable().delivered == 20);
 }
 
+TEST_CASE("gcs: a learner left out at its bound is not proposed while its transfer goes on") {
+  Cluster c(with_faults(17, {}));
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.broadcast("n1", 10);
+  REQUIRE(c.settle(10000).empty());
+  c.join("n4", {"n1"});
+  c.hold_transfer("n4", true);  // a snapshot that outlasts outsider_hold
+  while (!c.member("n1").view().learner("n4")) c.run_for(1);
+  c.flow_pause("n4", true);
+  c.run_for(500);
+  REQUIRE(in_view(c, "n1", {"n1", "n2", "n3"}));
+  const gcs::ViewKey left = c.member("n1").view().id;
+  // Past outsider_hold (30 s): proposing it would only pause the voters' commits while it
+  // answered, and evict it again at once.
+  for (int i = 0; i < 8; ++i) {
+    c.run_for(5000);
+    CHECK(c.broadcast("n2", 1) == 1);
+  }
+  c.run_for(500);
+  CHECK(c.member("n1").view().id == left);
+  CHECK(c.member("n3").durable().delivered == 18);
+  c.hold_transfer("n4", false);
+  c.flow_pause("n4", false);
+  const std::string problem = c.settle(20000);
+  INFO(problem << "\n" << c.member("n4").debug_string() << "\n" << c.member("n1").debug_string());
+  REQUIRE(problem.empty());
+  CHECK(in_view(c, "n4", {"n1", "n2", "n3", "n4"}));
+  CHECK(c.member("n4").durable().delivered == 18);
+}
+
 TEST_CASE("gcs: a coordinator that stalls its view change while alive is left out") {
   Cluster c(with_faults(16, {}));
   c.boot(5);

@@ -198,7 +198,7 @@ void Cluster::on_view(SimNode& n, const gcs::ViewEvent& v) {
 // The application's state transfer, simulated: copy the history up to the view's base.
 void Cluster::do_transfer(SimNode& n) {
   if (!n.up || !n.durable.needs_transfer || !n.durable.last_primary) return;
-  if (n.paused) {
+  if (n.paused || n.transfer_held) {
     schedule(Event{Event::transfer, now_ + 100, 0, n.id, "", 0, nullptr});
     return;
   }
@@ -506,6 +506,10 @@ void Cluster::flow_pause(const NodeId& id, bool pause) {
   if (!n.member) return;
   n.member->set_flow_pause(pause);
   process(n);
+}
+
+void Cluster::hold_transfer(const NodeId& id, bool hold) {
+  nodes_.at(id).transfer_held = hold;
 }
 
 void Cluster::partition(const std::vector<std::vector<NodeId>>& groups) {

@@ -70,8 +70,9 @@ struct SimNode {
   bool paused = false;
   Time restart_at = 0;
   Time unpause_at = 0;
-  Time flow_until = 0;     // a slow node: it holds the group paused (flow control) until then
-  Time stalled_until = 0;  // its Readies wait (a batch on its way to disk) until then
+  Time flow_until = 0;         // a slow node: it holds the group paused (flow control) until then
+  Time stalled_until = 0;      // its Readies wait (a batch on its way to disk) until then
+  bool transfer_held = false;  // its state transfer makes no progress (a long snapshot, say)
   Time alive_sent = 0;
   gcs::Durable durable;
   std::unique_ptr<gcs::Member> member;
@@ -116,6 +117,8 @@ class Cluster {
   // nothing, and sends Alive.
   void stall(const NodeId& id, Time ms);
   void flow_pause(const NodeId& id, bool pause);
+  // While held, the node's state transfer waits, as one streaming a snapshot for minutes would.
+  void hold_transfer(const NodeId& id, bool hold);
   void partition(const std::vector<std::vector<NodeId>>& groups);
   void heal();
   void join(const NodeId& id, std::vector<NodeId> seeds);
