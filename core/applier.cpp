@@ -88,11 +88,27 @@ uint64_t certification_hash(const storage::ReadView& view) {
   return raw ? load_u64(*raw) : 0;
 }
 
+std::optional<Outcome> counted_record(const storage::ReadView& view, std::string_view txn_id,
+                                      uint64_t seqno, uint64_t txn_retention) {
+  for (const std::string& raw : view.txn_records(txn_id)) {
+    Outcome o = decode_outcome(raw);
+    // The line format 2 drew by forgetting, as it applied seqno s - 1, every record made before
+    // s - window: the same outcomes on nodes that upgraded at different seqnos. (Two records of
+    // one id never both count: the later was made only because the earlier no longer did.)
+    if (seqno <= txn_retention || o.seqno >= seqno - txn_retention) return o;
+  }
+  return std::nullopt;
+}
+
 Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
                            uint64_t txn_retention) {
   Outcome outcome;
   bool duplicate = false;
   bool reused = false;
+  // A generation of records begins: its table holds those of two generations ago, none of which
+  // counts any more (counted_record).
+  const uint64_t generation = (seqno - 1) / txn_retention;
+  if ((seqno - 1) % txn_retention == 0 && generation >= 2) txn.start_txn_generation(generation);
   WriteSet ws;
   try {
     ws = decode_writeset(payload);
@@ -107,8 +123,8 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
   if (outcome.rejected.empty() && ws.marker) {
     outcome = Outcome{seqno, true, {}, {}};  // a read marker: nothing to certify or write
   } else if (outcome.rejected.empty()) {
-    if (auto recorded = txn.txn_outcome(ws.txn_id)) {
-      outcome = decode_outcome(*recorded);
+    if (auto recorded = counted_record(txn, ws.txn_id, seqno, txn_retention)) {
+      outcome = std::move(*recorded);
       duplicate = true;
       reused = outcome.fingerprint != 0 &&
                outcome.fingerprint != transaction_fingerprint(ws.reads, ws.writes);
@@ -124,10 +140,9 @@ Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_v
           }
         }
       }
-      txn.record_txn(ws.txn_id, seqno, encode_outcome(outcome));
+      txn.record_txn(ws.txn_id, generation, encode_outcome(outcome));
     }
   }
-  if (seqno > txn_retention) txn.forget_txns_before(seqno - txn_retention + 1);
   chain_outcome(txn, seqno, outcome);
   txn.set_last_committed(seqno);
   return Decision{std::move(ws.txn_id), ws.marker, std::move(outcome), duplicate, reused};

@@ -28,12 +28,18 @@ uint64_t transaction_fingerprint(const std::vector<ReadItem>& reads,
 // a transaction id seen before is its recorded outcome (whose seqno is the first delivery's), and
 // nothing is applied again. Advances last_committed to seqno in every case.
 //
-// Transaction records are kept for the last txn_retention seqnos: a retry is recognised within that
-// window. The window must be the same on every node (outcomes depend on it), so it is a constant of
-// the history, not a per-node setting.
-inline constexpr uint64_t kTxnRetention = 1'000'000;
+// A transaction record counts for the txn_retention seqnos after the one it was made at: a retry
+// is recognised within that window. The window must be the same on every node (outcomes depend
+// on it), so it is a constant of the history, not a per-node setting. The store keeps records in
+// generations of that many seqnos and empties the older of two as a generation begins, so some
+// it keeps no longer count (docs/storage.md).
+inline constexpr uint64_t kTxnRetention = storage::kTxnWindow;
 Decision certify_and_apply(storage::WriteTxn& txn, uint64_t seqno, std::string_view payload,
                            uint64_t txn_retention = kTxnRetention);
+
+// The recorded outcome of txn_id that counts when seqno is applied, if any.
+std::optional<Outcome> counted_record(const storage::ReadView& view, std::string_view txn_id,
+                                      uint64_t seqno, uint64_t txn_retention = kTxnRetention);
 
 // Hash chain over every outcome, kept in meta under this name, so two nodes can compare
 // certification histories. A snapshot transfer carries it.

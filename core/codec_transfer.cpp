@@ -91,6 +91,16 @@ void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const Snapsh
   }
   set_cursor(out.initCursor(), c.cursor);
   set_table_list(out.initTablePageBytes(c.table_page_bytes.size()), c.table_page_bytes);
+  out.setLayout(storage::kFormatVersion);
+}
+
+// A snapshot's state tables are staged as they are streamed: both ends must lay them out alike.
+void check_layout(uint16_t got, const char* what) {
+  if (got != storage::kFormatVersion)
+    throw DecodeError(fmt::format(
+        "{}: state tables of storage format {}, this node's are of format {}: a snapshot needs "
+        "the same tutti version at both ends",
+        what, got == 0 ? 2 : got, storage::kFormatVersion));
 }
 
 SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
@@ -108,6 +118,7 @@ SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
   }
   c.cursor = cursor_from(r.getCursor());
   c.table_page_bytes = table_list(r.getTablePageBytes(), "snapshot chunk's table sizes");
+  check_layout(r.getLayout(), "snapshot chunk");
   return c;
 }
 
@@ -129,6 +140,7 @@ void set_transfer_request(wire::Request::Transfer::Builder out, const TransferRe
     s.setMaxBytes(snap.max_bytes);
     s.setSeqno(snap.seqno);
     if (snap.reconcile) set_reconcile(s.initReconcile(), *snap.reconcile);
+    s.setLayout(storage::kFormatVersion);
   }
 }
 
@@ -144,6 +156,7 @@ TransferRequest transfer_request_from(wire::Request::Transfer::Reader r) {
     }
     case wire::Request::Transfer::SNAPSHOT: {
       auto s = r.getSnapshot();
+      check_layout(s.getLayout(), "snapshot request");
       SnapshotPull pull{s.getSession(), cursor_from(s.getCursor()), s.getMaxBytes(), s.getSeqno(),
                         std::nullopt};
       if (s.hasReconcile()) pull.reconcile = reconcile_from(s.getReconcile());

@@ -283,8 +283,11 @@ std::optional<ErrorReply> Node::check_writable(size_t payload_bytes) const {
 void Node::commit(uint64_t id, CommitRequest req, ReplyFn reply) {
   if (auto e = check_commit(req, limits_)) return reply(Response{id, *e});
   const uint64_t fingerprint = transaction_fingerprint(req.reads, req.writes);
-  if (auto recorded = store_.read()->txn_outcome(req.txn_id)) {
-    Outcome o = decode_outcome(*recorded);
+  auto view = store_.read();
+  auto recorded = counted_record(*view, req.txn_id, view->meta().last_committed + 1);
+  view.reset();  // no read transaction held while the commit waits
+  if (recorded) {
+    Outcome o = std::move(*recorded);
     const bool reused = o.fingerprint != 0 && o.fingerprint != fingerprint;
     return reply(commit_response(id, Decision{req.txn_id, false, std::move(o), true, reused}));
   }

@@ -39,7 +39,8 @@ TransferWritten write_transfer(storage::WriteTxn& txn, const TransferWrite& w,
     case TransferWrite::Kind::stage:
       try {
         // A snapshot that carries the staged data forward starts by emptying only the rest.
-        if (w.reset) txn.stage_reset(w.reconcile ? storage::Table::txns : storage::Table::data);
+        if (w.reset)
+          txn.stage_reset(w.reconcile ? storage::Table::txns_even : storage::Table::data);
         out.staged_hash = w.reset && !w.reconcile ? storage::ContentHash{} : w.staged_hash;
         txn.stage_chunk(w.items, w.from, w.to, w.reconcile ? &*w.reconcile : nullptr,
                         out.staged_hash);

@@ -15,10 +15,10 @@ MDB_dbi table_dbi(const Dbis& d, uint8_t table, bool staged) {
   switch (static_cast<Table>(table)) {
     case Table::data:
       return staged ? d.staged_data : d.data;
-    case Table::txns:
-      return staged ? d.staged_txns : d.txns;
-    case Table::txn_seqnos:
-      return staged ? d.staged_txn_seqnos : d.txn_seqnos;
+    case Table::txns_even:
+      return staged ? d.staged_txns[0] : d.txns[0];
+    case Table::txns_odd:
+      return staged ? d.staged_txns[1] : d.txns[1];
   }
   throw StorageError(StorageError::Kind::invalid, fmt::format("storage: no table {}", table));
 }
@@ -236,7 +236,6 @@ void WriteTxn::install_staged(uint64_t seqno, const ContentHash& content_hash) {
   meta_put(kMetaLiveTables, u64_bytes(second_live ? 0 : 1));
   std::swap(dbis_.data, dbis_.staged_data);
   std::swap(dbis_.txns, dbis_.staged_txns);
-  std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
   stage_reset();  // the old state: superseded by the snapshot
   installed_ = true;
 }

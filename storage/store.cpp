@@ -101,11 +101,12 @@ std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries,
   return out;
 }
 
-std::optional<std::string> ReadView::txn_outcome(std::string_view txn_id) const {
-  if (!key_refusal(txn_id).empty()) return std::nullopt;
-  auto raw = raw_get(txn_, dbis_.txns, val(txn_id));
-  if (!raw) return std::nullopt;
-  return std::string(*raw);
+std::vector<std::string> ReadView::txn_records(std::string_view txn_id) const {
+  std::vector<std::string> out;
+  if (!key_refusal(txn_id).empty()) return out;
+  for (MDB_dbi dbi : dbis_.txns)
+    if (auto raw = raw_get(txn_, dbi, val(txn_id))) out.emplace_back(*raw);
+  return out;
 }
 
 std::optional<std::string> ReadView::meta_get(std::string_view name) const {
@@ -226,27 +227,14 @@ void WriteTxn::trim_log(uint64_t max_bytes) {
   }
 }
 
-void WriteTxn::record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome) {
+void WriteTxn::record_txn(std::string_view txn_id, uint64_t generation, std::string_view outcome) {
   check_key(txn_id);
   MDB_val k = val(txn_id), d = val(outcome);
-  check(mdb_put(txn_, dbis_.txns, &k, &d, 0), "record txn");
-  const size_t s = seqno;
-  MDB_val sk = seqno_key(s), id = val(txn_id);
-  check(mdb_put(txn_, dbis_.txn_seqnos, &sk, &id, 0), "record txn seqno");
+  check(mdb_put(txn_, dbis_.txns[generation % 2], &k, &d, 0), "record txn");
 }
 
-void WriteTxn::forget_txns_before(uint64_t seqno) {
-  Cursor cursor(txn_, dbis_.txn_seqnos);
-  MDB_val k, d;
-  while (cursor.get(&k, &d, MDB_FIRST)) {
-    size_t s;
-    std::memcpy(&s, k.mv_data, sizeof s);
-    if (s >= seqno) break;
-    MDB_val id = d;
-    const int rc = mdb_del(txn_, dbis_.txns, &id, nullptr);
-    if (rc != MDB_NOTFOUND) check(rc, "forget txn");
-    cursor.del();
-  }
+void WriteTxn::start_txn_generation(uint64_t generation) {
+  check(mdb_drop(txn_, dbis_.txns[generation % 2], 0), "empty a generation of txn records");
 }
 
 void WriteTxn::meta_put(std::string_view name, std::string_view bytes) {
@@ -409,11 +397,16 @@ void Store::open_env() {
     return dbi;
   };
   dbis_.meta = open_db("meta", 0);
+  try {
+    open_format(txn);
+  } catch (...) {
+    mdb_txn_abort(txn);
+    throw;
+  }
   dbis_.wscache = open_db("wscache", MDB_INTEGERKEY);
-  const MDB_dbi set0[] = {open_db("data", 0), open_db("txns", 0),
-                          open_db("txn_seqnos", MDB_INTEGERKEY)};
-  const MDB_dbi set1[] = {open_db("data.1", 0), open_db("txns.1", 0),
-                          open_db("txn_seqnos.1", MDB_INTEGERKEY)};
+  const MDB_dbi set0[] = {open_db("data", 0), open_db("txns.even", 0), open_db("txns.odd", 0)};
+  const MDB_dbi set1[] = {open_db("data.1", 0), open_db("txns.even.1", 0),
+                          open_db("txns.odd.1", 0)};
   std::optional<std::string_view> live;
   try {
     live = raw_get(txn, dbis_.meta, val(kMetaLiveTables));
@@ -424,9 +417,77 @@ void Store::open_env() {
   const bool second = live && u64_from(*live) == 1;
   const MDB_dbi* on = second ? set1 : set0;
   const MDB_dbi* off = second ? set0 : set1;
-  dbis_.data = on[0], dbis_.txns = on[1], dbis_.txn_seqnos = on[2];
-  dbis_.staged_data = off[0], dbis_.staged_txns = off[1], dbis_.staged_txn_seqnos = off[2];
+  dbis_.data = on[0], dbis_.txns[0] = on[1], dbis_.txns[1] = on[2];
+  dbis_.staged_data = off[0], dbis_.staged_txns[0] = off[1], dbis_.staged_txns[1] = off[2];
+  try {
+    if (auto f = raw_get(txn, dbis_.meta, val(kMetaFormat)); f && u64_from(*f) == 2)
+      migrate_txn_records(txn);
+  } catch (...) {
+    mdb_txn_abort(txn);
+    throw;
+  }
   check(mdb_txn_commit(txn), "commit database handles");
+}
+
+void Store::open_format(MDB_txn* txn) {
+  auto raw = raw_get(txn, dbis_.meta, val(kMetaFormat));
+  if (!raw) return;  // a new store: check_format writes it
+  const uint64_t version = u64_from(*raw);
+  if (version == kFormatVersion || (version == 2 && options_.upgrade)) return;
+  if (version == 2)
+    throw StorageError(StorageError::Kind::outdated,
+                       fmt::format("data dir {} has storage format version 2; this tuttid reads "
+                                   "format version {}, and upgrades a format 2 data dir when it "
+                                   "starts on it (every record kept)",
+                                   options_.dir.string(), kFormatVersion));
+  throw StorageError(StorageError::Kind::format,
+                     fmt::format("data dir {} has storage format version {}; this tuttid reads "
+                                 "format version {} only",
+                                 options_.dir.string(), version, kFormatVersion));
+}
+
+// Format 2 kept one table of records (txns) and one of the seqno each was made at (txn_seqnos),
+// per set of state tables. Each record goes to the table of its generation's parity: the
+// records that count at a seqno are the same before and after (core/applier.hpp). The other
+// set is a snapshot staged in part, if any: emptied (with its record, snapshot_resume), so a
+// joiner starts its snapshot over, in the new layout.
+void Store::migrate_txn_records(MDB_txn* txn) {
+  auto old_db = [&](const char* name) {
+    MDB_dbi dbi;
+    const int rc = mdb_dbi_open(txn, name, 0, &dbi);
+    if (rc == MDB_NOTFOUND) return std::optional<MDB_dbi>();
+    check(rc, fmt::format("open database {}", name));
+    return std::optional<MDB_dbi>(dbi);
+  };
+  const bool second = [&] {
+    auto live = raw_get(txn, dbis_.meta, val(kMetaLiveTables));
+    return live && u64_from(*live) == 1;
+  }();
+  auto live_txns = old_db(second ? "txns.1" : "txns");
+  auto live_seqnos = old_db(second ? "txn_seqnos.1" : "txn_seqnos");
+  if (live_txns && live_seqnos) {
+    Cursor cursor(txn, *live_seqnos);
+    MDB_val k, id;
+    for (bool more = cursor.get(&k, &id, MDB_FIRST); more; more = cursor.get(&k, &id, MDB_NEXT)) {
+      size_t seqno;
+      std::memcpy(&seqno, k.mv_data, sizeof seqno);
+      auto outcome = raw_get(txn, *live_txns, id);
+      if (!outcome) continue;
+      MDB_val d = val(*outcome);
+      check(mdb_put(txn, dbis_.txns[((seqno - 1) / kTxnWindow) % 2], &id, &d, 0),
+            "migrate a txn record");
+    }
+  }
+  for (const char* name : {"txns", "txn_seqnos", "txns.1", "txn_seqnos.1"})
+    if (auto dbi = old_db(name)) check(mdb_drop(txn, *dbi, 1), "drop a format 2 table");
+  check(mdb_drop(txn, dbis_.staged_data, 0), "empty the staged data");
+  MDB_val resume = val("snapshot_resume");
+  if (const int rc = mdb_del(txn, dbis_.meta, &resume, nullptr); rc != MDB_NOTFOUND)
+    check(rc, "drop the staged snapshot's record");
+  MDB_val fk = val(kMetaFormat);
+  const std::string v = u64_bytes(kFormatVersion);
+  MDB_val fv = val(v);
+  check(mdb_put(txn, dbis_.meta, &fk, &fv, 0), "write the format version");
 }
 
 void Store::check_format() {
@@ -518,7 +579,6 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
         std::unique_lock swap(growth_);
         std::swap(dbis_.data, dbis_.staged_data);
         std::swap(dbis_.txns, dbis_.staged_txns);
-        std::swap(dbis_.txn_seqnos, dbis_.staged_txn_seqnos);
       }
       grow_ahead();
       // Now and then: a slot costs nothing to check, and a dead one costs the file its reuse.

@@ -4,10 +4,12 @@
 //   data    key -> 8-byte version (LE) + value
 //   meta    name -> bytes: format version, identities, last committed seqno, content hash, ...
 //   wscache seqno -> write-set bytes: the node's durable replication log, bounded by bytes
-//   txns    client transaction id -> recorded outcome (opaque to storage)
-//   txn_seqnos seqno -> the transaction id recorded at it, to forget old records in order
-//   data.1, txns.1, txn_seqnos.1: the other set of the three state tables. One set is live (meta
-//           live_tables); a snapshot transfer stages into the other and installs it by one swap.
+//   txns.even, txns.odd  client transaction id -> recorded outcome (opaque to storage), made in
+//           an even or odd generation of kTxnWindow seqnos: the older one is emptied in one step
+//           as a generation begins, rather than a record forgotten per write
+//   data.1, txns.even.1, txns.odd.1: the other set of the three state tables. One set is live
+//           (meta live_tables); a snapshot transfer stages into the other and installs it by one
+//           swap.
 //
 // All writes go through Store::write(), one LMDB write transaction per call, so a batch of
 // applied write-sets, the log entries and the meta that describes them land together or not at
@@ -37,7 +39,13 @@
 
 namespace tutti::storage {
 
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
+
+// Transaction records are made in generations of this many seqnos (seqno s in generation
+// (s - 1) / kTxnWindow); a store keeps those of the current and the previous generation. A
+// constant of the history (certification outcomes depend on it); core/applier.hpp says which
+// records count.
+inline constexpr uint64_t kTxnWindow = 1'000'000;
 
 // The longest key the store holds: LMDB's compile-time key limit in Debian's build (511). It is a
 // constant of the history, not a node setting: certification rejects a write-set whose keys or
@@ -58,13 +66,17 @@ struct Options {
   // The clock, free space and commit point the store and the node above it use; nullptr:
   // default_env(). Tests put a fault-injecting or simulated one here.
   Env* env = nullptr;
+  // A data dir of the previous format (2) is upgraded in place when opened; false: it is refused
+  // with StorageError(outdated) (checks that must change nothing: --verify, --recover).
+  bool upgrade = true;
 };
 
 class StorageError : public std::runtime_error {
  public:
   // invalid: an argument the store can never hold (a key over kMaxKeyBytes, say); the same on
   // every node, unlike io, disk_full and map_full, which depend on the machine.
-  enum class Kind { io, disk_full, map_full, format, locked, corrupt, invalid };
+  // outdated: the data dir has an older format that Store::open upgrades unless told not to.
+  enum class Kind { io, disk_full, map_full, format, locked, corrupt, invalid, outdated };
   StorageError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -100,18 +112,17 @@ struct Meta {
 };
 
 struct Dbis {
-  MDB_dbi data = 0, meta = 0, wscache = 0, txns = 0, txn_seqnos = 0;
-  MDB_dbi staged_data = 0, staged_txns = 0, staged_txn_seqnos = 0;  // the other set
+  MDB_dbi data = 0, meta = 0, wscache = 0, txns[2] = {0, 0};  // txns: even, odd generations
+  MDB_dbi staged_data = 0, staged_txns[2] = {0, 0};           // the other set
 };
 
 // The tables a snapshot transfer carries: the node's state at one seqno. (The log and the meta
 // are the node's own; what meta the state needs travels beside, see core/transfer.)
-enum class Table : uint8_t { data = 0, txns = 1, txn_seqnos = 2 };
+enum class Table : uint8_t { data = 0, txns_even = 1, txns_odd = 2 };
 inline constexpr uint8_t kStateTables = 3;
 
 // One stored entry as a snapshot streams it: the raw bytes of its table (a data value starts
-// with its 8-byte version; txn_seqnos keys are native-endian size_t, so both ends of a transfer
-// must share byte order, as every supported platform does).
+// with its 8-byte version).
 struct TableItem {
   Table table = Table::data;
   std::string key;
@@ -162,7 +173,9 @@ class ReadView {
   // max_bytes (at least one).
   std::vector<LogEntry> log_from(uint64_t from, size_t max_entries,
                                  size_t max_bytes = SIZE_MAX) const;
-  std::optional<std::string> txn_outcome(std::string_view txn_id) const;
+  // The records of txn_id in the tables of both generations (none, one or two): of the current
+  // and the previous generation, or older ones the caller tells apart by what they hold.
+  std::vector<std::string> txn_records(std::string_view txn_id) const;
   std::optional<std::string> meta_get(std::string_view name) const;
   const Meta& meta() const { return meta_; }
 
@@ -236,9 +249,9 @@ class WriteTxn : public ReadView {
   // of an older view that the group replaced), and drop what a snapshot supersedes.
   void log_put(uint64_t seqno, std::string_view bytes);
   void log_drop_through(uint64_t seqno);
-  void record_txn(std::string_view txn_id, uint64_t seqno, std::string_view outcome);
-  // Forgets the transaction records made at seqnos below `seqno`.
-  void forget_txns_before(uint64_t seqno);
+  void record_txn(std::string_view txn_id, uint64_t generation, std::string_view outcome);
+  // Empties the table of generation's parity: the records of generation - 2, in one step.
+  void start_txn_generation(uint64_t generation);
   void meta_put(std::string_view name, std::string_view bytes);
   void meta_del(std::string_view name);  // absent already: nothing to do
   void set_identity(std::string_view history_uuid, std::string_view node_uuid);
@@ -277,15 +290,17 @@ class WriteTxn : public ReadView {
 
 struct VerifyReport {
   bool ok = false;
-  bool damaged = false;  // not ok because the store is damaged (not because it is in use, say)
-  std::string message;   // what was checked, or what is wrong
+  bool damaged = false;   // not ok because the store is damaged (not because it is in use, say)
+  std::string message;    // what was checked, or what is wrong
+  bool outdated = false;  // not ok because it has the previous format (Options::upgrade)
 };
 
 // Checks the store in options.dir without trusting it, in a child process: a damaged file that
 // makes LMDB fail an assertion or touch a page past the end of the file (SIGBUS) takes down only
 // the child, and the report says so. full: reads every entry of every database and compares the
 // recomputed content hash with the recorded one; otherwise only the file size, the database
-// roots and both ends of each database. REQUIRES: no Store of this process has dir open.
+// roots and both ends of each database. Changes nothing: a data dir of the previous format is
+// reported outdated. REQUIRES: no Store of this process has dir open.
 VerifyReport verify_store(const Options& options, bool full);
 
 // LMDB aborts the process when it finds its file inconsistent; this is called first, with what
@@ -340,6 +355,10 @@ class Store {
  private:
   Store(const Options& options, int lock_fd);
   void open_env();
+  // REQUIRES: txn is the open_env write transaction, meta open. Throws for a format it cannot
+  // read; migrates format 2 (its txns and txn_seqnos tables) to generations of records.
+  void open_format(MDB_txn* txn);
+  void migrate_txn_records(MDB_txn* txn);
   void check_format();
   void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;

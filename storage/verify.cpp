@@ -37,8 +37,8 @@ std::string Store::verify(bool full) const {
   const std::pair<const char*, MDB_dbi> dbs[] = {{"data", dbis_.data},
                                                  {"meta", dbis_.meta},
                                                  {"wscache", dbis_.wscache},
-                                                 {"txns", dbis_.txns},
-                                                 {"txn_seqnos", dbis_.txn_seqnos}};
+                                                 {"txns.even", dbis_.txns[0]},
+                                                 {"txns.odd", dbis_.txns[1]}};
   std::string summary;
   for (const auto& [name, dbi] : dbs) {
     MDB_stat st;
@@ -57,7 +57,7 @@ std::string Store::verify(bool full) const {
   });
   uint64_t log_bytes = 0;
   walk(txn, dbis_.wscache, [&](std::string_view, std::string_view d) { log_bytes += d.size(); });
-  for (MDB_dbi dbi : {dbis_.meta, dbis_.txns, dbis_.txn_seqnos})
+  for (MDB_dbi dbi : {dbis_.meta, dbis_.txns[0], dbis_.txns[1]})
     walk(txn, dbi, [](std::string_view, std::string_view) {});
   const Meta& m = r->meta();
   if (recomputed != m.content_hash)
@@ -96,10 +96,14 @@ VerifyReport verify_store(const Options& options, bool full) {
     std::string out;
     int code = 0;
     try {
-      out = Store::open(options)->verify(full);
+      Options as_is = options;
+      as_is.upgrade = false;
+      out = Store::open(as_is)->verify(full);
     } catch (const StorageError& e) {
       out = e.what();
-      code = e.kind() == StorageError::Kind::corrupt ? 1 : 2;
+      code = e.kind() == StorageError::Kind::corrupt    ? 1
+             : e.kind() == StorageError::Kind::outdated ? 3
+                                                        : 2;
     } catch (const std::exception& e) {
       out = e.what();
       code = 1;
@@ -121,6 +125,7 @@ VerifyReport verify_store(const Options& options, bool full) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, false, got};
   if (WIFEXITED(status) && WEXITSTATUS(status) == 2) return {false, false, got};
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) return {false, false, got, true};
   if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && !got.empty()) return {false, true, got};
   const std::string how = WIFSIGNALED(status) ? fmt::format("signal {} ({})", WTERMSIG(status),
                                                             strsignal(WTERMSIG(status)))

@@ -145,7 +145,7 @@ TEST_CASE("a read marker takes its seqno and changes no data") {
   auto r = f.store->read();
   CHECK(r->meta().last_committed == 2);
   CHECK(r->meta().content_hash == hash);
-  CHECK_FALSE(r->txn_outcome("marker-1"));
+  CHECK(r->txn_records("marker-1").empty());
 }
 
 TEST_CASE("transaction records are kept for a window of seqnos, the same on every node") {
@@ -153,13 +153,41 @@ TEST_CASE("transaction records are kept for a window of seqnos, the same on ever
   f.retention = 10;
   for (int i = 1; i <= 30; ++i) f.deliver(put("t" + std::to_string(i), "k", std::to_string(i)));
   auto r = f.store->read();
-  CHECK_FALSE(r->txn_outcome("t1"));
-  CHECK_FALSE(r->txn_outcome("t20"));
-  CHECK(r->txn_outcome("t21"));
-  CHECK(r->txn_outcome("t30"));
+  // Generations of 10 seqnos: 1-10 were emptied in one step as 21-30 began; 11-20 are kept but
+  // no longer count once seqno 31 is applied.
+  CHECK(r->txn_records("t1").empty());
+  CHECK(r->txn_records("t10").empty());
+  CHECK(r->txn_records("t11").size() == 1);
+  CHECK_FALSE(counted_record(*r, "t20", 31, 10));
+  CHECK(counted_record(*r, "t21", 31, 10));
+  CHECK(counted_record(*r, "t30", 31, 10)->seqno == 30);
   r.reset();
   CHECK(f.deliver(put("t25", "k", "again")).duplicate);  // inside the window: answered
   CHECK(f.get("k")->value == "30");
+  CHECK_FALSE(f.deliver(put("t15", "k", "afresh")).duplicate);  // past it: certified afresh
+  CHECK(f.get("k")->value == "afresh");
+  CHECK(f.deliver(put("t15", "k", "again")).duplicate);
+}
+
+// Format 2 forgot, as it applied each seqno s, the record made at s - window: a retry counted as
+// one within exactly that window. Generations must decide every retry the same way.
+TEST_CASE("retries are recognised exactly as when records were forgotten one by one") {
+  constexpr uint64_t kWindow = 10;
+  Fixture f;
+  f.retention = kWindow;
+  std::map<std::string, uint64_t> recorded;  // the model: id -> seqno of its record
+  const uint64_t distances[] = {0, 9, 10, 11, 3, 20, 10, 0, 19, 1};
+  for (uint64_t s = 1; s <= 75; ++s) {
+    const uint64_t back = distances[s % 10];
+    const std::string id = "t" + std::to_string(back >= s ? s : s - back);  // a retry when back
+    auto r = recorded.find(id);
+    const bool expect = r != recorded.end() && (s <= kWindow + 1 || r->second >= s - kWindow);
+    INFO("seqno " << s << ", " << id);
+    const Decision d = f.deliver(put(id, "k", std::to_string(s)));
+    CHECK(d.duplicate == expect);
+    if (!expect) recorded[id] = s;
+  }
+  CHECK(recorded.size() > 40);
 }
 
 TEST_CASE("a write-set the store cannot hold is rejected alike everywhere - never applied") {

@@ -1,8 +1,10 @@
-#include <catch2/catch.hpp>
+#include <capnp/serialize.h>
 
+#include <catch2/catch.hpp>
 #include <random>
 
 #include "core/codec.hpp"
+#include "core/protocol/tutti.capnp.h"
 
 using namespace tutti::core;
 
@@ -118,4 +120,23 @@ TEST_CASE("an unknown protocol or format version is refused as such") {
   std::string req = encode_request(Request{1, StatusRequest{}});
   req[16] = 2;
   CHECK_THROWS_AS(decode_request(req), VersionError);
+}
+
+TEST_CASE("a snapshot between nodes whose state tables are laid out differently is refused") {
+  // A joiner of format 2 asks for a snapshot: its request has no layout (0).
+  capnp::MallocMessageBuilder m;
+  auto root = m.initRoot<tutti::wire::Request>();
+  root.setProtocolVersion(kProtocolVersion);
+  root.setId(1);
+  auto t = root.initTransfer();
+  t.setHistory(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>("h"), 1));
+  t.initSnapshot().initCursor();
+  const auto words = capnp::messageToFlatArray(m);
+  const std::string old_request(words.asChars().begin(), words.asChars().end());
+  CHECK_THROWS_WITH(decode_request(old_request),
+                    Catch::Contains("storage format 2, this node's are of format 3"));
+  // The same request from this version goes through.
+  const std::string request = encode_request(
+      Request{1, TransferRequest{"h", SnapshotPull{0, {}, 4096, 0, std::nullopt}, "n4"}});
+  CHECK(std::holds_alternative<TransferRequest>(decode_request(request).body));
 }

@@ -112,7 +112,7 @@ TEST_CASE("keys the store cannot hold are refused before anything changes - and 
   auto r = store->read();
   CHECK_FALSE(r->get(too_long));
   CHECK_FALSE(r->get(""));
-  CHECK_FALSE(r->txn_outcome(too_long));
+  CHECK(r->txn_records(too_long).empty());
   CHECK(r->scan(too_long, 10).empty());
   CHECK(r->meta().content_hash == ContentHash{});
   r.reset();
@@ -302,7 +302,7 @@ TEST_CASE("a snapshot streams the state tables, and a staged copy installs in on
     t.set_last_committed(1001);
   });
   ContentHash staged;
-  CHECK(stream(*snap, *joiner, 4096, staged) == 1000 + 2);  // data, txns, txn_seqnos
+  CHECK(stream(*snap, *joiner, 4096, staged) == 1000 + 1);  // data, the odd generation's txns
   CHECK(staged == snap->meta().content_hash);
   // Until the install the joiner serves its own state.
   CHECK(joiner->read()->get("old"));
@@ -315,7 +315,7 @@ TEST_CASE("a snapshot streams the state tables, and a staged copy installs in on
     CHECK(!r->get("old"));
     CHECK(r->get("key999")->value == std::string(999, 'v'));
     CHECK(r->get("key0")->version == 1);  // as of the snapshot
-    CHECK(*r->txn_outcome("txn-a") == "outcome-a");
+    CHECK(r->txn_records("txn-a") == std::vector<std::string>{"outcome-a"});
     CHECK(*r->log_get(5) == "joiner's own log");  // the log is the joiner's own
   }
   CHECK(recompute(*joiner) == staged);
@@ -440,4 +440,74 @@ TEST_CASE("the map grows on demand and a full database fails the write clearly")
   // Reads go on, and so do writes that free space.
   CHECK(store->read()->get("k0")->value == value);
   store->write([](WriteTxn& t) { t.del("k0"); });
+}
+
+namespace {
+
+// A data dir as format 2 left it: one table of records and one of the seqno each was made at.
+void write_format2_store(const std::filesystem::path& dir,
+                         const std::vector<std::pair<size_t, std::string>>& records) {
+  MDB_env* env;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0644) == 0);
+  MDB_txn* t;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &t) == 0);
+  MDB_dbi meta, txns, seqnos, staged;
+  REQUIRE(mdb_dbi_open(t, "meta", MDB_CREATE, &meta) == 0);
+  REQUIRE(mdb_dbi_open(t, "txns", MDB_CREATE, &txns) == 0);
+  REQUIRE(mdb_dbi_open(t, "txn_seqnos", MDB_CREATE | MDB_INTEGERKEY, &seqnos) == 0);
+  REQUIRE(mdb_dbi_open(t, "data.1", MDB_CREATE, &staged) == 0);
+  auto put = [&](MDB_dbi dbi, std::string_view k, std::string_view v) {
+    MDB_val mk{k.size(), const_cast<char*>(k.data())}, mv{v.size(), const_cast<char*>(v.data())};
+    REQUIRE(mdb_put(t, dbi, &mk, &mv, 0) == 0);
+  };
+  const uint64_t format = 2;
+  put(meta, "format_version", std::string_view(reinterpret_cast<const char*>(&format), 8));
+  put(meta, "snapshot_resume", "a snapshot staged in part");
+  put(staged, "staged-key", std::string(8, '\0') + "staged");
+  for (const auto& [seqno, id] : records) {
+    put(txns, id, "outcome of " + id);
+    MDB_val k{sizeof seqno, const_cast<size_t*>(&seqno)},
+        v{id.size(), const_cast<char*>(id.data())};
+    REQUIRE(mdb_put(t, seqnos, &k, &v, 0) == 0);
+  }
+  REQUIRE(mdb_txn_commit(t) == 0);
+  mdb_env_close(env);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a format 2 data dir is upgraded when opened - every record kept - and checks change nothing") {
+  TempDir dir;
+  const size_t w = kTxnWindow;
+  write_format2_store(dir.path(), {{w - 1, "even-1"}, {w, "even-2"}, {w + 1, "odd-1"}});
+  // --verify and --recover open it as it is: it says what it is, and stays format 2.
+  const VerifyReport report = verify_store(Options{dir.path()}, true);
+  CHECK_FALSE(report.ok);
+  CHECK(report.outdated);
+  CHECK(report.message.find("format version 2") != std::string::npos);
+  Options as_is{dir.path()};
+  as_is.upgrade = false;
+  try {
+    open_store(dir.path(), as_is);
+    FAIL("a format 2 data dir opened without upgrading it");
+  } catch (const StorageError& e) {
+    CHECK(e.kind() == StorageError::Kind::outdated);
+  }
+  auto store = open_store(dir.path());
+  {
+    auto r = store->read();
+    CHECK(r->txn_records("even-1") == std::vector<std::string>{"outcome of even-1"});
+    CHECK(r->txn_records("odd-1") == std::vector<std::string>{"outcome of odd-1"});
+    CHECK_FALSE(r->meta_get("snapshot_resume"));  // the joiner starts its snapshot over
+  }
+  // Each record went to the table of its seqno's generation.
+  store->write([](WriteTxn& t) { t.start_txn_generation(0); });
+  CHECK(store->read()->txn_records("even-2").empty());
+  CHECK(store->read()->txn_records("odd-1").size() == 1);
+  CHECK(store->verify(true).find("txns.odd: 1 entries") != std::string::npos);
+  store.reset();
+  CHECK(verify_store(Options{dir.path()}, true).ok);  // format 3 now
 }

@@ -73,6 +73,7 @@ int recover(const Flags& f, bool json_out) {
     std::cerr << "tuttid --recover: " << report.message << "\n";
     return 1;
   }
+  options.upgrade = false;
   auto store = storage::Store::open(options);
   const core::Recovery r = core::recover(*store);
   const std::string view =
@@ -142,7 +143,8 @@ int run_once(const Flags& f, std::optional<core::Daemon::Rejoin>* rejoin) {
   if (std::filesystem::exists(options.dir / "data.mdb")) {
     // In a child first: a damaged file must not take this process down before it says why.
     auto report = storage::verify_store(options, false);
-    if (!report.ok) throw std::runtime_error(report.message);
+    if (!report.ok && !report.outdated) throw std::runtime_error(report.message);
+    if (report.outdated) spdlog::info("{}: upgrading it", report.message);
   }
   auto store = storage::Store::open(options);
   core::check_identity(*store, f);

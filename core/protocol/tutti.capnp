@@ -77,6 +77,7 @@ struct Request {
     seqno @3 :UInt64;        # the session's snapshot seqno (0 when starting): a donor that
                              # restarted and reused the number for another snapshot refuses
     reconcile @4 :Reconcile; # when starting: the part staged at the joiner to carry forward
+    layout @5 :UInt16;       # the storage format of the joiner's state tables (0: format 2)
   }
 
   struct Get {
@@ -95,7 +96,8 @@ struct Request {
   }
 }
 
-# Where a snapshot's stream stands: past `after` in table `table` (0 data, 1 txns, 2 txn_seqnos).
+# Where a snapshot's stream stands: past `after` in table `table` (0 data, 1 and 2 the transaction
+# records of even and odd generations).
 struct SnapshotCursor {
   table @0 :UInt8;
   started @1 :Bool;
@@ -171,6 +173,7 @@ struct Response {
     items @6 :List(TableItem);
     cursor @7 :SnapshotCursor; # after these items; its table is 3 once the stream is done
     tablePageBytes @8 :List(UInt64);  # per state table: the bytes its pages take (none or 3)
+    layout @9 :UInt16;         # the storage format of the donor's state tables (0: format 2)
   }
 
   struct Error {

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/applier.hpp"
 #include "core/codec.hpp"
 #include "sim/node_sim.hpp"
 
@@ -154,9 +155,8 @@ void NodeCluster::final_checks() {
       throw SimViolation(fmt::format("{} at seqno {} hashes {}, the history {}", id, top,
                                      txn->meta().content_hash.hex(), history_.at(top).hash));
     for (const auto& [t, seqno] : acked_) {
-      auto raw = txn->txn_outcome(t);
-      const core::Outcome o = raw ? core::decode_outcome(*raw) : core::Outcome{};
-      if (!raw || !o.committed || o.seqno != seqno)
+      auto o = core::counted_record(*txn, t, txn->meta().last_committed + 1);
+      if (!o || !o->committed || o->seqno != seqno)
         throw SimViolation(fmt::format("{} lost acknowledged commit {} of seqno {}", id, t, seqno));
     }
     for (const auto& [key, value] : acked_puts_) {
