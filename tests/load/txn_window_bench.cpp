@@ -5,10 +5,10 @@
 // meta; --batch write-sets per transaction, each commit flushed as a node's delivery batch is
 // (fsync: data pages, meta page unsynced). The record layouts compared:
 //   keep         records are never forgotten (a history younger than the window)
-//   forget       the shipped layout: txn_seqnos maps seqno -> id, and every write-set past the
-//                window deletes the record made a window before it
-//   generations  two tables of a window's records each; the older one is emptied in one step as
-//                a window begins (no delete per write-set, no txn_seqnos)
+//   forget       storage format 2's layout: txn_seqnos maps seqno -> id, and every write-set
+//                past the window deletes the record made a window before it
+//   generations  format 3's: two tables of a window's records each; the older one is emptied in
+//                one step as a window begins (no delete per write-set, no txn_seqnos)
 // Prints, every --report write-sets, the rate and the bytes this process wrote to disk per
 // write-set (/proc/self/io): the second does not depend on what else the machine runs.
 #include <lmdb.h>
@@ -66,7 +66,7 @@ Tables open_tables(MDB_env* env) {
   return tb;
 }
 
-// The shipped layout's forgetting: every record made at a seqno at or below `through`.
+// Format 2's forgetting: every record made at a seqno at or below `through`.
 void forget_through(MDB_txn* t, const Tables& tb, size_t through) {
   MDB_cursor* c;
   check(mdb_cursor_open(t, tb.txn_seqnos, &c), "cursor");
