@@ -46,7 +46,7 @@ inline constexpr std::chrono::milliseconds kResumeRetry{1000};
 // A snapshot's donor missing from the view this long is given up (the snapshot starts over).
 inline constexpr std::chrono::milliseconds kDonorGone{5000};
 // Where a joiner's snapshot stands, in its meta (SnapshotResume), written with each staged chunk.
-inline constexpr std::string_view kMetaSnapshotResume = "snapshot_resume";
+inline constexpr std::string_view kMetaSnapshotResume = storage::kMetaSnapshotResume;
 // Progress is logged this often on both sides.
 inline constexpr std::chrono::milliseconds kProgressEvery{5000};
 

@@ -338,7 +338,6 @@ std::unique_ptr<Store> Store::open(const Options& options) {
   }
   std::unique_ptr<Store> store(new Store(options, lock_fd));
   store->open_env();
-  store->check_format();
   return store;
 }
 
@@ -431,7 +430,7 @@ void Store::open_env() {
 
 void Store::open_format(MDB_txn* txn) {
   auto raw = raw_get(txn, dbis_.meta, val(kMetaFormat));
-  if (!raw) return;  // a new store: check_format writes it
+  if (!raw) return put_format(txn);  // a new store
   const uint64_t version = u64_from(*raw);
   if (version == kFormatVersion || (version == 2 && options_.upgrade)) return;
   if (version == 2)
@@ -449,7 +448,7 @@ void Store::open_format(MDB_txn* txn) {
 // Format 2 kept one table of records (txns) and one of the seqno each was made at (txn_seqnos),
 // per set of state tables. Each record goes to the table of its generation's parity: the
 // records that count at a seqno are the same before and after (core/applier.hpp). The other
-// set is a snapshot staged in part, if any: emptied (with its record, snapshot_resume), so a
+// set is a snapshot staged in part, if any: emptied (with its record, kMetaSnapshotResume), so a
 // joiner starts its snapshot over, in the new layout.
 void Store::migrate_txn_records(MDB_txn* txn) {
   auto old_db = [&](const char* name) {
@@ -481,29 +480,17 @@ void Store::migrate_txn_records(MDB_txn* txn) {
   for (const char* name : {"txns", "txn_seqnos", "txns.1", "txn_seqnos.1"})
     if (auto dbi = old_db(name)) check(mdb_drop(txn, *dbi, 1), "drop a format 2 table");
   check(mdb_drop(txn, dbis_.staged_data, 0), "empty the staged data");
-  MDB_val resume = val("snapshot_resume");
+  MDB_val resume = val(kMetaSnapshotResume);
   if (const int rc = mdb_del(txn, dbis_.meta, &resume, nullptr); rc != MDB_NOTFOUND)
     check(rc, "drop the staged snapshot's record");
-  MDB_val fk = val(kMetaFormat);
-  const std::string v = u64_bytes(kFormatVersion);
-  MDB_val fv = val(v);
-  check(mdb_put(txn, dbis_.meta, &fk, &fv, 0), "write the format version");
+  put_format(txn);
 }
 
-void Store::check_format() {
-  auto txn = read();
-  auto format = txn->meta_get(kMetaFormat);
-  if (!format) {
-    txn.reset();
-    write([](WriteTxn& t) { t.meta_put(kMetaFormat, u64_bytes(kFormatVersion)); });
-    return;
-  }
-  const uint64_t version = u64_from(*format);
-  if (version != kFormatVersion)
-    throw StorageError(StorageError::Kind::format,
-                       fmt::format("data dir {} has storage format version {}; this tuttid reads "
-                                   "format version {} only",
-                                   options_.dir.string(), version, kFormatVersion));
+void Store::put_format(MDB_txn* txn) {
+  MDB_val k = val(kMetaFormat);
+  const std::string v = u64_bytes(kFormatVersion);
+  MDB_val d = val(v);
+  check(mdb_put(txn, dbis_.meta, &k, &d, 0), "write the format version");
 }
 
 Meta Store::load_meta(MDB_txn* txn) const {

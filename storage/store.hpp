@@ -47,6 +47,10 @@ inline constexpr uint32_t kFormatVersion = 3;
 // records count.
 inline constexpr uint64_t kTxnWindow = 1'000'000;
 
+// The meta entry in which a joiner records the snapshot it has staged in part (core/transfer):
+// the store drops it with the staged tables when it changes their layout.
+inline constexpr std::string_view kMetaSnapshotResume = "snapshot_resume";
+
 // The longest key the store holds: LMDB's compile-time key limit in Debian's build (511). It is a
 // constant of the history, not a node setting: certification rejects a write-set whose keys or
 // transaction id are longer on every node alike, so no node can be handed a write-set it cannot
@@ -355,11 +359,13 @@ class Store {
  private:
   Store(const Options& options, int lock_fd);
   void open_env();
-  // REQUIRES: txn is the open_env write transaction, meta open. Throws for a format it cannot
-  // read; migrates format 2 (its txns and txn_seqnos tables) to generations of records.
+  // REQUIRES: txn is the open_env write transaction, meta open. Writes the format of a new
+  // store; throws for a format it cannot read (or, unless options_.upgrade, format 2).
   void open_format(MDB_txn* txn);
+  // REQUIRES: as open_format, every table of this format open. Format 2's txns and txn_seqnos
+  // to generations of records.
   void migrate_txn_records(MDB_txn* txn);
-  void check_format();
+  void put_format(MDB_txn* txn);
   void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;
   void cancel_snapshots();
