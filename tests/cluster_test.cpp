@@ -115,7 +115,13 @@ TEST_CASE("3 nodes: two killed - the last refuses writes - back again a primary 
       "n1 in a non-primary view without n2 and n3");
   const std::string waiting = c.status(0)["waiting_for"].get<std::string>();
   CHECK_THAT(waiting, Catch::Contains("a majority of the last primary view"));
-  CHECK_THAT(waiting, Catch::Contains("missing n2, n3") || Catch::Contains("missing n3, n2"));
+  // n2 was killed first: when a view of n1 and n3 formed before n3 went too, that is the last
+  // primary view, and only n3 is missing from it.
+  if (waiting.find("(2)") != std::string::npos) {
+    CHECK_THAT(waiting, Catch::Contains("missing n3"));
+  } else {
+    CHECK_THAT(waiting, Catch::Contains("missing n2, n3") || Catch::Contains("missing n3, n2"));
+  }
   CHECK_THAT(c.nodes[0].log_text(), Catch::Contains("waiting for a majority"));
   CHECK_THAT(put.err, Catch::Contains("missing"));
 
