@@ -91,16 +91,16 @@ void set_snapshot_chunk(wire::Response::SnapshotChunk::Builder out, const Snapsh
   }
   set_cursor(out.initCursor(), c.cursor);
   set_table_list(out.initTablePageBytes(c.table_page_bytes.size()), c.table_page_bytes);
-  out.setLayout(storage::kFormatVersion);
+  out.setLayout(storage::kStateLayout);
 }
 
 // A snapshot's state tables are staged as they are streamed: both ends must lay them out alike.
 void check_layout(uint16_t got, const char* what) {
-  if (got != storage::kFormatVersion)
+  if (got != storage::kStateLayout)
     throw DecodeError(fmt::format(
         "{}: state tables of storage format {}, this node's are of format {}: a snapshot needs "
         "the same tutti version at both ends",
-        what, got == 0 ? 2 : got, storage::kFormatVersion));
+        what, got == 0 ? 2 : got, storage::kStateLayout));
 }
 
 SnapshotChunk snapshot_chunk_from(wire::Response::SnapshotChunk::Reader r) {
@@ -140,7 +140,7 @@ void set_transfer_request(wire::Request::Transfer::Builder out, const TransferRe
     s.setMaxBytes(snap.max_bytes);
     s.setSeqno(snap.seqno);
     if (snap.reconcile) set_reconcile(s.initReconcile(), *snap.reconcile);
-    s.setLayout(storage::kFormatVersion);
+    s.setLayout(storage::kStateLayout);
   }
 }
 

@@ -117,7 +117,10 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
       (*decided)(std::move(early));
     }
     if (ready.meta) {
-      txn.meta_put(kMetaGcsState, gcs::encode_durable(*ready.meta));
+      // Unchanged by a batch of log entries alone, which then commits nothing in LMDB: its one
+      // flush is the log's (storage::Store::write).
+      const std::string durable = gcs::encode_durable(*ready.meta);
+      if (txn.meta_get(kMetaGcsState) != durable) txn.meta_put(kMetaGcsState, durable);
       if (txn.meta().history_uuid != ready.meta->history)
         txn.set_identity(ready.meta->history, node_uuid);
     }
@@ -126,8 +129,11 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
       *transferred = write_transfer(txn, *batch.transfer, *transfer_certified, with_hashes);
     if (last_committed) *last_committed = txn.meta().last_committed;
   };
-  store.write(fill,
-              batch.meta_may_lag() ? storage::Store::Sync::data_only : storage::Store::Sync::full);
+  // A batch that changes the group's durable state (a view, a promise) must not leave, after a
+  // crash between the log's write and LMDB's, entries of the new state beside the old one.
+  store.write(
+      fill, batch.meta_may_lag() ? storage::Store::Sync::data_only : storage::Store::Sync::full,
+      ready.durable_changed ? storage::Store::LogOrder::around : storage::Store::LogOrder::before);
   return certified;
 }
 

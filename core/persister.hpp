@@ -37,20 +37,18 @@ struct PersistBatch {
   // acknowledged to the sequencer only tells that one what to send it again.
   bool learner = false;
   bool empty() const { return !ready.meta && !directory && !transfer; }
-  // Records deliveries and nothing else: the log holds them durably, so its commit need not wait
-  // for its meta page (storage::Store::Sync::data_only).
-  bool deliveries_only() const {
-    return ready.append.empty() && !ready.truncate_after && !ready.durable_changed && !directory &&
-           !transfer;
-  }
-  // Whether a crash of the machine that undid the batch would lose nothing another node counts
-  // on, so that its commit need not wait for its meta page (storage::Store::Sync::data_only):
-  // deliveries alone, which the log holds; or a learner's log entries and snapshot chunks, whose
-  // loss leaves it behind, as a learner may be, with a consistent prefix. (Not what changes its
-  // durable state beyond that, truncates its log, or applies and installs a transfer.)
+  // Records deliveries and changes of the log and nothing else: the log holds its entries
+  // durably (in files of its own, storage/log.hpp), so the LMDB commit of the deliveries need not
+  // wait for its meta page (storage::Store::Sync::data_only).
+  bool log_and_deliveries_only() const { return !ready.durable_changed && !directory && !transfer; }
+  // Whether a crash of the machine that undid the batch's LMDB commit would lose nothing another
+  // node counts on, so that it need not wait for its meta page (storage::Store::Sync::data_only):
+  // deliveries, which the log holds and the node delivers again; or a learner's snapshot chunks,
+  // whose loss leaves it behind, as a learner may be, with a consistent prefix. (Not what changes
+  // its durable state beyond that, or applies or installs a transfer.)
   bool meta_may_lag() const {
-    if (deliveries_only()) return true;
-    return learner && !ready.truncate_after && !ready.durable_changed && !directory &&
+    if (log_and_deliveries_only()) return true;
+    return learner && !ready.durable_changed && !directory &&
            (!transfer || transfer->kind == TransferWrite::Kind::stage);
   }
 };

@@ -137,11 +137,13 @@ std::vector<TableItem> Snapshot::next(SnapshotCursor& c, size_t max_bytes, const
 // ---- joiner: the staged set ----
 
 void WriteTxn::stage_reset(Table from) {
+  dirty_ = true;
   for (auto t = static_cast<uint8_t>(from); t < kStateTables; ++t)
     check(mdb_drop(txn_, table_dbi(dbis_, t, true), 0), "empty the staged tables");
 }
 
 void WriteTxn::stage_put(const TableItem& item, ContentHash& staged_hash) {
+  dirty_ = true;
   if (item.kept)
     throw StorageError(StorageError::Kind::corrupt,
                        "storage: a snapshot entry said to be held here already, outside the part "
@@ -162,6 +164,7 @@ void WriteTxn::stage_put(const TableItem& item, ContentHash& staged_hash) {
 void WriteTxn::stage_chunk(const std::vector<TableItem>& items, const SnapshotCursor& from,
                            const SnapshotCursor& to, const Reconcile* carry,
                            ContentHash& staged_hash) {
+  dirty_ = true;
   if (!carry || carry->passed(from)) {
     for (const auto& item : items) stage_put(item, staged_hash);
     return;
@@ -227,6 +230,7 @@ void WriteTxn::stage_merge(const TableItem& item, ContentHash& staged_hash) {
 }
 
 void WriteTxn::install_staged(uint64_t seqno, const ContentHash& content_hash) {
+  dirty_ = true;
   set_last_committed(seqno);
   meta_.content_hash = content_hash;
   const bool second_live = [&] {

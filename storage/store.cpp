@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -77,28 +78,12 @@ std::vector<Entry> ReadView::scan(std::string_view prefix, size_t limit) const {
 }
 
 std::optional<std::string> ReadView::log_get(uint64_t seqno) const {
-  const size_t s = seqno;
-  auto raw = raw_get(txn_, dbis_.wscache, seqno_key(s));
-  if (!raw) return std::nullopt;
-  return std::string(*raw);
+  return log_->get(seqno);
 }
 
 std::vector<LogEntry> ReadView::log_from(uint64_t from, size_t max_entries,
                                          size_t max_bytes) const {
-  std::vector<LogEntry> out;
-  Cursor cursor(txn_, dbis_.wscache);
-  size_t s = from;
-  MDB_val k = seqno_key(s), d;
-  bool more = cursor.get(&k, &d, MDB_SET_RANGE);
-  size_t bytes = 0;
-  while (more && out.size() < max_entries && bytes < max_bytes) {
-    size_t seqno;
-    std::memcpy(&seqno, k.mv_data, sizeof seqno);
-    out.push_back(LogEntry{seqno, std::string(view(d))});
-    bytes += d.mv_size;
-    more = cursor.get(&k, &d, MDB_NEXT);
-  }
-  return out;
+  return log_->from(from, max_entries, max_bytes);
 }
 
 std::vector<std::string> ReadView::txn_records(std::string_view txn_id) const {
@@ -115,8 +100,9 @@ std::optional<std::string> ReadView::meta_get(std::string_view name) const {
   return std::string(*raw);
 }
 
-ReadTxn::ReadTxn(MDB_txn* txn, Dbis dbis, std::shared_lock<std::shared_mutex> no_growth)
-    : ReadView(txn, dbis, Meta{}), no_growth_(std::move(no_growth)) {}
+ReadTxn::ReadTxn(MDB_txn* txn, Dbis dbis, const Log* log,
+                 std::shared_lock<std::shared_mutex> no_growth)
+    : ReadView(txn, dbis, Meta{}, log), no_growth_(std::move(no_growth)) {}
 
 ReadTxn::~ReadTxn() {
   mdb_txn_abort(txn_);
@@ -130,6 +116,7 @@ void WriteTxn::put(std::string_view key, uint64_t version, std::string_view valu
     throw StorageError(StorageError::Kind::invalid,
                        fmt::format("storage: value of {} bytes is over the store's limit of {}",
                                    value.size(), kMaxValueBytes));
+  dirty_ = true;
   if (auto old = get(key)) meta_.content_hash.remove(key, old->version, old->value);
   std::string raw = u64_bytes(version);
   raw.append(value);
@@ -141,6 +128,7 @@ void WriteTxn::put(std::string_view key, uint64_t version, std::string_view valu
 bool WriteTxn::del(std::string_view key) {
   auto old = get(key);
   if (!old) return false;
+  dirty_ = true;
   meta_.content_hash.remove(key, old->version, old->value);
   MDB_val k = val(key);
   check(mdb_del(txn_, dbis_.data, &k, nullptr), "delete");
@@ -148,28 +136,21 @@ bool WriteTxn::del(std::string_view key) {
 }
 
 void WriteTxn::log_append(uint64_t seqno, std::string_view bytes) {
-  if (meta_.log_last != 0 && seqno <= meta_.log_last)
+  if (meta_.log_last != 0 && seqno <= meta_.log_last) {
+    // A batch written again after its LMDB commit failed finds its entries in the log already.
+    if (log_ops_.empty() && log_->get(seqno) == bytes) return;
     throw StorageError(
         StorageError::Kind::corrupt,
         fmt::format("storage: log append of seqno {} after {}", seqno, meta_.log_last));
-  const size_t s = seqno;
-  MDB_val k = seqno_key(s), d = val(bytes);
-  check(mdb_put(txn_, dbis_.wscache, &k, &d, MDB_APPEND), "log append");
+  }
+  log_ops_.push_back(LogOp{LogOp::Kind::put, seqno, std::string(bytes)});
   if (meta_.log_first == 0) meta_.log_first = seqno;
   meta_.log_last = seqno;
   meta_.log_bytes += bytes.size();
 }
 
 void WriteTxn::log_truncate_from(uint64_t from) {
-  Cursor cursor(txn_, dbis_.wscache);
-  size_t s = from;
-  MDB_val k = seqno_key(s), d;
-  // Re-seek after every delete: where a cursor stands after mdb_cursor_del is subtle.
-  while (cursor.get(&k, &d, MDB_SET_RANGE)) {
-    meta_.log_bytes -= d.mv_size;
-    cursor.del();
-    k = seqno_key(s);
-  }
+  log_ops_.push_back(LogOp{LogOp::Kind::truncate_from, from, {}});
   if (meta_.log_first >= from) {
     meta_.log_first = meta_.log_last = 0;
   } else if (meta_.log_last >= from) {
@@ -178,77 +159,49 @@ void WriteTxn::log_truncate_from(uint64_t from) {
 }
 
 void WriteTxn::log_put(uint64_t seqno, std::string_view bytes) {
-  const size_t s = seqno;
-  MDB_val k = seqno_key(s);
-  if (auto old = raw_get(txn_, dbis_.wscache, k)) meta_.log_bytes -= old->size();
-  MDB_val d = val(bytes);
-  check(mdb_put(txn_, dbis_.wscache, &k, &d, 0), "log put");
+  if (auto old = log_->size_of(seqno)) meta_.log_bytes -= *old;
+  log_ops_.push_back(LogOp{LogOp::Kind::put, seqno, std::string(bytes)});
   meta_.log_bytes += bytes.size();
   if (meta_.log_first == 0 || seqno < meta_.log_first) meta_.log_first = seqno;
   meta_.log_last = std::max(meta_.log_last, seqno);
 }
 
 void WriteTxn::log_drop_through(uint64_t seqno) {
-  Cursor cursor(txn_, dbis_.wscache);
-  MDB_val k, d;
-  for (bool more = cursor.get(&k, &d, MDB_FIRST); more; more = cursor.get(&k, &d, MDB_FIRST)) {
-    size_t s;
-    std::memcpy(&s, k.mv_data, sizeof s);
-    if (s > seqno) {
-      meta_.log_first = s;
-      return;
-    }
-    meta_.log_bytes -= d.mv_size;
-    cursor.del();
-  }
-  meta_.log_first = meta_.log_last = 0;
-}
-
-void WriteTxn::trim_log(uint64_t max_bytes) {
-  if (meta_.log_bytes <= max_bytes) return;
-  Cursor cursor(txn_, dbis_.wscache);
-  MDB_val k, d;
-  bool more = cursor.get(&k, &d, MDB_FIRST);
-  while (more && meta_.log_bytes > max_bytes) {
-    size_t seqno;
-    std::memcpy(&seqno, k.mv_data, sizeof seqno);
-    // Entries not yet applied are the only record of a delivered write-set: never trim them.
-    if (seqno > meta_.last_committed) break;
-    meta_.log_bytes -= d.mv_size;
-    cursor.del();
-    more = cursor.get(&k, &d, MDB_FIRST);
-  }
-  if (!more) {
+  log_ops_.push_back(LogOp{LogOp::Kind::drop_through, seqno, {}});
+  if (meta_.log_last <= seqno) {
     meta_.log_first = meta_.log_last = 0;
-  } else {
-    size_t seqno;
-    std::memcpy(&seqno, k.mv_data, sizeof seqno);
-    meta_.log_first = seqno;
+  } else if (meta_.log_first <= seqno) {
+    meta_.log_first = seqno + 1;  // about: the log's own bounds count once it is written
   }
 }
 
 void WriteTxn::record_txn(std::string_view txn_id, uint64_t generation, std::string_view outcome) {
   check_key(txn_id);
+  dirty_ = true;
   MDB_val k = val(txn_id), d = val(outcome);
   check(mdb_put(txn_, dbis_.txns[generation % 2], &k, &d, 0), "record txn");
 }
 
 void WriteTxn::start_txn_generation(uint64_t generation) {
+  dirty_ = true;
   check(mdb_drop(txn_, dbis_.txns[generation % 2], 0), "empty a generation of txn records");
 }
 
 void WriteTxn::meta_put(std::string_view name, std::string_view bytes) {
+  dirty_ = true;
   MDB_val k = val(name), d = val(bytes);
   check(mdb_put(txn_, dbis_.meta, &k, &d, 0), "meta put");
 }
 
 void WriteTxn::meta_del(std::string_view name) {
+  dirty_ = true;
   MDB_val k = val(name);
   const int rc = mdb_del(txn_, dbis_.meta, &k, nullptr);
   if (rc != MDB_NOTFOUND) check(rc, "meta delete");
 }
 
 void WriteTxn::set_identity(std::string_view history_uuid, std::string_view node_uuid) {
+  dirty_ = true;
   meta_.history_uuid = history_uuid;
   meta_.node_uuid = node_uuid;
 }
@@ -258,6 +211,7 @@ void WriteTxn::set_last_committed(uint64_t seqno) {
     throw StorageError(StorageError::Kind::corrupt,
                        fmt::format("storage: last committed would go back from {} to {}",
                                    meta_.last_committed, seqno));
+  dirty_ = dirty_ || seqno != meta_.last_committed;
   meta_.last_committed = seqno;
 }
 
@@ -267,9 +221,6 @@ void WriteTxn::write_meta() {
   meta_put(kMetaLastCommitted, u64_bytes(meta_.last_committed));
   meta_put(kMetaContentHash,
            u64_bytes(meta_.content_hash.lo()) + u64_bytes(meta_.content_hash.hi()));
-  meta_put(kMetaLogFirst, u64_bytes(meta_.log_first));
-  meta_put(kMetaLogLast, u64_bytes(meta_.log_last));
-  meta_put(kMetaLogBytes, u64_bytes(meta_.log_bytes));
 }
 
 // ---- Store ----
@@ -346,7 +297,14 @@ Store::Store(const Options& options, int lock_fd) : options_(options), lock_fd_(
 Store::~Store() {
   cancel_snapshots();
   if (env_) {
-    if (options_.durability == Durability::memory) mdb_env_sync(env_, 1);
+    if (options_.durability == Durability::memory) {
+      mdb_env_sync(env_, 1);
+      try {
+        if (log_) log_->sync();
+      } catch (const StorageError&) {
+        // Closing: what the page cache holds still reaches the disk, unless the machine fails.
+      }
+    }
     mdb_env_close(env_);
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);
@@ -397,12 +355,20 @@ void Store::open_env() {
   };
   dbis_.meta = open_db("meta", 0);
   try {
+    // A new store starts with an empty log, whatever a log/ folder beside it holds.
+    if (!raw_get(txn, dbis_.meta, val(kMetaFormat))) {
+      std::error_code ec;
+      std::filesystem::remove_all(options_.dir / "log", ec);
+      if (ec)
+        throw StorageError(StorageError::Kind::io,
+                           fmt::format("storage: cannot remove {}: {}",
+                                       (options_.dir / "log").string(), ec.message()));
+    }
     open_format(txn);
   } catch (...) {
     mdb_txn_abort(txn);
     throw;
   }
-  dbis_.wscache = open_db("wscache", MDB_INTEGERKEY);
   const MDB_dbi set0[] = {open_db("data", 0), open_db("txns.even", 0), open_db("txns.odd", 0)};
   const MDB_dbi set1[] = {open_db("data.1", 0), open_db("txns.even.1", 0),
                           open_db("txns.odd.1", 0)};
@@ -419,8 +385,16 @@ void Store::open_env() {
   dbis_.data = on[0], dbis_.txns[0] = on[1], dbis_.txns[1] = on[2];
   dbis_.staged_data = off[0], dbis_.staged_txns[0] = off[1], dbis_.staged_txns[1] = off[2];
   try {
-    if (auto f = raw_get(txn, dbis_.meta, val(kMetaFormat)); f && u64_from(*f) == 2)
-      migrate_txn_records(txn);
+    const auto f = raw_get(txn, dbis_.meta, val(kMetaFormat));
+    const uint64_t format = f ? u64_from(*f) : kFormatVersion;
+    if (format == 2) migrate_txn_records(txn);
+    if (format < kFormatVersion) {
+      migrate_log(txn);
+    } else if (options_.upgrade) {
+      std::error_code ec;
+      std::filesystem::remove_all(options_.dir / "log.new", ec);  // an upgrade's, left half done
+    }
+    if (!log_) log_ = Log::open(options_.dir / "log", options_.durability == Durability::fsync);
   } catch (...) {
     mdb_txn_abort(txn);
     throw;
@@ -428,17 +402,63 @@ void Store::open_env() {
   check(mdb_txn_commit(txn), "commit database handles");
 }
 
+// Format 3 and before kept the write-set log in LMDB (wscache, with its bounds in meta). Its
+// entries are written to a new log in log.new, made durable and renamed to log, before the
+// transaction that drops the table commits: a crash before that commit leaves a format 3 store,
+// upgraded again (from scratch) at the next start.
+void Store::migrate_log(MDB_txn* txn) {
+  std::error_code ec;
+  const auto fresh = options_.dir / "log.new", final_dir = options_.dir / "log";
+  std::filesystem::remove_all(fresh, ec);
+  std::filesystem::remove_all(final_dir, ec);
+  MDB_dbi wscache;
+  const int rc = mdb_dbi_open(txn, "wscache", MDB_INTEGERKEY, &wscache);
+  if (rc != MDB_NOTFOUND) check(rc, "open database wscache");
+  {
+    auto log = Log::open(fresh, true);
+    if (rc == MDB_SUCCESS) {
+      Cursor cursor(txn, wscache);
+      MDB_val k, d;
+      std::vector<LogOp> ops;
+      size_t bytes = 0;
+      for (bool more = cursor.get(&k, &d, MDB_FIRST); more; more = cursor.get(&k, &d, MDB_NEXT)) {
+        size_t seqno;
+        std::memcpy(&seqno, k.mv_data, sizeof seqno);
+        ops.push_back(LogOp{LogOp::Kind::put, seqno, std::string(view(d))});
+        bytes += d.mv_size;
+        if (bytes >= (4u << 20)) log->write(ops), ops.clear(), bytes = 0;
+      }
+      log->write(ops);
+    }
+  }
+  if (std::filesystem::exists(fresh, ec)) {
+    std::filesystem::rename(fresh, final_dir, ec);
+    if (ec)
+      throw StorageError(StorageError::Kind::io,
+                         fmt::format("storage: cannot rename {} to {}: {}", fresh.string(),
+                                     final_dir.string(), ec.message()));
+  }
+  if (rc == MDB_SUCCESS) check(mdb_drop(txn, wscache, 1), "drop the format 3 log table");
+  for (std::string_view name : {kMetaLogFirst, kMetaLogLast, kMetaLogBytes}) {
+    MDB_val k = val(name);
+    if (const int del = mdb_del(txn, dbis_.meta, &k, nullptr); del != MDB_NOTFOUND)
+      check(del, "drop the format 3 log bounds");
+  }
+  put_format(txn);
+}
+
 void Store::open_format(MDB_txn* txn) {
   auto raw = raw_get(txn, dbis_.meta, val(kMetaFormat));
   if (!raw) return put_format(txn);  // a new store
   const uint64_t version = u64_from(*raw);
-  if (version == kFormatVersion || (version == 2 && options_.upgrade)) return;
-  if (version == 2)
+  const bool older = version == 2 || version == 3;
+  if (version == kFormatVersion || (older && options_.upgrade)) return;
+  if (older)
     throw StorageError(StorageError::Kind::outdated,
-                       fmt::format("data dir {} has storage format version 2; this tuttid reads "
-                                   "format version {}, and upgrades a format 2 data dir when it "
+                       fmt::format("data dir {} has storage format version {}; this tuttid reads "
+                                   "format version {}, and upgrades a format {} data dir when it "
                                    "starts on it (every record kept)",
-                                   options_.dir.string(), kFormatVersion));
+                                   options_.dir.string(), version, kFormatVersion, version));
   throw StorageError(StorageError::Kind::format,
                      fmt::format("data dir {} has storage format version {}; this tuttid reads "
                                  "format version {} only",
@@ -508,9 +528,10 @@ Meta Store::load_meta(MDB_txn* txn) const {
       throw StorageError(StorageError::Kind::corrupt, "storage: content hash has a bad size");
     m.content_hash = ContentHash(u64_from(ch->substr(0, 8)), u64_from(ch->substr(8)));
   }
-  m.log_first = get_u64(kMetaLogFirst);
-  m.log_last = get_u64(kMetaLogLast);
-  m.log_bytes = get_u64(kMetaLogBytes);
+  const Log::Bounds b = log_->bounds();
+  m.log_first = b.first;
+  m.log_last = b.last;
+  m.log_bytes = b.bytes;
   return m;
 }
 
@@ -518,12 +539,12 @@ std::unique_ptr<ReadTxn> Store::read() const {
   std::shared_lock no_growth(growth_);
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), "begin read");
-  std::unique_ptr<ReadTxn> r(new ReadTxn(txn, dbis_, std::move(no_growth)));
+  std::unique_ptr<ReadTxn> r(new ReadTxn(txn, dbis_, log_.get(), std::move(no_growth)));
   r->meta_ = load_meta(txn);
   return r;
 }
 
-void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
+void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync, LogOrder order) {
   // LMDB 0.9 takes MDB_NOMETASYNC from the environment only (not per transaction); this thread
   // is the one writer, so it sets it around its own commit. Readers meanwhile look only at other
   // flags of the same word. Memory durability has it always.
@@ -533,12 +554,17 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin write");
     int rc = MDB_SUCCESS;
     bool installed = false;
+    bool dirty = false;
+    uint64_t committed = 0;
+    std::vector<LogOp> log_ops;
     try {
-      WriteTxn w(txn, dbis_, load_meta(txn));
+      WriteTxn w(txn, dbis_, load_meta(txn), log_.get());
       fn(w);
-      w.trim_log(options_.wscache_bytes);
-      w.write_meta();
+      if (w.dirty_) w.write_meta();
       installed = w.installed_;
+      dirty = w.dirty_;
+      committed = w.meta_.last_committed;
+      log_ops = std::move(w.log_ops_);
     } catch (const StorageError& e) {
       mdb_txn_abort(txn);
       if (e.kind() != StorageError::Kind::map_full) throw;
@@ -548,18 +574,36 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync) {
       throw;
     }
     if (rc == MDB_SUCCESS) {
+      // The additions that go after the commit (LogOrder::around).
+      std::vector<LogOp> later;
       try {
         env().before_commit(options_.dir);
+        if (order == LogOrder::around) {
+          // From the first addition on, in their order: a removal after it must stay after it.
+          auto adds = std::find_if(log_ops.begin(), log_ops.end(),
+                                   [](const LogOp& op) { return !op.removes(); });
+          later.assign(std::make_move_iterator(adds), std::make_move_iterator(log_ops.end()));
+          log_ops.erase(adds, log_ops.end());
+        }
+        log_->write(log_ops);
       } catch (...) {
         mdb_txn_abort(txn);
         throw;
       }
-      if (meta_async && (rc = mdb_env_set_flags(env_, MDB_NOMETASYNC, 1)) != MDB_SUCCESS) {
-        mdb_txn_abort(txn);
-        fail(rc, "set meta async");
+      if (!dirty) {
+        mdb_txn_abort(txn);  // nothing of LMDB's changed: no commit, no flush
+      } else {
+        if (meta_async && (rc = mdb_env_set_flags(env_, MDB_NOMETASYNC, 1)) != MDB_SUCCESS) {
+          mdb_txn_abort(txn);
+          fail(rc, "set meta async");
+        }
+        rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+        if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 0), "set meta sync");
       }
-      rc = mdb_txn_commit(txn);  // frees txn whatever it returns
-      if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 0), "set meta sync");
+      if (rc == MDB_SUCCESS) {
+        log_->write(later);
+        log_->trim(options_.wscache_bytes, committed);
+      }
     }
     if (rc == MDB_SUCCESS) {
       if (installed) {  // a staged snapshot is live from now on: later reads see it
@@ -653,6 +697,7 @@ void set_damage_reporter(void (*report)(const char* message)) {
 }
 
 void Store::sync() {
+  log_->sync();
   std::shared_lock no_growth(growth_);  // the map is not resized under it
   check(mdb_env_sync(env_, 1), "sync");
 }

@@ -3,7 +3,6 @@
 // Named databases:
 //   data    key -> 8-byte version (LE) + value
 //   meta    name -> bytes: format version, identities, last committed seqno, content hash, ...
-//   wscache seqno -> write-set bytes: the node's durable replication log, bounded by bytes
 //   txns.even, txns.odd  client transaction id -> recorded outcome (opaque to storage), made in
 //           an even or odd generation of kTxnWindow seqnos: the older one is emptied in one step
 //           as a generation begins, rather than a record forgotten per write
@@ -11,9 +10,12 @@
 //           (meta live_tables); a snapshot transfer stages into the other and installs it by one
 //           swap.
 //
-// All writes go through Store::write(), one LMDB write transaction per call, so a batch of
-// applied write-sets, the log entries and the meta that describes them land together or not at
-// all. With Durability::fsync a write() returns only once it is on disk.
+// The write-set log (the replication log, bounded by bytes) is not in LMDB: storage/log.hpp, in
+// the data dir's log/ folder.
+//
+// All writes go through Store::write(), one LMDB write transaction per call and the log's records
+// beside it, in the order Store::write tells. With Durability::fsync a write() returns only once
+// all of it is on disk.
 #pragma once
 
 #include <lmdb.h>
@@ -36,10 +38,14 @@
 
 #include "storage/content_hash.hpp"
 #include "storage/env.hpp"
+#include "storage/log.hpp"
 
 namespace tutti::storage {
 
-inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr uint32_t kFormatVersion = 4;
+// The layout of the state tables a snapshot transfer carries (Table): format 3's, which format 4
+// kept (it moved only the log out of LMDB). Donor and joiner must agree on it.
+inline constexpr uint32_t kStateLayout = 3;
 
 // Transaction records are made in generations of this many seqnos (seqno s in generation
 // (s - 1) / kTxnWindow); a store keeps those of the current and the previous generation. A
@@ -70,8 +76,8 @@ struct Options {
   // The clock, free space and commit point the store and the node above it use; nullptr:
   // default_env(). Tests put a fault-injecting or simulated one here.
   Env* env = nullptr;
-  // A data dir of the previous format (2) is upgraded in place when opened; false: it is refused
-  // with StorageError(outdated) (checks that must change nothing: --verify, --recover).
+  // A data dir of an older format (2 or 3) is upgraded in place when opened; false: it is
+  // refused with StorageError(outdated) (checks that must change nothing: --verify, --recover).
   bool upgrade = true;
 };
 
@@ -99,25 +105,21 @@ struct Entry {
   std::string value;
 };
 
-struct LogEntry {
-  uint64_t seqno = 0;
-  std::string bytes;
-};
-
 // What meta holds that storage itself keeps current.
 struct Meta {
   std::string history_uuid;  // 16 bytes, empty before the node belongs to a cluster history
   std::string node_uuid;     // 16 bytes
   uint64_t last_committed = 0;
   ContentHash content_hash;
-  uint64_t log_first = 0;  // oldest seqno in wscache (0 = empty)
-  uint64_t log_last = 0;   // newest seqno in wscache
+  // The write-set log's (not LMDB's: read from the log when the transaction began).
+  uint64_t log_first = 0;  // oldest seqno in the log (0 = empty)
+  uint64_t log_last = 0;   // newest seqno in the log
   uint64_t log_bytes = 0;
 };
 
 struct Dbis {
-  MDB_dbi data = 0, meta = 0, wscache = 0, txns[2] = {0, 0};  // txns: even, odd generations
-  MDB_dbi staged_data = 0, staged_txns[2] = {0, 0};           // the other set
+  MDB_dbi data = 0, meta = 0, txns[2] = {0, 0};      // txns: even, odd generations
+  MDB_dbi staged_data = 0, staged_txns[2] = {0, 0};  // the other set
 };
 
 // The tables a snapshot transfer carries: the node's state at one seqno. (The log and the meta
@@ -172,6 +174,8 @@ class ReadView {
   std::optional<Versioned> get(std::string_view key) const;
   // Entries whose key starts with prefix, in key order, at most limit of them.
   std::vector<Entry> scan(std::string_view prefix, size_t limit) const;
+  // The write-set log as it is on disk now (not as of this transaction; a write transaction's own
+  // log changes are not seen until it commits).
   std::optional<std::string> log_get(uint64_t seqno) const;
   // Log entries with seqno >= from, in order, at most max_entries, and no more once they take
   // max_bytes (at least one).
@@ -184,10 +188,12 @@ class ReadView {
   const Meta& meta() const { return meta_; }
 
  protected:
-  ReadView(MDB_txn* txn, Dbis dbis, Meta meta) : txn_(txn), dbis_(dbis), meta_(std::move(meta)) {}
+  ReadView(MDB_txn* txn, Dbis dbis, Meta meta, const Log* log)
+      : txn_(txn), dbis_(dbis), meta_(std::move(meta)), log_(log) {}
   MDB_txn* txn_;
   Dbis dbis_;
   Meta meta_;
+  const Log* log_;
 };
 
 class Store;
@@ -235,7 +241,7 @@ class ReadTxn : public ReadView {
 
  private:
   friend class Store;
-  ReadTxn(MDB_txn* txn, Dbis dbis, std::shared_lock<std::shared_mutex> no_growth);
+  ReadTxn(MDB_txn* txn, Dbis dbis, const Log* log, std::shared_lock<std::shared_mutex> no_growth);
   std::shared_lock<std::shared_mutex> no_growth_;  // the map does not move under a reader
 };
 
@@ -281,14 +287,16 @@ class WriteTxn : public ReadView {
 
  private:
   friend class Store;
-  WriteTxn(MDB_txn* txn, Dbis dbis, Meta meta) : ReadView(txn, dbis, std::move(meta)) {}
-  bool installed_ = false;  // install_staged ran: the store swaps its sets once this commits
+  WriteTxn(MDB_txn* txn, Dbis dbis, Meta meta, const Log* log)
+      : ReadView(txn, dbis, std::move(meta), log) {}
+  bool installed_ = false;      // install_staged ran: the store swaps its sets once this commits
+  bool dirty_ = false;          // changed anything in LMDB: else its commit is skipped
+  std::vector<LogOp> log_ops_;  // written to the log by Store::write
   // Drops the staged data entries after `after` (from the first: nullptr) up to `bound` (to the
   // last: nullptr), taking them out of staged_hash.
   void stage_drop(const std::string* after, const std::string* bound, bool inclusive,
                   ContentHash& staged_hash);
   void stage_merge(const TableItem& item, ContentHash& staged_hash);
-  void trim_log(uint64_t max_bytes);
   void write_meta();
 };
 
@@ -296,7 +304,7 @@ struct VerifyReport {
   bool ok = false;
   bool damaged = false;   // not ok because the store is damaged (not because it is in use, say)
   std::string message;    // what was checked, or what is wrong
-  bool outdated = false;  // not ok because it has the previous format (Options::upgrade)
+  bool outdated = false;  // not ok because it has an older format (Options::upgrade)
 };
 
 // Checks the store in options.dir without trusting it, in a child process: a damaged file that
@@ -330,11 +338,20 @@ class Store {
   // page without waiting (MDB_NOMETASYNC), one flush instead of two. A crash of the machine may
   // then undo this transaction, never break the store, and the next full commit's flush makes it
   // durable. For what can be derived again from what is durable (deliveries from the log).
+  // A transaction that changes nothing in LMDB (log records alone) commits nothing there.
   enum class Sync { full, data_only };
-  void write(const std::function<void(WriteTxn&)>& fn, Sync sync = Sync::full);
+  // Where the log's records go. before: all of them before the LMDB commit, so that state never
+  // counts an entry the log lacks. around: those that remove entries before it, from the first
+  // that adds one on after it (in their order); for a transaction that changes what the entries
+  // mean (the group's durable state in meta), which must find neither the old state with the new
+  // entries nor an old tentative tail under the new state. A crash between the parts leaves the log
+  // short of entries nobody was told it holds.
+  enum class LogOrder { before, around };
+  void write(const std::function<void(WriteTxn&)>& fn, Sync sync = Sync::full,
+             LogOrder order = LogOrder::before);
 
-  // Flushes what memory durability left in the page cache. Any thread, also while another
-  // writes: it blocks for as long as the disk takes, so not the node's loop.
+  // Flushes what memory durability left in the page cache (the log's too). Any thread, also while
+  // another writes: it blocks for as long as the disk takes, so not the node's loop.
   void sync();
 
   // A snapshot of the state tables for a transfer (see Snapshot).
@@ -360,11 +377,13 @@ class Store {
   Store(const Options& options, int lock_fd);
   void open_env();
   // REQUIRES: txn is the open_env write transaction, meta open. Writes the format of a new
-  // store; throws for a format it cannot read (or, unless options_.upgrade, format 2).
+  // store; throws for a format it cannot read (or, unless options_.upgrade, format 2 or 3).
   void open_format(MDB_txn* txn);
   // REQUIRES: as open_format, every table of this format open. Format 2's txns and txn_seqnos
   // to generations of records.
   void migrate_txn_records(MDB_txn* txn);
+  // REQUIRES: as migrate_txn_records. Format 3's wscache table to the log's files.
+  void migrate_log(MDB_txn* txn);
   void put_format(MDB_txn* txn);
   void check_file_size(uint64_t last_pgno);
   Meta load_meta(MDB_txn* txn) const;
@@ -378,6 +397,7 @@ class Store {
 
   Options options_;
   int lock_fd_ = -1;
+  std::unique_ptr<Log> log_;
   MDB_env* env_ = nullptr;
   Dbis dbis_;
   uint64_t map_bytes_ = 0;
