@@ -386,9 +386,12 @@ void Node::flush() {
   const bool batch_has_transfer = batch.transfer.has_value();
   persist_started_ = store_.env().now();
   persist_backlog_ = batch.ready.append.size();
+  // A batch of deliveries and log entries alone: its messages speak of its log, and leave as soon
+  // as that is on disk, while its deliveries' LMDB commit goes on.
+  if (batch.log_and_deliveries_only()) logged_sends_ = std::exchange(batch.ready.send, {});
   persister_->submit(
       std::move(batch), observer_ != nullptr, [this](PersistResult r) { persisted(std::move(r)); },
-      [this](std::vector<Decision> early) { decided(std::move(early)); });
+      [this](std::vector<Decision> early) { decided(std::move(early)); }, [this] { logged(); });
   if (batch_has_transfer) pull();  // the next chunk travels while this one is written
 }
 
@@ -422,8 +425,18 @@ void Node::persisted(PersistResult r) {
   for (auto& rd : reads) read_now(std::move(rd.request), std::move(rd.reply));
 }
 
+void Node::logged() {
+  group_.send(logged_sends_);
+  logged_sends_.clear();
+}
+
 void Node::batch_done(PersistResult r) {
   gcs::MemberReady& ready = r.batch.ready;
+  // Not sent yet (the log's write failed, or this persister does not tell): they go with the
+  // batch, now or when it is written again.
+  ready.send.insert(ready.send.begin(), std::make_move_iterator(logged_sends_.begin()),
+                    std::make_move_iterator(logged_sends_.end()));
+  logged_sends_.clear();
   const size_t backlog = ready.append.size();
   if (!r.ok) {
     if (persist_error_.empty())

@@ -133,6 +133,7 @@ class Node {
   void persisted(PersistResult result);
   void batch_done(PersistResult result);
   void decided(std::vector<Decision> early);
+  void logged();
   void answer(const Decision& decision);
   // A read served from this node's snapshot: after the batch in flight when it told outcomes
   // the snapshot does not show yet.
@@ -174,6 +175,8 @@ class Node {
   std::unique_ptr<Persister> own_persister_;  // when none was given
   Persister* persister_;
   bool persisting_ = false;  // a batch is on its way to disk
+  // Its messages, which leave once its log is on disk (Logged), or with its outcome.
+  std::vector<std::pair<gcs::NodeId, gcs::Message>> logged_sends_;
   bool told_early_ = false;  // ... and this node answered commits it applies (decided)
   std::vector<MarkedReads::Read> after_commit_;   // snapshot reads waiting for that batch
   storage::Clock::time_point persist_started_{};  // ... since then

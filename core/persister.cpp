@@ -75,8 +75,8 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
                                    const PersistBatch& batch, bool with_hashes,
                                    TransferWritten* transferred,
                                    std::vector<Certified>* transfer_certified,
-                                   std::optional<uint64_t>* last_committed,
-                                   const Decided* decided) {
+                                   std::optional<uint64_t>* last_committed, const Decided* decided,
+                                   const Logged* logged) {
   std::vector<Certified> certified;
   bool told = false;
   const gcs::MemberReady& ready = batch.ready;
@@ -133,18 +133,19 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
   // crash between the log's write and LMDB's, entries of the new state beside the old one.
   store.write(
       fill, batch.meta_may_lag() ? storage::Store::Sync::data_only : storage::Store::Sync::full,
-      ready.durable_changed ? storage::Store::LogOrder::around : storage::Store::LogOrder::before);
+      ready.durable_changed ? storage::Store::LogOrder::around : storage::Store::LogOrder::before,
+      batch.log_and_deliveries_only() ? logged : nullptr);
   return certified;
 }
 
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
-                      bool with_hashes, const Decided* decided) {
+                      bool with_hashes, const Decided* decided, const Logged* logged) {
   PersistResult r;
   const auto started = store.env().now();
   try {
     try {
       r.certified = write_batch(store, node_uuid, batch, with_hashes, &r.transferred,
-                                &r.transfer_certified, &r.last_committed, decided);
+                                &r.transfer_certified, &r.last_committed, decided, logged);
     } catch (const TransferRejected& e) {
       // Nothing of the batch was written: the rest of it is, without the damaged chunk.
       r.transfer_rejected = e.what();
@@ -165,7 +166,7 @@ PersistResult persist(storage::Store& store, const std::string& node_uuid, Persi
   return r;
 }
 
-void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided) {
+void InlinePersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided, Logged) {
   done(persist(store_, node_uuid_, std::move(batch), with_hashes));
 }
 
@@ -193,7 +194,8 @@ ThreadPersister::~ThreadPersister() {
   transfer_.thread.join();
 }
 
-void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) {
+void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, Decided decided,
+                             Logged logged) {
   // A big batch (a joiner's backlog, say) would hold the loop, and the heartbeats it sends,
   // for seconds: it goes to the thread like any other.
   constexpr size_t kInlineMax = 256;
@@ -210,7 +212,8 @@ void ThreadPersister::submit(PersistBatch batch, bool with_hashes, Done done, De
     std::lock_guard lock(mu_);
     TUTTI_INVARIANT(!in_flight_, "a batch submitted while the last one is on its way to disk");
     in_flight_ = true;
-    lane.job = Job{std::move(batch), with_hashes, std::move(done), std::move(decided)};
+    lane.job =
+        Job{std::move(batch), with_hashes, std::move(done), std::move(decided), std::move(logged)};
   }
   lane.wake.notify_one();
 }
@@ -231,8 +234,10 @@ void ThreadPersister::run(Lane& lane) {
         decided(std::move(early));
       });
     };
-    auto result = std::make_shared<PersistResult>(persist(
-        store_, node_uuid_, std::move(job.batch), job.with_hashes, job.decided ? &tell : nullptr));
+    const Logged tell_logged = [this, &job] { post_(job.logged); };
+    auto result = std::make_shared<PersistResult>(
+        persist(store_, node_uuid_, std::move(job.batch), job.with_hashes,
+                job.decided ? &tell : nullptr, job.logged ? &tell_logged : nullptr));
     auto done = std::make_shared<Done>(std::move(job.done));
     lock.lock();
     in_flight_ = false;  // the next may come once this one's outcome is posted

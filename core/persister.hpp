@@ -75,6 +75,10 @@ struct PersistResult {
 // Outcomes of this node's own write-sets that a batch decided and that may be told before its
 // transaction commits (see decided_before_commit), in seqno order.
 using Decided = std::function<void(std::vector<Decision>)>;
+// The batch's log records are on disk and the rest of it (its LMDB commit) is under way: for a
+// batch that records deliveries and log entries alone (log_and_deliveries_only), whose messages
+// (acknowledgements, heartbeats: what this member holds) speak of its log alone.
+using Logged = std::function<void()>;
 
 // Whether the outcome of a delivery may be told before the batch that applies it is on disk: when
 // its write-set was on this node's disk before the batch. Then every voter's log holds it (each
@@ -93,11 +97,15 @@ std::vector<Certified> write_batch(storage::Store& store, const std::string& nod
                                    TransferWritten* transferred = nullptr,
                                    std::vector<Certified>* transfer_certified = nullptr,
                                    std::optional<uint64_t>* last_committed = nullptr,
-                                   const Decided* decided = nullptr);
+                                   const Decided* decided = nullptr,
+                                   const Logged* logged = nullptr);
 
 // Runs write_batch and fills in the result, catching its failure.
+// logged, when given, is called once the batch's log is on disk, if the batch is
+// log_and_deliveries_only (not at all otherwise, or when the log's write fails).
 PersistResult persist(storage::Store& store, const std::string& node_uuid, PersistBatch batch,
-                      bool with_hashes, const Decided* decided = nullptr);
+                      bool with_hashes, const Decided* decided = nullptr,
+                      const Logged* logged = nullptr);
 
 class Persister {
  public:
@@ -105,8 +113,10 @@ class Persister {
   virtual ~Persister() = default;
   // Persists the batch and calls done with the result on the node's thread. decided, when this
   // persister tells outcomes early, is called on the node's thread before done (not at all when
-  // the batch decided nothing early). REQUIRES: the previous batch's done has run.
-  virtual void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) = 0;
+  // the batch decided nothing early); so is logged, when it tells that (persist). REQUIRES: the
+  // previous batch's done has run.
+  virtual void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided,
+                      Logged logged) = 0;
 };
 
 class InlinePersister final : public Persister {
@@ -114,7 +124,8 @@ class InlinePersister final : public Persister {
   InlinePersister(storage::Store& store, std::string node_uuid)
       : store_(store), node_uuid_(std::move(node_uuid)) {}
   // Tells nothing early: done follows at once.
-  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) override;
+  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided,
+              Logged logged) override;
 
  private:
   storage::Store& store_;
@@ -137,7 +148,8 @@ class ThreadPersister final : public Persister {
   ThreadPersister(storage::Store& store, std::string node_uuid,
                   std::function<void(std::function<void()>)> post, bool group_inline = false);
   ~ThreadPersister() override;
-  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided) override;
+  void submit(PersistBatch batch, bool with_hashes, Done done, Decided decided,
+              Logged logged) override;
 
  private:
   struct Job {
@@ -145,6 +157,7 @@ class ThreadPersister final : public Persister {
     bool with_hashes;
     Done done;
     Decided decided;
+    Logged logged;
   };
   struct Lane {
     std::condition_variable wake;

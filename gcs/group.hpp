@@ -44,6 +44,11 @@ class Group {
   void send_alive(bool slow_disk) {
     for (const auto& [to, message] : member_->alive(slow_disk)) outbox_.send(to, message);
   }
+  // Messages taken out of a Ready that may leave before the rest of its batch is on disk (what
+  // the driver knows of its storage tells it when).
+  void send(const std::vector<std::pair<NodeId, Message>>& messages) {
+    for (const auto& [to, message] : messages) outbox_.send(to, message);
+  }
   // A batch is waiting to be persisted again: nothing is sent until it is.
   bool stuck() const { return held_.has_value(); }
 

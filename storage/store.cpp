@@ -544,7 +544,8 @@ std::unique_ptr<ReadTxn> Store::read() const {
   return r;
 }
 
-void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync, LogOrder order) {
+void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync, LogOrder order,
+                  const std::function<void()>* logged) {
   // LMDB 0.9 takes MDB_NOMETASYNC from the environment only (not per transaction); this thread
   // is the one writer, so it sets it around its own commit. Readers meanwhile look only at other
   // flags of the same word. Memory durability has it always.
@@ -589,6 +590,10 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync, LogOrder 
       } catch (...) {
         mdb_txn_abort(txn);
         throw;
+      }
+      if (logged && order == LogOrder::before) {
+        (*logged)();
+        logged = nullptr;  // once, though the map may grow and the transaction run again
       }
       if (!dirty) {
         mdb_txn_abort(txn);  // nothing of LMDB's changed: no commit, no flush

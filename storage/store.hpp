@@ -347,8 +347,11 @@ class Store {
   // entries nor an old tentative tail under the new state. A crash between the parts leaves the log
   // short of entries nobody was told it holds.
   enum class LogOrder { before, around };
+  // logged, when given (LogOrder::before only), is called once, as soon as the log's records
+  // are on disk and before the LMDB commit: a batch's messages that speak of its log alone may
+  // leave then.
   void write(const std::function<void(WriteTxn&)>& fn, Sync sync = Sync::full,
-             LogOrder order = LogOrder::before);
+             LogOrder order = LogOrder::before, const std::function<void()>* logged = nullptr);
 
   // Flushes what memory durability left in the page cache (the log's too). Any thread, also while
   // another writes: it blocks for as long as the disk takes, so not the node's loop.

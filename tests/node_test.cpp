@@ -6,6 +6,7 @@
 #include "core/uuid.hpp"
 #include "fault_env.hpp"
 #include "gcs/group.hpp"
+#include "gcs/wire.hpp"
 #include "temp_dir.hpp"
 
 using namespace tutti;
@@ -287,7 +288,7 @@ struct HeldPersister : Persister {
   storage::Store& store;
   std::optional<std::pair<PersistBatch, Done>> job;
   explicit HeldPersister(storage::Store& s) : store(s) {}
-  void submit(PersistBatch batch, bool, Done done, Decided) override {
+  void submit(PersistBatch batch, bool, Done done, Decided, Logged) override {
     job.emplace(std::move(batch), std::move(done));
   }
   void finish() {
@@ -510,4 +511,37 @@ TEST_CASE("write_batch tells this node's outcomes that may be told, once, before
   write_batch(*store, "me", later, false, &transferred, &transfer_certified, nullptr, &decided);
   REQUIRE(calls.size() == 1);
   CHECK(calls[0].empty());
+}
+
+TEST_CASE(
+    "persist says when a batch of log entries and deliveries has its log on disk - before its "
+    "deliveries commit - and says nothing of one that changes the durable state") {
+  TempDir dir;
+  auto store = storage::Store::open(storage::Options{dir.path()});
+  store->write([](storage::WriteTxn& t) {
+    t.set_identity("history", "me");
+    t.log_append(1, gcs::encode_log_entry(gcs::LogEntry{1, {}, "me", 1, put_writeset("me", "a")}));
+  });
+  for (bool view_change : {false, true}) {
+    INFO((view_change ? "a view change" : "deliveries and log entries"));
+    const uint64_t seqno = store->read()->meta().last_committed + 1;
+    PersistBatch batch{
+        delivering({gcs::Delivery{seqno, "me", put_writeset("me", "t" + std::to_string(seqno)),
+                                  seqno, false}},
+                   seqno + 1),
+        std::nullopt, std::nullopt};
+    batch.ready.append.back().payload = put_writeset("me", "next");
+    batch.ready.durable_changed = view_change;
+    int told = 0;
+    const Logged logged = [&] {
+      ++told;
+      auto r = store->read();
+      CHECK(r->log_get(seqno + 1));                  // the log is written
+      CHECK(r->meta().last_committed == seqno - 1);  // its deliveries are not yet
+    };
+    const PersistResult result = persist(*store, "me", std::move(batch), false, nullptr, &logged);
+    REQUIRE(result.ok);
+    CHECK(told == (view_change ? 0 : 1));
+    CHECK(store->read()->meta().last_committed == seqno);
+  }
 }

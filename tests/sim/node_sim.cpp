@@ -202,7 +202,11 @@ void NodeCluster::finish_persist(SimNode& n) {
   if (!n.persister.job) return;
   auto job = std::move(*n.persister.job);
   n.persister.job.reset();
-  core::PersistResult r = core::persist(*n.store, n.id, std::move(job.batch), job.with_hashes);
+  // The log's write and its messages come first, then the LMDB commit; a crash between them is
+  // not drawn (the batch is written at one instant of the simulation).
+  const core::Logged logged = job.logged;
+  core::PersistResult r = core::persist(*n.store, n.id, std::move(job.batch), job.with_hashes,
+                                        nullptr, logged ? &logged : nullptr);
   r.write_time = std::chrono::milliseconds(job.latency);
   // What was told early is what the batch decided (certification is deterministic).
   for (const auto& t : job.told) {

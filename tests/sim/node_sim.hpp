@@ -104,12 +104,18 @@ class NodeCluster {
       core::Decided decided;
       Time latency;
       std::vector<core::Decision> told;  // what decided told, checked against the outcome
+      core::Logged logged;
     };
     std::optional<Job> job;
-    void submit(core::PersistBatch batch, bool with_hashes, Done done,
-                core::Decided decided) override {
-      cluster->submit_persist(
-          *node, Job{std::move(batch), with_hashes, std::move(done), std::move(decided), 0, {}});
+    void submit(core::PersistBatch batch, bool with_hashes, Done done, core::Decided decided,
+                core::Logged logged) override {
+      cluster->submit_persist(*node, Job{std::move(batch),
+                                         with_hashes,
+                                         std::move(done),
+                                         std::move(decided),
+                                         0,
+                                         {},
+                                         std::move(logged)});
     }
   };
   struct SimNode final : gcs::Outbox, core::NodeObserver {
