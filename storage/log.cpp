@@ -293,39 +293,44 @@ std::vector<LogEntry> Log::from(uint64_t from, size_t max_entries, size_t max_by
   return out;
 }
 
+// The file is made whole under a temporary name and renamed: a crash leaves either no segment of
+// that number or one with its header.
 void Log::create_segment(uint32_t id) {
   const std::string path = path_of(id);
+  const std::string making = (dir_ / "making").string();
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec)
     throw StorageError(StorageError::Kind::io,
                        fmt::format("storage: cannot create {}: {}", dir_.string(), ec.message()));
   int fd = -1;
+  if (spare_) {
+    // A removed segment's file, written over: its records check with its old number only.
+    if (::rename(spare_->c_str(), making.c_str()) != 0)
+      fail_errno("reuse " + spare_->string(), errno);
+    spare_.reset();
+    fd = ::open(making.c_str(), O_RDWR | O_CLOEXEC);
+  } else {
+    fd = ::open(making.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  }
+  if (fd < 0) fail_errno("open " + making, errno);
   std::string header(kMagic, sizeof kMagic);
   put_u32(header, kLogFormat);
   header.resize(kFileHeader, '\0');
-  if (spare_) {
-    // A removed segment's file, written over: its records check with its old number only.
-    if (::rename(spare_->c_str(), path.c_str()) != 0)
-      fail_errno("reuse " + spare_->string(), errno);
-    spare_.reset();
-    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) fail_errno("open " + path, errno);
-  } else {
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail_errno("create " + path, errno);
-  }
   const off_t size = ::lseek(fd, 0, SEEK_END);
+  try {
+    pwrite_all(fd, header.data(), header.size(), 0, "write " + making);
+    if (durable_) sync_fd(fd, "sync " + making);
+    if (::rename(making.c_str(), path.c_str()) != 0) fail_errno("rename " + making, errno);
+    if (durable_) sync_dir(dir_);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   Segment& seg = segments_[id];
   seg.fd = fd;
   seg.end = kFileHeader;
-  seg.zeroed = size > 0 ? static_cast<uint64_t>(size) : 0;
-  pwrite_all(fd, header.data(), header.size(), 0, "write " + path);
-  seg.zeroed = std::max<uint64_t>(seg.zeroed, kFileHeader);
-  if (durable_) {
-    sync_fd(fd, "sync " + path);
-    sync_dir(dir_);
-  }
+  seg.zeroed = std::max<uint64_t>(size > 0 ? static_cast<uint64_t>(size) : 0, kFileHeader);
 }
 
 Log::Segment& Log::writable(uint32_t& id) {

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -26,6 +27,7 @@ namespace {
 constexpr unsigned kMaxDbs = 16;
 
 void on_lmdb_assert(MDB_env* env, const char* msg);
+[[noreturn]] void stop_after_partial_write(const std::filesystem::path& dir, const char* what);
 
 // Meta names that storage owns.
 constexpr std::string_view kMetaFormat = "format_version";
@@ -437,6 +439,14 @@ void Store::migrate_log(MDB_txn* txn) {
       throw StorageError(StorageError::Kind::io,
                          fmt::format("storage: cannot rename {} to {}: {}", fresh.string(),
                                      final_dir.string(), ec.message()));
+    // The rename is on disk before the commit that counts on it.
+    const int fd = ::open(options_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool synced = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!synced)
+      throw StorageError(
+          StorageError::Kind::io,
+          fmt::format("storage: cannot sync {}: {}", options_.dir.string(), std::strerror(errno)));
   }
   if (rc == MDB_SUCCESS) check(mdb_drop(txn, wscache, 1), "drop the format 3 log table");
   for (std::string_view name : {kMetaLogFirst, kMetaLogLast, kMetaLogBytes}) {
@@ -606,7 +616,14 @@ void Store::write(const std::function<void(WriteTxn&)>& fn, Sync sync, LogOrder 
         if (meta_async) check(mdb_env_set_flags(env_, MDB_NOMETASYNC, 0), "set meta sync");
       }
       if (rc == MDB_SUCCESS) {
-        log_->write(later);
+        try {
+          log_->write(later);
+        } catch (const StorageError& e) {
+          // The state committed and the log has not the entries after it: this batch can be
+          // neither undone nor written again. Stopping leaves what a crash here would, which a
+          // restart recovers (the member acknowledged none of them).
+          stop_after_partial_write(options_.dir, e.what());
+        }
         log_->trim(options_.wscache_bytes, committed);
       }
     }
@@ -693,6 +710,19 @@ void on_lmdb_assert(MDB_env* env, const char* msg) {
   } else {
     std::fprintf(stderr, "%s\n", text.c_str());
   }
+}
+
+void stop_after_partial_write(const std::filesystem::path& dir, const char* what) {
+  const std::string text = fmt::format(
+      "storage: the log's write after a change of the group's state in {} failed ({}); the "
+      "process stops, and a restart goes on from what is on disk",
+      dir.string(), what);
+  if (auto report = g_damage_reporter.load()) {
+    report(text.c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+  std::abort();
 }
 
 }  // namespace

@@ -294,3 +294,20 @@ TEST_CASE("a batch that changes the durable state writes the log around it, in t
   CHECK_FALSE(r->log_get(5));
   CHECK_FALSE(r->log_get(1));
 }
+
+TEST_CASE("log: a file left half made by a crash is not a segment, and is made again") {
+  TempDir dir;
+  const auto path = dir.path() / "log";
+  {
+    auto log = Log::open(path, true);
+    log->write({put(1, entry(1))});
+  }
+  std::ofstream(path / "making") << "a crash before the header";
+  auto log = Log::open(path, true);
+  CHECK(log->bounds().last == 1);
+  for (uint64_t s = 2; s <= 40; ++s) log->write({put(s, entry(s, 1 << 20))});
+  CHECK(log->segment_count() >= 2);
+  CHECK_FALSE(std::filesystem::exists(path / "making"));
+  log.reset();
+  CHECK(Log::open(path, true)->bounds().last == 40);
+}
