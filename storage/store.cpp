@@ -666,12 +666,13 @@ void Store::clear_stale_readers() {
 
 // A map that fills up grows, but that cancels the snapshots being read (a joiner's transfer
 // starts over). So the map grows ahead, while no snapshot is open: each one starts with at least
-// half the map free. The map's size reserves address space, not disk.
+// half the map, and map_headroom_bytes, free. The map's size reserves address space, not disk.
 void Store::grow_ahead() {
   MDB_envinfo info;
   check(mdb_env_info(env_, &info), "env info");
   const uint64_t used = (uint64_t{info.me_last_pgno} + 1) * page_bytes_;
-  if (used * 2 <= map_bytes_ || map_bytes_ >= options_.max_map_bytes) return;
+  const bool roomy = used * 2 <= map_bytes_ && map_bytes_ - used >= options_.map_headroom_bytes;
+  if (roomy || map_bytes_ >= options_.max_map_bytes) return;
   std::unique_lock alone(growth_);
   {
     std::lock_guard lock(snapshots_mu_);

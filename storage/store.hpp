@@ -73,6 +73,10 @@ struct Options {
   uint64_t wscache_bytes = 256ull << 20;  // log entries above this are trimmed once applied
   uint64_t initial_map_bytes = 64ull << 20;
   uint64_t max_map_bytes = 1ull << 40;  // the map doubles on demand up to this
+  // The map grows ahead, while no snapshot is open, to keep at least half of it and this much
+  // free (address space, not disk): a donor's snapshot, which keeps every page it reads from
+  // being reused, is cancelled when the map must grow under it.
+  uint64_t map_headroom_bytes = 1ull << 30;
   // The clock, free space and commit point the store and the node above it use; nullptr:
   // default_env(). Tests put a fault-injecting or simulated one here.
   Env* env = nullptr;

@@ -337,6 +337,7 @@ std::unique_ptr<Store> small_map_store(const std::filesystem::path& dir) {
   Options o;
   o.dir = dir;
   o.initial_map_bytes = 1 << 20;
+  o.map_headroom_bytes = 0;
   return Store::open(o);
 }
 

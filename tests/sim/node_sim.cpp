@@ -105,6 +105,7 @@ bool NodeCluster::start(SimNode& n) {
     // file either way, so the OS's fsync would check nothing here and only cost time.
     so.durability = storage::Durability::memory;
     so.initial_map_bytes = 8u << 20;
+    so.map_headroom_bytes = 0;  // maps that grow under snapshots now and then
     // A log this small is trimmed within a few dozen write-sets: joiners catch up now by
     // incremental transfer, now by snapshot.
     so.wscache_bytes = n.log_bytes;
