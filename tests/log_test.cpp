@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "raw_lmdb.hpp"
 #include "storage/log.hpp"
 #include "storage/store.hpp"
 #include "temp_dir.hpp"
@@ -190,35 +191,21 @@ namespace {
 
 // A data dir as format 3 left it: the log in the wscache table, its bounds in meta.
 void write_format3_store(const std::filesystem::path& dir, uint64_t first, uint64_t last) {
-  MDB_env* env;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
-  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0644) == 0);
-  MDB_txn* t;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &t) == 0);
-  MDB_dbi meta, wscache, data;
-  REQUIRE(mdb_dbi_open(t, "meta", MDB_CREATE, &meta) == 0);
-  REQUIRE(mdb_dbi_open(t, "wscache", MDB_CREATE | MDB_INTEGERKEY, &wscache) == 0);
-  REQUIRE(mdb_dbi_open(t, "data", MDB_CREATE, &data) == 0);
-  auto put_raw = [&](MDB_dbi dbi, std::string_view k, std::string_view v) {
-    MDB_val mk{k.size(), const_cast<char*>(k.data())}, mv{v.size(), const_cast<char*>(v.data())};
-    REQUIRE(mdb_put(t, dbi, &mk, &mv, 0) == 0);
-  };
-  auto u64 = [](uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); };
-  put_raw(meta, "format_version", u64(3));
-  put_raw(meta, "last_committed", u64(last));
+  using tutti::test::u64_raw;
+  tutti::test::RawLmdb raw(dir);
+  const MDB_dbi meta = raw.table("meta"), wscache = raw.table("wscache", MDB_INTEGERKEY);
+  raw.table("data");
+  raw.put(meta, "format_version", u64_raw(3));
+  raw.put(meta, "last_committed", u64_raw(last));
   uint64_t bytes = 0;
   for (size_t s = first; s <= last; ++s) {
-    const std::string e = entry(s);
-    MDB_val k{sizeof s, &s}, v{e.size(), const_cast<char*>(e.data())};
-    REQUIRE(mdb_put(t, wscache, &k, &v, 0) == 0);
-    bytes += e.size();
+    raw.put(wscache, s, entry(s));
+    bytes += entry(s).size();
   }
-  put_raw(meta, "log_first", u64(first));
-  put_raw(meta, "log_last", u64(last));
-  put_raw(meta, "log_bytes", u64(bytes));
-  REQUIRE(mdb_txn_commit(t) == 0);
-  mdb_env_close(env);
+  raw.put(meta, "log_first", u64_raw(first));
+  raw.put(meta, "log_last", u64_raw(last));
+  raw.put(meta, "log_bytes", u64_raw(bytes));
+  raw.commit();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
 
+#include "raw_lmdb.hpp"
 #include "storage/store.hpp"
 #include "temp_dir.hpp"
 
@@ -448,33 +449,17 @@ namespace {
 // A data dir as format 2 left it: one table of records and one of the seqno each was made at.
 void write_format2_store(const std::filesystem::path& dir,
                          const std::vector<std::pair<size_t, std::string>>& records) {
-  MDB_env* env;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
-  REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0644) == 0);
-  MDB_txn* t;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &t) == 0);
-  MDB_dbi meta, txns, seqnos, staged;
-  REQUIRE(mdb_dbi_open(t, "meta", MDB_CREATE, &meta) == 0);
-  REQUIRE(mdb_dbi_open(t, "txns", MDB_CREATE, &txns) == 0);
-  REQUIRE(mdb_dbi_open(t, "txn_seqnos", MDB_CREATE | MDB_INTEGERKEY, &seqnos) == 0);
-  REQUIRE(mdb_dbi_open(t, "data.1", MDB_CREATE, &staged) == 0);
-  auto put = [&](MDB_dbi dbi, std::string_view k, std::string_view v) {
-    MDB_val mk{k.size(), const_cast<char*>(k.data())}, mv{v.size(), const_cast<char*>(v.data())};
-    REQUIRE(mdb_put(t, dbi, &mk, &mv, 0) == 0);
-  };
-  const uint64_t format = 2;
-  put(meta, "format_version", std::string_view(reinterpret_cast<const char*>(&format), 8));
-  put(meta, "snapshot_resume", "a snapshot staged in part");
-  put(staged, "staged-key", std::string(8, '\0') + "staged");
+  tutti::test::RawLmdb raw(dir);
+  const MDB_dbi meta = raw.table("meta"), txns = raw.table("txns"),
+                seqnos = raw.table("txn_seqnos", MDB_INTEGERKEY), staged = raw.table("data.1");
+  raw.put(meta, "format_version", tutti::test::u64_raw(2));
+  raw.put(meta, "snapshot_resume", "a snapshot staged in part");
+  raw.put(staged, "staged-key", std::string(8, '\0') + "staged");
   for (const auto& [seqno, id] : records) {
-    put(txns, id, "outcome of " + id);
-    MDB_val k{sizeof seqno, const_cast<size_t*>(&seqno)},
-        v{id.size(), const_cast<char*>(id.data())};
-    REQUIRE(mdb_put(t, seqnos, &k, &v, 0) == 0);
+    raw.put(txns, id, "outcome of " + id);
+    raw.put(seqnos, seqno, id);
   }
-  REQUIRE(mdb_txn_commit(t) == 0);
-  mdb_env_close(env);
+  raw.commit();
 }
 
 }  // namespace
