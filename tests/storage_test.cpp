@@ -495,5 +495,5 @@ TEST_CASE(
   CHECK(store->read()->txn_records("odd-1").size() == 1);
   CHECK(store->verify(true).find("txns.odd: 1 entries") != std::string::npos);
   store.reset();
-  CHECK(verify_store(Options{dir.path()}, true).ok);  // format 3 now
+  CHECK(verify_store(Options{dir.path()}, true).ok);  // format 4 now
 }
