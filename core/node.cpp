@@ -205,7 +205,19 @@ void Node::read_after_marker(Request request, ReplyFn reply) {
         id, error(ErrorCode::not_primary, not_primary_reason() +
                                               "; a --local read answers from its (possibly stale) "
                                               "snapshot")});
-  if (group_.view().members.size() == 1) return read_now(std::move(request), std::move(reply));
+  if (group_.view().members.size() == 1) {
+    // Alone, what it delivered is all the group did, but after a restart the tail its log held
+    // (acknowledged commits among it) is delivered again as the view is installed, and applied
+    // by a batch on its way to disk: the read waits for that batch. (Not for one that cannot be
+    // written: what it delivers was never acknowledged, and reads go on meanwhile.)
+    if (group_.member().durable().delivered > last_committed_ && persist_error_.empty()) {
+      if (alone_reads_.size() >= limits_.max_waiting_reads)
+        return reply(Response{id, error(ErrorCode::busy, "too many reads waiting")});
+      alone_reads_.push_back(MarkedReads::Read{std::move(request), std::move(reply)});
+      return;
+    }
+    return read_now(std::move(request), std::move(reply));
+  }
   // Alone, its snapshot holds every acknowledged commit even while it cannot persist; in a
   // group, the marker it would send cannot leave until it can: refuse now rather than hang.
   if (!persist_error_.empty())
@@ -423,6 +435,9 @@ void Node::persisted(PersistResult r) {
   auto reads = std::move(after_commit_);
   after_commit_.clear();
   for (auto& rd : reads) read_now(std::move(rd.request), std::move(rd.reply));
+  auto alone = std::move(alone_reads_);
+  alone_reads_.clear();
+  for (auto& rd : alone) read_after_marker(std::move(rd.request), std::move(rd.reply));
 }
 
 void Node::logged() {

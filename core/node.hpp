@@ -177,6 +177,8 @@ class Node {
   bool persisting_ = false;  // a batch is on its way to disk
   // Its messages, which leave once its log is on disk (Logged), or with its outcome.
   std::vector<std::pair<gcs::NodeId, gcs::Message>> logged_sends_;
+  // Linearizable reads of a node alone in its view, waiting for what it delivered to be applied.
+  std::vector<MarkedReads::Read> alone_reads_;
   bool told_early_ = false;  // ... and this node answered commits it applies (decided)
   std::vector<MarkedReads::Read> after_commit_;   // snapshot reads waiting for that batch
   storage::Clock::time_point persist_started_{};  // ... since then
