@@ -87,15 +87,6 @@ void sync_fd(int fd, const std::string& what) {
   if (::fdatasync(fd) != 0) fail_errno(what, errno);
 }
 
-void sync_dir(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail_errno(fmt::format("open {}", dir.string()), errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) fail_errno(fmt::format("sync {}", dir.string()), err);
-}
-
 std::optional<uint32_t> segment_id(const std::filesystem::path& p) {
   const std::string name = p.filename().string();
   if (name.size() != 12 || !name.ends_with(".log")) return std::nullopt;
@@ -112,6 +103,15 @@ std::optional<uint32_t> segment_id(const std::filesystem::path& p) {
 }
 
 }  // namespace
+
+void sync_dir(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail_errno(fmt::format("open {}", dir.string()), errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) fail_errno(fmt::format("sync {}", dir.string()), err);
+}
 
 Log::Log(std::filesystem::path dir, bool durable) : dir_(std::move(dir)), durable_(durable) {}
 

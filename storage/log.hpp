@@ -36,6 +36,10 @@ struct LogOp {
   bool removes() const { return kind != Kind::put; }
 };
 
+// fsyncs a directory, so that a file created, renamed or removed in it stays so after a crash.
+// Throws StorageError(io).
+void sync_dir(const std::filesystem::path& dir);
+
 class Log {
  public:
   // Opens the log in dir (an absent dir is an empty log, created at the first write). Changes

@@ -439,14 +439,7 @@ void Store::migrate_log(MDB_txn* txn) {
       throw StorageError(StorageError::Kind::io,
                          fmt::format("storage: cannot rename {} to {}: {}", fresh.string(),
                                      final_dir.string(), ec.message()));
-    // The rename is on disk before the commit that counts on it.
-    const int fd = ::open(options_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool synced = fd >= 0 && ::fsync(fd) == 0;
-    if (fd >= 0) ::close(fd);
-    if (!synced)
-      throw StorageError(
-          StorageError::Kind::io,
-          fmt::format("storage: cannot sync {}: {}", options_.dir.string(), std::strerror(errno)));
+    sync_dir(options_.dir);  // the rename is on disk before the commit that counts on it
   }
   if (rc == MDB_SUCCESS) check(mdb_drop(txn, wscache, 1), "drop the format 3 log table");
   for (std::string_view name : {kMetaLogFirst, kMetaLogLast, kMetaLogBytes}) {
