@@ -105,9 +105,9 @@ bool Member::transfer_done(uint64_t seqno, const std::map<NodeId, uint64_t>& sen
   const uint64_t mine = d_.sender_high[self_];
   while (!own_.empty() && own_.front().seq <= mine) own_.pop_front();
   if (operational_primary()) send_data(true);
+  try_deliver();  // first: the heartbeat says whether the learner has a backlog to apply
   // A learner says so at once: the voters send it their acks again (wants_acks).
   if (view_.learner(self_)) send_heartbeat();
-  try_deliver();
   end_of_step();
   return true;
 }
@@ -155,12 +155,14 @@ Message Member::heartbeat() const {
                      phase_ == Phase::idle,
                      phase_ == Phase::installed,
                      flow_pause_ && !leaving_self_,
-                     d_.needs_transfer};
+                     d_.needs_transfer,
+                     applying_backlog()};
   return m;
 }
 
 void Member::send_heartbeat() {
   const Message m = heartbeat();
+  announced_applying_ = std::get<Heartbeat>(m.body).applying;
   for (auto& n : known_) send(n, m);
 }
 
@@ -176,6 +178,8 @@ std::vector<std::pair<NodeId, Message>> Member::alive(bool slow_disk) const {
 MemberReady Member::take_ready() {
   MemberReady out = std::move(ready_);
   ready_ = MemberReady{};
+  ready_deliveries_ = 0;
+  ready_delivery_bytes_ = 0;
   const bool delivers = std::any_of(out.events.begin(), out.events.end(), [](const Event& e) {
     return std::holds_alternative<Delivery>(e);
   });
@@ -189,6 +193,8 @@ MemberReady Member::take_ready() {
   out.durable_changed = meta_changed_;
   if (meta_changed_) out.early = 0;
   meta_changed_ = false;
+  // What the bound held back goes in the next Ready (after this one's durable state was taken).
+  if (delivered_pos_ < stable_) try_deliver();
   return out;
 }
 
@@ -354,6 +360,11 @@ void Member::on_heartbeat(const Message& m, const Heartbeat& h) {
   // Heartbeats carry acknowledgements too, so a lost Ack is repaired within an interval.
   if (phase_ == Phase::operational && m.view == view_.id) {
     if (!h.needs_transfer && view_.learner(m.from)) synced_learners_.insert(m.from);
+    if (h.applying) {
+      applying_learners_.insert(m.from);
+    } else {
+      applying_learners_.erase(m.from);
+    }
     on_ack(m, Ack{h.held});
   }
 }
@@ -414,20 +425,31 @@ void Member::on_ack(const Message& m, const Ack& a) {
 // delivered in order (safe delivery). A learner's disk does not hold the group back (it may be
 // busy with a snapshot): what it lacks, the sequencer keeps for it until it holds it, and a
 // learner behind at a view change catches up again (gcs/view_decision.cpp).
+//
+// A Ready carries at most limits.max_ready_deliveries (and about max_ready_delivery_bytes); the
+// rest stays stable and undelivered until take_ready makes room. Like an ack that comes late,
+// that changes when, never what, a member delivers.
 void Member::try_deliver() {
   if (!operational_primary() || d_.needs_transfer) return;
-  uint64_t stable = held_, held_by_all = held_;
+  uint64_t held_by_all = held_;
+  stable_ = held_;
   for (const auto& [member, held] : acks_) {
     held_by_all = std::min(held_by_all, held);
-    if (!view_.learner(member)) stable = std::min(stable, held);
+    if (!view_.learner(member)) stable_ = std::min(stable_, held);
   }
-  while (delivered_pos_ < stable) {
+  const Limits& lim = cfg_.limits;
+  while (delivered_pos_ < stable_ &&
+         (ready_deliveries_ == 0 || (ready_deliveries_ < lim.max_ready_deliveries &&
+                                     ready_delivery_bytes_ < lim.max_ready_delivery_bytes))) {
     auto it = entries_.find(delivered_pos_ + 1);
     TUTTI_INVARIANT(it != entries_.end(), "position {} is stable but not held", delivered_pos_ + 1);
-    const OrderItem item = it->second;
     ++delivered_pos_;
-    if (view_.base + item.pos > d_.delivered)
+    const OrderItem& item = it->second;
+    if (view_.base + item.pos > d_.delivered) {
       deliver(view_.base + item.pos, item.sender, item.sender_seq, item.payload, false);
+      ++ready_deliveries_;
+      ready_delivery_bytes_ += item.payload.size();
+    }
     // The sequencer keeps entries until every member has them, for retransmission.
     if (!is_sequencer()) entries_.erase(it);
   }
@@ -435,6 +457,16 @@ void Member::try_deliver() {
     while (!entries_.empty() && entries_.begin()->first <= std::min(held_by_all, delivered_pos_))
       entries_.erase(entries_.begin());
   }
+  // A learner says at once that it has applied about all it logged: the vote follows.
+  if (announced_applying_ && !applying_backlog()) send_heartbeat();
+}
+
+// A learner whose transfer ended and that still has more than a view change's worth of what it
+// logged meanwhile to deliver: given its vote now, its first batch in the new view would hold
+// the whole backlog, and the group's deliveries with it (the voters wait for its acks).
+bool Member::applying_backlog() const {
+  return view_.learner(self_) && !d_.needs_transfer && phase_ == Phase::operational &&
+         stable_ > delivered_pos_ + kVoteLag;
 }
 
 void Member::deliver(uint64_t seqno, const NodeId& sender, uint64_t sender_seq,

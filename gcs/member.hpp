@@ -140,7 +140,10 @@ class Member {
   void know(const NodeId& n);
   bool still_meeting() const;
   // Whether a learner that finished its transfer holds about what the group delivered.
+  // Positions a learner may lag the group by, in its log and in its deliveries, to get its vote.
+  static constexpr uint64_t kVoteLag = 1024;
   bool vote_ready_learner() const;
+  bool applying_backlog() const;
   void maybe_propose();
   void propose(std::vector<NodeId> members);
   void on_propose(const Message& m, const Propose& p);
@@ -206,6 +209,8 @@ class Member {
   bool leaving_self_ = false;
   bool flow_pause_ = false;               // this member asks the group to pause
   std::set<NodeId> synced_learners_;      // learners of the view that finished their transfer
+  std::set<NodeId> applying_learners_;    // ... and still deliver what they logged meanwhile
+  bool announced_applying_ = false;       // this member's last heartbeat said it applies so
   std::map<NodeId, Time> pausing_since_;  // members asking for a pause, since when
   std::set<NodeId> transferring_;  // peers whose last heartbeat said they wait for a transfer
   Time last_heartbeat_ = 0;
@@ -228,6 +233,9 @@ class Member {
   uint64_t held_ = 0;  // contiguous positions persisted (this step's included)
   uint64_t acked_sent_ = 0;
   uint64_t delivered_pos_ = 0;
+  uint64_t stable_ = 0;          // positions every voter holds, as last computed
+  size_t ready_deliveries_ = 0;  // in ready_, and their payload bytes
+  size_t ready_delivery_bytes_ = 0;
   std::map<NodeId, uint64_t> acks_;
   std::map<NodeId, Time> last_retransmit_;
 

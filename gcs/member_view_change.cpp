@@ -162,7 +162,8 @@ void Member::maybe_propose() {
       // A learner that caught up gets its vote in a view of the same members: until then it
       // counts for nothing, and the view holds only as many failures as its voters allow.
       if (view_.primary && (!learner_coordinates || promoter) &&
-          (vote_ready_learner() || (view_.learner(self_) && !d_.needs_transfer)))
+          (vote_ready_learner() ||
+           (view_.learner(self_) && !d_.needs_transfer && !applying_backlog())))
         need = true;
       break;
     }
@@ -175,14 +176,14 @@ void Member::maybe_propose() {
 }
 
 // A learner that finished its transfer gets its vote once its log holds about what the group
-// delivered. Right after its transfer it writes its backlog in long batches, meanwhile holding
-// none of what the group orders: a view proposed then has a base its log does not reach, and
-// it catches up again, one view change more (12,500 write-sets short, seen in a 1 GiB join).
+// delivered (a view proposed earlier has a base its log does not reach, and it catches up
+// again, one view change more: 12,500 write-sets short, seen in a 1 GiB join), and once it has
+// delivered about all it logged meanwhile (applying_backlog).
 bool Member::vote_ready_learner() const {
-  constexpr uint64_t kVoteLag = 1024;  // positions
   return std::any_of(synced_learners_.begin(), synced_learners_.end(), [&](const NodeId& n) {
     auto a = acks_.find(n);
-    return a != acks_.end() && a->second + kVoteLag >= delivered_pos_;
+    return a != acks_.end() && a->second + kVoteLag >= delivered_pos_ &&
+           !applying_learners_.contains(n);
   });
 }
 
@@ -366,6 +367,7 @@ void Member::commit_view() {
     last_member_at_[n] = now_;
   }
   synced_learners_.clear();
+  applying_learners_.clear();
   // A pause holds this view only from its start: one asked for earlier is not held against it.
   for (auto& [n, since] : pausing_since_) since = std::max(since, now_);
   if (view_.primary) {
@@ -375,7 +377,7 @@ void Member::commit_view() {
   next_pos_ = 1;
   expected_seq_.clear();
   entries_.clear();
-  held_ = acked_sent_ = delivered_pos_ = 0;
+  held_ = acked_sent_ = delivered_pos_ = stable_ = 0;
   acks_.clear();
   for (const auto& n : view_.members) acks_[n] = 0;
   last_retransmit_.clear();

@@ -80,6 +80,13 @@ struct Delivery {
 struct Limits {
   size_t max_message_bytes = 32u << 20;
   size_t max_queued_messages = 65536;
+  // Deliveries a Ready carries at most (at least one), by count and by payload bytes; the rest
+  // follow in the next. A learner that ends its transfer holds every write-set the group ordered
+  // meanwhile (hundreds of thousands in a 1 GiB join): delivered at once, they held its loop for
+  // a second - its heartbeats too, so the group took it for dead - and made one batch of seconds
+  // that every newer log entry waited behind.
+  size_t max_ready_deliveries = 4096;
+  size_t max_ready_delivery_bytes = 32u << 20;
 };
 
 enum class BroadcastError { none, not_primary, too_large, queue_full };
@@ -102,6 +109,7 @@ struct Heartbeat {
   bool installed = false;       // the sender installed `promised` and waits for its Commit
   bool flow_pause = false;      // the sender asks the group to stop originating (flow control)
   bool needs_transfer = false;  // the sender waits for a state transfer (a learner till it ends)
+  bool applying = false;  // a learner whose transfer ended and that still delivers what it logged
 };
 struct DataItem {
   uint64_t seq = 0;

@@ -98,6 +98,7 @@ void set_heartbeat(wire::Message::Heartbeat::Builder out, const Heartbeat& h) {
   out.setInstalled(h.installed);
   out.setFlowPause(h.flow_pause);
   out.setNeedsTransfer(h.needs_transfer);
+  out.setApplying(h.applying);
 }
 
 void set_message(wire::Message::Builder out, const Message& m) {
@@ -200,8 +201,9 @@ Install install(wire::Install::Reader r) {
 }
 
 Heartbeat heartbeat(wire::Message::Heartbeat::Reader r) {
-  return Heartbeat{r.getHeld(), r.getLeaving(),   ids(r.getKnown()), key(r.getPromised()),
-                   r.getIdle(), r.getInstalled(), r.getFlowPause(),  r.getNeedsTransfer()};
+  return Heartbeat{r.getHeld(),          r.getLeaving(),       ids(r.getKnown()),
+                   key(r.getPromised()), r.getIdle(),          r.getInstalled(),
+                   r.getFlowPause(),     r.getNeedsTransfer(), r.getApplying()};
 }
 
 Message message(wire::Message::Reader r) {

@@ -25,9 +25,13 @@ TEST_CASE("gcs: every message kind round-trips") {
   m.from = a;
   m.history = std::string(16, 'h');
   m.view = {3, b};
-  m.body = Heartbeat{5, false, {a, b}, {4, a}, true, false, true, true};
+  m.body = Heartbeat{5, false, {a, b}, {4, a}, true, false, true, true, false};
   auto hb = std::get<Heartbeat>(round_trip(m).body);
   CHECK(hb.needs_transfer);
+  CHECK(!hb.applying);
+  m.body = Heartbeat{5, false, {a, b}, {4, a}, false, false, false, false, true};
+  CHECK(std::get<Heartbeat>(round_trip(m).body).applying);
+  m.body = Heartbeat{5, false, {a, b}, {4, a}, true, false, true, true, false};
   CHECK(hb.known == std::vector<NodeId>{a, b});
   CHECK(hb.promised == ViewKey{4, a});
   CHECK(hb.idle);

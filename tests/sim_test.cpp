@@ -542,6 +542,53 @@ TEST_CASE(
   }
 }
 
+// A learner's transfer ends with every write-set the group ordered meanwhile in its log (a 1 GiB
+// join: 230,000): it delivers them a bounded Ready at a time, and asks for its vote only once it
+// has delivered about all of them - given it earlier, its first batch in the new view held the
+// whole backlog, and the voters waited for it.
+TEST_CASE("gcs: a learner delivers its backlog in bounded Readies and gets its vote after it") {
+  SimOptions o = with_faults(21, {}, 3);
+  o.max_ready_deliveries = 50;
+  Cluster c(o);
+  c.boot(3);
+  REQUIRE(c.settle(10000).empty());
+  c.broadcast("n1", 10);  // so that the joiner needs a transfer
+  REQUIRE(c.settle(10000).empty());
+  std::vector<bool> said_applying;  // z's heartbeats' flag, in order
+  bool voted_while_applying = false;
+  c.set_drop([&](const gcs::NodeId& from, const gcs::NodeId& to, const gcs::Message& m) {
+    if (from == "z" && to == "n1" && c.member("z").view().learner("z"))
+      if (auto* h = std::get_if<gcs::Heartbeat>(&m.body); h && !h->needs_transfer)
+        said_applying.push_back(h->applying);
+    if (from == "n1" && std::holds_alternative<gcs::Propose>(m.body) && !said_applying.empty() &&
+        said_applying.back())
+      voted_while_applying = true;
+    return false;
+  });
+  c.join("z", {"n1"});
+  c.hold_transfer("z", true);
+  for (int i = 0; i < 5000 && !c.member("n1").view().learner("z"); ++i) c.run_for(1);
+  REQUIRE(c.member("n1").view().learner("z"));
+  for (int i = 0; i < 30; ++i) {
+    CHECK(c.broadcast("n2", 100) == 100);
+    c.run_for(20);
+  }
+  c.run_for(1000);
+  REQUIRE(c.member("z").view().learner("z"));
+  c.hold_transfer("z", false);
+  const std::string problem = c.settle(20000);
+  INFO(problem << "\n" << c.member("z").debug_string());
+  REQUIRE(problem.empty());
+  CHECK(in_view(c, "z", {"n1", "n2", "n3", "z"}));
+  CHECK_FALSE(c.member("n1").view().learner("z"));
+  CHECK(c.member("z").durable().delivered == 3010);
+  CHECK(c.result().largest_ready <= 50);
+  REQUIRE(!said_applying.empty());
+  CHECK(said_applying.front());  // 3,000 to deliver: more than a vote allows
+  CHECK_FALSE(said_applying.back());
+  CHECK_FALSE(voted_while_applying);
+}
+
 TEST_CASE("gcs: a learner catching up exchanges acks with the sequencer only") {
   int to_sequencer = 0, to_voters = 0, to_learner = 0;
   for (uint64_t seed = 1; seed <= 20; ++seed) {

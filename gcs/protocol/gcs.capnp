@@ -81,6 +81,7 @@ struct Message {
     installed @5 :Bool;
     flowPause @6 :Bool;
     needsTransfer @7 :Bool;
+    applying @8 :Bool;
   }
   struct Alive {
     flowPause @0 :Bool;

@@ -27,9 +27,16 @@ int main(int argc, char** argv) {
                  "but stall, a member whose batches stop reaching its disk while it says it "
                  "lives)");
   app.add_option("--trace", trace_file, "write every event as a JSON line (one run only)");
+  size_t ready_bound = SimOptions{}.max_ready_deliveries;
+  app.add_option("--max-ready-deliveries", ready_bound,
+                 "deliveries a member hands over in one Ready at most (small: the rest wait for "
+                 "the next, which the runs' short histories otherwise never show)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   SimOptions base;
+  base.max_ready_deliveries = ready_bound;
   base.nodes = nodes;
   base.steps = steps;
   if (!faults_text.empty()) {

@@ -14,8 +14,9 @@ namespace {
 
 constexpr Time kStep = 10;
 
-gcs::Config group_config() {
+gcs::Config group_config(size_t max_ready_deliveries) {
   gcs::Config c;  // as gcs-sim's: a fast group, so that many view changes fit in a run
+  c.limits.max_ready_deliveries = max_ready_deliveries;
   c.heartbeat_interval = 100;
   c.suspect_timeout = 1000;
   c.install_timeout = 1500;
@@ -125,8 +126,8 @@ bool NodeCluster::start(SimNode& n) {
   ++n.incarnation;
   n.last_submit.reset();
   n.applied_top = n.store->read()->meta().last_committed;
-  auto member = std::make_unique<gcs::Member>(n.id, core::load_durable(*n.store), group_config(),
-                                              n.seeds, now_);
+  auto member = std::make_unique<gcs::Member>(n.id, core::load_durable(*n.store),
+                                              group_config(o_.max_ready_deliveries), n.seeds, now_);
   n.in_view = member->view().id;
   n.group = std::make_unique<gcs::Group>(std::move(member), n);
   const uint64_t incarnation = n.incarnation;

@@ -36,6 +36,7 @@ struct NodeSimOptions {
   bool snapshots = false;
   Time liveness_limit = 60000;  // virtual ms allowed to settle after the faults stop
   std::ostream* trace = nullptr;
+  size_t max_ready_deliveries = gcs::Limits{}.max_ready_deliveries;
 };
 
 struct NodeSimResult {

@@ -31,6 +31,7 @@ gcs::Config Cluster::config() const {
   c.exclude_time = 3000;
   c.weights = o_.weights;
   c.persist_before_ack = !o_.memory_durability;
+  c.limits.max_ready_deliveries = o_.max_ready_deliveries;
   return c;
 }
 
@@ -98,6 +99,11 @@ void Cluster::process(SimNode& n) {
       n.durable.log = std::move(log);
     }
     for (auto& [to, m] : r.send) send(n.id, to, std::move(m));
+    result_.largest_ready =
+        std::max<size_t>(result_.largest_ready,
+                         std::count_if(r.events.begin(), r.events.end(), [](const gcs::Event& e) {
+                           return std::holds_alternative<gcs::Delivery>(e);
+                         }));
     for (auto& ev : r.events) {
       if (auto* d = std::get_if<gcs::Delivery>(&ev)) on_delivery(n, *d);
       if (auto* v = std::get_if<gcs::ViewEvent>(&ev)) on_view(n, *v);

@@ -43,6 +43,7 @@ struct SimOptions {
   std::ostream* trace = nullptr;            // JSON lines of every event, when set
   std::map<gcs::NodeId, uint32_t> weights;  // member weights (default 1)
   bool memory_durability = false;           // members run with persist_before_ack = false
+  size_t max_ready_deliveries = gcs::Limits{}.max_ready_deliveries;
 };
 
 struct SimResult {
@@ -55,6 +56,7 @@ struct SimResult {
   uint64_t broadcasts = 0;
   uint64_t crashes_before_persist = 0;  // after a Ready's early sends, before its persist
   gcs::Time settled_after = 0;          // virtual ms the liveness phase took
+  size_t largest_ready = 0;             // most deliveries one Ready carried
 };
 
 SimResult run_simulation(const SimOptions& options);

@@ -35,9 +35,16 @@ int main(int argc, char** argv) {
   app.add_flag("--snapshots", snapshot_heavy,
                "joiners catch up mostly by snapshot, in many small chunks (short logs, values "
                "of up to 200 bytes)");
+  size_t ready_bound = NodeSimOptions{}.max_ready_deliveries;
+  app.add_option("--max-ready-deliveries", ready_bound,
+                 "deliveries a member hands its node in one Ready at most (small: the rest wait "
+                 "for the next batch, which the runs' short histories otherwise never show)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   NodeSimOptions base;
+  base.max_ready_deliveries = ready_bound;
   base.nodes = nodes;
   base.steps = steps;
   base.snapshots = snapshot_heavy;
