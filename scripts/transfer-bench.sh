@@ -54,10 +54,15 @@ start() {
   for _ in $(seq 100); do "$tutti" --node "$(client "$i")" status >/dev/null 2>&1 && return; sleep 0.1; done
   echo "transfer-bench: n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 1
 }
-wait_synced() {  # node, seconds
-  for _ in $(seq $(($2 * 10))); do
+# Polls every ${3:-0.1} s. Under load it polls once a second: ten `tutti status` a second (with
+# the shell's forks) took about 30% of a core, which the group lost during the join only.
+wait_synced() {  # node, seconds[, interval]
+  local interval=${3:-0.1}
+  local polls
+  polls=$(awk -v s="$2" -v i="$interval" 'BEGIN { printf "%d", s / i }')
+  for _ in $(seq "$polls"); do
     status "$1" | grep -q '"state":"SYNCED"' && return
-    sleep 0.1
+    sleep "$interval"
   done
   echo "transfer-bench: n$1 not SYNCED within $2 s; its log:" >&2; tail -20 "$work/n$1.log" >&2
   exit 1
@@ -114,14 +119,17 @@ rm -rf "$work/n4"  # its 1 GiB: the disk's room is for n5
   >"$work/load.out" 2>&1 &
 bg+=($!)
 sleep 2
-s0=$(seqno 2); t0=$(now); sleep 10; s1=$(seqno 2); t1=$(now)
+# The rate before is taken as the one during: with a status poll a second (wait_synced's).
+s0=$(seqno 2); t0=$(now)
+for _ in $(seq 10); do status 2 | grep -q '"state":"SYNCED"' || true; sleep 1; done
+s1=$(seqno 2); t1=$(now)
 before=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
 echo "writes before the transfer: $before commits/s" >&2
 
 echo "n5 joins (empty) while the load goes on ..." >&2
 s0=$(seqno 2); t0=$(now)
 start 5 --peers "$(gcs 1)" ${JOINER_FLAGS:-}
-wait_synced 5 600
+wait_synced 5 600 1
 s1=$(seqno 2); t1=$(now)
 during=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
 line=$(snapshot_line 5)
