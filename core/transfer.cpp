@@ -332,7 +332,8 @@ std::optional<Joiner::Pull> Joiner::poll(Clock::time_point now) {
         fmt::format("no answer in {} ms",
                     std::chrono::duration_cast<std::chrono::milliseconds>(o_.timeout).count()),
         now, true);
-  if (in_flight_ || !pending_.empty() || !target_known_ || now < retry_at_) return std::nullopt;
+  if (in_flight_ || pending_.size() >= kMaxPendingWrites || !target_known_ || now < retry_at_)
+    return std::nullopt;
   if (mode_ == Mode::incremental && next_from_ > target_) return std::nullopt;
   // The whole snapshot is here, its install on the way: nothing to ask for (asking would find
   // the donor's session closed, and start over: the transfer bench saw it).

@@ -33,6 +33,10 @@ namespace tutti::core {
 using Clock = storage::Clock;
 
 inline constexpr uint32_t kTransferChunkBytes = 4u << 20;  // the most a donor sends at once
+// Chunks that arrived and wait for their write (besides the one being written) before the
+// joiner stops pulling: one more than the writer holds, so that the next pull's round trip
+// (the donor's read, both copies through the kernel) overlaps a write instead of following it.
+inline constexpr size_t kMaxPendingWrites = 2;
 // A pull unanswered this long is given up and the joiner turns to another donor.
 inline constexpr std::chrono::milliseconds kTransferTimeout{10000};
 // A donor that failed a joiner is not asked again for this long (unless it is the only one).
@@ -227,7 +231,7 @@ class Joiner {
   Clock::time_point sent_at_{};
   Clock::time_point retry_at_{};  // no pull before (a donor not yet at the range, say)
 
-  std::deque<TransferWrite> pending_;           // bounded: no pull while one waits
+  std::deque<TransferWrite> pending_;           // bounded: no pull while kMaxPendingWrites wait
   std::optional<TransferWrite::Kind> writing_;  // on its way to disk
   Clock::time_point write_started_{};
   bool group_busy_ = false;

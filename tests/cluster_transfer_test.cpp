@@ -2,6 +2,7 @@
 // a node that was down comes back by incremental transfer, a donor or a joiner dies mid-way, and
 // every node is killed at once; each ends with every node holding the same content.
 #include "cluster.hpp"
+#include "core/transfer.hpp"
 
 namespace {
 
@@ -109,12 +110,14 @@ TEST_CASE(
   Cluster c(3, kSmallLog);
   c.load(0, 400, 64 << 10);
   const size_t j = c.add(kSmallLog, slow_disk(400));
-  // Three 4 MiB chunks received: the first is staged on the joiner's disk (one write at a time).
+  // Four 4 MiB chunks received: the first is staged on the joiner's disk (one write at a time,
+  // and at most kMaxPendingWrites more received).
+  static_assert(tutti::core::kMaxPendingWrites == 2);
   c.wait_until(
       [&] {
         auto s = c.status(j);
         return !s.empty() && s["transfer"].is_object() &&
-               s["transfer"]["done"].get<uint64_t>() >= 12'000'000;
+               s["transfer"]["done"].get<uint64_t>() >= 16'000'000;
       },
       "the snapshot under way", std::chrono::seconds(30));
   c.nodes[j].process.kill9();
