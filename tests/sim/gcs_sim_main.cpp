@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "sim/sim_cli.hpp"
 #include "sim/simulator.hpp"
 
 int main(int argc, char** argv) {
@@ -27,12 +28,8 @@ int main(int argc, char** argv) {
                  "but stall, a member whose batches stop reaching its disk while it says it "
                  "lives)");
   app.add_option("--trace", trace_file, "write every event as a JSON line (one run only)");
-  size_t ready_bound = SimOptions{}.max_ready_deliveries;
-  app.add_option("--max-ready-deliveries", ready_bound,
-                 "deliveries a member hands over in one Ready at most (small: the rest wait for "
-                 "the next, which the runs' short histories otherwise never show)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  size_t ready_bound = 0;
+  add_ready_bound_option(app, ready_bound);
   CLI11_PARSE(app, argc, argv);
 
   SimOptions base;

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "sim/node_sim.hpp"
+#include "sim/sim_cli.hpp"
 
 int main(int argc, char** argv) {
   using namespace tutti::sim;
@@ -35,12 +36,8 @@ int main(int argc, char** argv) {
   app.add_flag("--snapshots", snapshot_heavy,
                "joiners catch up mostly by snapshot, in many small chunks (short logs, values "
                "of up to 200 bytes)");
-  size_t ready_bound = NodeSimOptions{}.max_ready_deliveries;
-  app.add_option("--max-ready-deliveries", ready_bound,
-                 "deliveries a member hands its node in one Ready at most (small: the rest wait "
-                 "for the next batch, which the runs' short histories otherwise never show)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  size_t ready_bound = 0;
+  add_ready_bound_option(app, ready_bound);
   CLI11_PARSE(app, argc, argv);
 
   NodeSimOptions base;
