@@ -139,10 +139,12 @@ class Member {
   const NodeId& coordinator_of(const std::vector<NodeId>& alive) const;
   void know(const NodeId& n);
   bool still_meeting() const;
-  // Whether a learner that finished its transfer holds about what the group delivered.
   // Positions a learner may lag the group by, in its log and in its deliveries, to get its vote.
   static constexpr uint64_t kVoteLag = 1024;
+  // Whether a learner that finished its transfer holds about what the group delivered, and has
+  // delivered about all it holds.
   bool vote_ready_learner() const;
+  // This member is such a learner, still more than kVoteLag positions from delivering all.
   bool applying_backlog() const;
   void maybe_propose();
   void propose(std::vector<NodeId> members);
