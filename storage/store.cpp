@@ -297,6 +297,7 @@ std::unique_ptr<Store> Store::open(const Options& options) {
 Store::Store(const Options& options, int lock_fd) : options_(options), lock_fd_(lock_fd) {}
 
 Store::~Store() {
+  warmer_.reset();
   cancel_snapshots();
   if (env_) {
     if (options_.durability == Durability::memory) {
@@ -343,6 +344,10 @@ void Store::open_env() {
   check(mdb_env_stat(env_, &st), "env stat");
   page_bytes_ = st.ms_psize;
   check_file_size(info.me_last_pgno);
+  if (options_.warm_ahead_bytes > 0)
+    warmer_ = std::make_unique<PageWarmer>(options_.dir / "data.mdb", options_.warm_ahead_bytes,
+                                           4 * options_.warm_ahead_bytes,
+                                           [this] { return free_bytes(); });
 
   MDB_txn* txn = nullptr;
   check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
@@ -664,6 +669,7 @@ void Store::grow_ahead() {
   MDB_envinfo info;
   check(mdb_env_info(env_, &info), "env info");
   const uint64_t used = (uint64_t{info.me_last_pgno} + 1) * page_bytes_;
+  if (warmer_) warmer_->used(used);
   const bool roomy = used * 2 <= map_bytes_ && map_bytes_ - used >= options_.map_headroom_bytes;
   if (roomy || map_bytes_ >= options_.max_map_bytes) return;
   std::unique_lock alone(growth_);

@@ -39,6 +39,7 @@
 #include "storage/content_hash.hpp"
 #include "storage/env.hpp"
 #include "storage/log.hpp"
+#include "storage/page_warmer.hpp"
 
 namespace tutti::storage {
 
@@ -83,6 +84,10 @@ struct Options {
   // A data dir of an older format (2 or 3) is upgraded in place when opened; false: it is
   // refused with StorageError(outdated) (checks that must change nothing: --verify, --recover).
   bool upgrade = true;
+  // Keep the page cache this far past the data file's last page populated, from a thread of its
+  // own at idle priority (storage/page_warmer.hpp), unless the disk would keep less than four times this
+  // free. 0: off (tests, the simulator: their stores are many and small). tuttid: 64 MiB.
+  uint64_t warm_ahead_bytes = 0;
 };
 
 class StorageError : public std::runtime_error {
@@ -416,7 +421,8 @@ class Store {
   mutable std::shared_mutex growth_;
   friend class Snapshot;
   std::mutex snapshots_mu_;
-  std::set<Snapshot*> snapshots_;  // cancelled before the map grows
+  std::set<Snapshot*> snapshots_;       // cancelled before the map grows
+  std::unique_ptr<PageWarmer> warmer_;  // with Options::warm_ahead_bytes
 };
 
 }  // namespace tutti::storage

@@ -140,6 +140,7 @@ int run_once(const Flags& f, std::optional<core::Daemon::Rejoin>* rejoin) {
   options.durability =
       f.durability == "memory" ? storage::Durability::memory : storage::Durability::fsync;
   options.wscache_bytes = f.wscache_mib << 20;
+  options.warm_ahead_bytes = 64u << 20;
   if (std::filesystem::exists(options.dir / "data.mdb")) {
     // In a child first: a damaged file must not take this process down before it says why.
     auto report = storage::verify_store(options, false);
