@@ -8,7 +8,8 @@
 #    the stream and install) and the time from its start to SYNCED; then n4 leaves (SIGTERM);
 # 3. measures the cluster's write rate (pipelined blind puts of 100 bytes through n2) for 10 s;
 # 4. starts an empty n5 while that load goes on: the snapshot's MB/s under load, and the write
-#    rate from n5's start to its SYNCED, as a share of the rate before;
+#    rate from n5's start to its SYNCED, as a share of the rate before; then n5 leaves and the
+#    rate is taken for 10 s more (the cluster's drift, apart from the transfer);
 # 5. kills n3 (kill -9), commits 200,000 small puts, restarts n3: it catches up from a donor's
 #    log; incremental write-sets/s (from its log: the range asked for, and the time to done).
 # Prints one markdown table (for docs/performance.md) with the date and machine.
@@ -137,6 +138,16 @@ mb=$(mb_of "$line")
 sst_s=$(s_of "$line")
 sst_rate=$(awk -v m="$mb" -v s="$sst_s" 'BEGIN { printf "%.0f", m / s }')
 share=$(awk -v a="$during" -v b="$before" 'BEGIN { printf "%.0f", 100 * a / b }')
+# The same load for 10 s after the join, n5 gone again (SIGTERM: it leaves the group), so the
+# same three members as before: whether the rate before still holds without a transfer, so that a
+# share below it can be told from the cluster's own drift.
+kill "${pids[5]}"; wait "${pids[5]}" 2>/dev/null || true; unset "pids[5]"
+sleep 1
+s0=$(seqno 2); t0=$(now)
+for _ in $(seq 10); do status 2 | grep -q '"state":"SYNCED"' || true; sleep 1; done
+s1=$(seqno 2); t1=$(now)
+after=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+echo "writes after the transfer: $after commits/s" >&2
 kill "${bg[0]}" 2>/dev/null; wait "${bg[0]}" 2>/dev/null || true; bg=()
 
 echo "kill -9 n3, 200,000 commits, n3 back ..." >&2
@@ -162,4 +173,5 @@ Transfer figures, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { prin
 | the same while the write load goes on (the transfer yields to the group) | $sst_rate MB/s ($sst_s s) | |
 | incremental transfer of $ist_n write-sets | $ist_rate write-sets/s ($ist_s s) | >= 12,000/s |
 | writes during the snapshot join, share of before | ${share}% ($during vs $before commits/s) | >= 80% |
+| writes in the 10 s after the join (n5 gone again), for comparison | $after commits/s | |
 EOF
