@@ -3,9 +3,9 @@
 // A commit that extends the file (a joiner staging a snapshot: megabytes per commit) has the
 // kernel allocate a page-cache page for every page it writes, on the writer's thread and in its
 // write(2). On a virtual machine that hands free guest memory back to its host (free page
-// reporting, as on this machine) each such page is also a fault in the host: a
-// first write there ran at about 620 MB/s against 7.8 GB/s into pages already cached, and was
-// half of a joiner's storage thread. The warmer extends the file ahead of LMDB's last page with
+// reporting, as on this machine) each such page is also a fault in the host: a first write
+// there ran at about 620 MB/s against 7.8 GB/s into pages already cached, and was half of a
+// joiner's storage thread. The warmer extends the file ahead of LMDB's last page with
 // fallocate (allocated blocks that read as zeros; the file's size only grows) and reads that
 // range, so the pages are in the cache before LMDB writes them: the allocation moves to another
 // core (when it is free: the thread runs at idle priority) and overlaps the writer's flushes.
