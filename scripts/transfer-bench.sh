@@ -120,19 +120,23 @@ rm -rf "$work/n4"  # its 1 GiB: the disk's room is for n5
   >"$work/load.out" 2>&1 &
 bg+=($!)
 sleep 2
-# The rate before is taken as the one during: with a status poll a second (wait_synced's).
-s0=$(seqno 2); t0=$(now)
-for _ in $(seq 10); do status 2 | grep -q '"state":"SYNCED"' || true; sleep 1; done
-s1=$(seqno 2); t1=$(now)
-before=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+rate() { awk -v a="$1" -v b="$2" -v x="$3" -v y="$4" 'BEGIN { printf "%.0f", (b - a) / (y - x) }'; }
+# n2's commits/s over 10 s, taken as the one during the join: with a status poll a second
+# (wait_synced's).
+rate_10s() {
+  local s0 t0
+  s0=$(seqno 2); t0=$(now)
+  for _ in $(seq 10); do status 2 | grep -q '"state":"SYNCED"' || true; sleep 1; done
+  rate "$s0" "$(seqno 2)" "$t0" "$(now)"
+}
+before=$(rate_10s)
 echo "writes before the transfer: $before commits/s" >&2
 
 echo "n5 joins (empty) while the load goes on ..." >&2
 s0=$(seqno 2); t0=$(now)
 start 5 --peers "$(gcs 1)" ${JOINER_FLAGS:-}
 wait_synced 5 600 1
-s1=$(seqno 2); t1=$(now)
-during=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+during=$(rate "$s0" "$(seqno 2)" "$t0" "$(now)")
 line=$(snapshot_line 5)
 mb=$(mb_of "$line")
 sst_s=$(s_of "$line")
@@ -143,10 +147,7 @@ share=$(awk -v a="$during" -v b="$before" 'BEGIN { printf "%.0f", 100 * a / b }'
 # share below it can be told from the cluster's own drift.
 kill "${pids[5]}"; wait "${pids[5]}" 2>/dev/null || true; unset "pids[5]"
 sleep 1
-s0=$(seqno 2); t0=$(now)
-for _ in $(seq 10); do status 2 | grep -q '"state":"SYNCED"' || true; sleep 1; done
-s1=$(seqno 2); t1=$(now)
-after=$(awk -v a="$s0" -v b="$s1" -v x="$t0" -v y="$t1" 'BEGIN { printf "%.0f", (b - a) / (y - x) }')
+after=$(rate_10s)
 echo "writes after the transfer: $after commits/s" >&2
 kill "${bg[0]}" 2>/dev/null; wait "${bg[0]}" 2>/dev/null || true; bg=()
 
