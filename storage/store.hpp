@@ -85,8 +85,9 @@ struct Options {
   // refused with StorageError(outdated) (checks that must change nothing: --verify, --recover).
   bool upgrade = true;
   // Keep the page cache this far past the data file's last page populated, from a thread of its
-  // own at idle priority (storage/page_warmer.hpp), unless the disk would keep less than four times this
-  // free. 0: off (tests, the simulator: their stores are many and small). tuttid: 64 MiB.
+  // own at idle priority (storage/page_warmer.hpp), unless the disk would keep less than four
+  // times this free. 0: off (tests, the simulator: their stores are many and small). tuttid:
+  // 64 MiB.
   uint64_t warm_ahead_bytes = 0;
 };
 

@@ -106,6 +106,7 @@ VerifyReport verify_store(const Options& options, bool full) {
     try {
       Options as_is = options;
       as_is.upgrade = false;
+      as_is.warm_ahead_bytes = 0;  // a check extends no file, and writes nothing to warm for
       out = Store::open(as_is)->verify(full);
     } catch (const StorageError& e) {
       out = e.what();
